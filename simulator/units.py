@@ -1,0 +1,32 @@
+"""Unit conversions used at the edges (input files and reports).
+
+Inside trainsim everything is SI: seconds, bytes, FLOPs, FLOP/s, bytes/s,
+watts, joules. Input files state units in field names (``bandwidth_GBps``,
+``latency_us``) and are converted once, on load, with these constants.
+"""
+
+KB = 1e3
+MB = 1e6
+GB = 1e9
+TB = 1e12
+KiB = 2**10
+MiB = 2**20
+GiB = 2**30
+
+TFLOPS = 1e12  # FLOP/s
+US = 1e-6  # seconds per microsecond
+MS = 1e-3  # seconds per millisecond
+
+
+def gbit_per_s_to_Bps(gbps: float) -> float:
+    """Gbit/s (network convention, 10^9 bits) to bytes/s."""
+    return gbps * 1e9 / 8
+
+
+def GBps_to_Bps(gBps: float) -> float:
+    """GB/s (10^9 bytes) to bytes/s."""
+    return gBps * 1e9
+
+
+BYTES_PER_ELEMENT = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+"""Bytes per element of a tensor held in the given precision (tf32 is stored as fp32)."""
