@@ -43,6 +43,9 @@ class ParallelPlan(BaseModel):
         40e6 * 4, gt=0, description="Gradient bucket for DP reduction, bytes of fp32 gradients (Megatron: 40M params)."
     )
     overlap_grad_reduce: bool = Field(True, description="Overlap DP gradient reduction with the last backward pass.")
+    grad_reduce_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="Precision gradients are reduced in across DP (Megatron-LM default: fp32 main grads)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ParallelPlan":

@@ -1,0 +1,78 @@
+"""Command line: ``trainsim run [SCENARIO] [--json]``.
+
+Errors a user can fix (an :class:`~simulator.errors.InputError`) are printed as
+one message naming the file and field, with exit code 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from simulator.errors import TrainsimError
+from simulator.scenario import DEFAULT_SCENARIO, bundled_scenarios, load_scenario
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="trainsim: simulate distributed LLM training before you book the hardware.")
+err_console = Console(stderr=True)
+
+
+def _fail(err: Exception) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    scenario: str = typer.Argument(DEFAULT_SCENARIO, help="Scenario YAML file, or the name of a bundled scenario."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (keys documented in the README)."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (overrides the scenario's)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="'representative' or 'full' (every DP replica)."),
+) -> None:
+    """Simulate one optimizer step of SCENARIO and report where the time goes."""
+    from simulator.results.report import print_report
+    from simulator.simulate import simulate
+
+    try:
+        sc = load_scenario(scenario)
+        changes = {}
+        if hardware:
+            changes["hardware_file"] = str(Path(hardware).resolve())
+        if mode:
+            changes["simulation"] = {"mode": mode}
+        if changes:
+            sc = sc.with_(**changes)
+        result = simulate(sc, record_timeline=False)
+    except TrainsimError as err:
+        _fail(err)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        print_report(result)
+
+
+@app.command("list")
+def list_things() -> None:
+    """List bundled scenarios, topologies, model presets and GPUs."""
+    from simulator.hardware.catalog import load_catalog
+    from simulator.network.topology import bundled_topologies
+    from simulator.workload.loading import preset_names
+
+    console = Console()
+    console.print("[bold]scenarios:[/bold] " + ", ".join(bundled_scenarios()))
+    console.print("[bold]topologies:[/bold] " + ", ".join(bundled_topologies()))
+    console.print("[bold]models:[/bold] " + ", ".join(preset_names()))
+    console.print("[bold]gpus:[/bold] " + ", ".join(load_catalog().names()))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

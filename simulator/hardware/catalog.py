@@ -1,0 +1,444 @@
+"""Accelerator catalog: what one GPU can do per second, with the source of every figure.
+
+The packaged ``gpus.yaml`` (next to this module) lists accelerators in input units
+(``peak_tflops``, ``hbm_GB``, ``hbm_bandwidth_TBps``, ``intra_node_bandwidth_GBps``, ...).
+:func:`load_catalog` validates it, converts once to SI and returns a :class:`Catalog` of
+:class:`GPUSpec` (FLOP/s, bytes, bytes/s, watts).
+
+A user file in the same format is layered on top: each entry adds a GPU or replaces the packaged
+entry of the same slug. An entry with ``base: <slug or alias>`` starts from that GPU and changes only
+the fields it gives; ``peak_tflops`` merges precision by precision, so a power-capped H100 is::
+
+    h100-500w: {base: h100-sxm, tdp_W: 500, peak_tflops: {bf16: 800}}
+
+Rules for ``base`` (chosen so that nothing surprising is inherited):
+
+* ``base`` is looked up first among the other entries of the same file, then in the layer below
+  (the packaged catalog), by slug or alias, case-insensitively. So ``h100-sxm: {base: h100-sxm,
+  ...}`` in a user file modifies the packaged H100 in place.
+* A derived entry with a NEW slug does not inherit its base's ``aliases`` (two entries may not share
+  a name); an entry that keeps its base's slug does.
+* If the entry gives no ``source``, its source says which fields the user file changed and then
+  repeats the base's source, so no overridden figure is passed off as the vendor's.
+* A precision cannot be removed through ``base``; write a full entry instead.
+
+Every problem in an input file raises :class:`~simulator.errors.InputError` naming the file and the
+field as ``<slug>.<field>`` (``None`` for whole-file problems such as a missing file or bad YAML).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
+
+from simulator import units
+from simulator.errors import InputError
+
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8")
+"""Precision keys a catalog entry may list, in display order."""
+
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
+
+PACKAGED_FILE = "simulator/hardware/gpus.yaml"
+"""How errors in the packaged catalog name their file."""
+
+_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
+
+_Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class _GPUEntry(BaseModel):
+    """One catalog entry as written in a YAML file (input units; see ``gpus.yaml`` header)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    aliases: list[_Text] = Field(default_factory=list)
+    vendor: _Text
+    peak_tflops: dict[Precision, _Positive]
+    hbm_GB: _Positive
+    hbm_bandwidth_TBps: _Positive
+    tdp_W: _Positive
+    idle_W: _NonNegative
+    intra_node_bandwidth_GBps: _Positive
+    source: _Text
+    notes: str = ""
+
+    @field_validator("peak_tflops")
+    @classmethod
+    def _needs_fp32(cls, value: dict[str, float]) -> dict[str, float]:
+        if "fp32" not in value:
+            raise ValueError(f"must include fp32 (every accelerator runs fp32); allowed keys: {', '.join(PRECISIONS)}")
+        return value
+
+    @field_validator("idle_W")
+    @classmethod
+    def _idle_below_tdp(cls, value: float, info: ValidationInfo) -> float:
+        tdp = info.data.get("tdp_W")
+        if tdp is not None and value > tdp:
+            raise ValueError(f"idle_W={value} exceeds tdp_W={tdp}; idle power must be at most the power limit")
+        return value
+
+
+_ENTRY_FIELDS: tuple[str, ...] = tuple(_GPUEntry.model_fields)
+_ALLOWED_FIELDS = ", ".join((*_ENTRY_FIELDS, "base"))
+
+
+class GPUSpec(BaseModel):
+    """One accelerator in SI units.
+
+    ``peak_flops`` maps precision -> dense peak FLOP/s without sparsity, only for the precisions the
+    part runs (a missing ``tf32`` means TF32 mode runs at the fp32 rate). ``hbm_bytes`` is device
+    memory in bytes (GDDR for cards without HBM), ``hbm_bandwidth_Bps`` its bandwidth in bytes/s.
+    ``tdp_W`` is the board power limit; ``idle_W`` is an engineering estimate for a GPU waiting at
+    normal clocks (see ``gpus.yaml``). ``intra_node_bandwidth_Bps`` is the scale-up bandwidth per
+    GPU in ONE direction (NVLink / Infinity Fabric, or PCIe for cards without either).
+
+    Treat instances as read-only: the packaged catalog is cached and shared.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Catalog slug, lowercase, e.g. 'h100-sxm'.")
+    aliases: tuple[str, ...] = Field((), description="Other names accepted by Catalog.get.")
+    vendor: str
+    peak_flops: dict[str, float] = Field(description="Precision -> dense peak FLOP/s.")
+    hbm_bytes: float = Field(gt=0, description="Device memory, bytes.")
+    hbm_bandwidth_Bps: float = Field(gt=0, description="Device memory bandwidth, bytes/s.")
+    tdp_W: float = Field(gt=0, description="Board power limit, W.")
+    idle_W: float = Field(ge=0, description="Estimated power while waiting, W.")
+    intra_node_bandwidth_Bps: float = Field(gt=0, description="Scale-up bandwidth per GPU, one direction, bytes/s.")
+    source: str = Field(description="Where the figures come from.")
+    notes: str = Field("", description="Caveats, conflicts between sources, what is estimated.")
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """Precisions :meth:`peak_flops_for` accepts, in display order (tf32 included via fp32)."""
+        return tuple(p for p in PRECISIONS if p in self.peak_flops or (p == "tf32" and "fp32" in self.peak_flops))
+
+    def peak_flops_for(self, precision: str) -> float:
+        """Dense peak FLOP/s at ``precision`` (one of ``fp32, tf32, bf16, fp16, fp8``).
+
+        TF32 on a part without TF32 runs at the fp32 rate. There is no other fallback: bf16 on a
+        V100, or fp8 on an A100, raises :class:`InputError` naming the GPU and what it supports.
+        """
+        key = precision.strip().lower() if isinstance(precision, str) else None
+        if key in self.peak_flops:
+            return self.peak_flops[key]
+        if key == "tf32" and "fp32" in self.peak_flops:
+            return self.peak_flops["fp32"]
+        if key not in PRECISIONS:
+            raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}", field="precision")
+        supported = [p if p in self.peak_flops else f"{p} (at the fp32 rate)" for p in self.precisions]
+        raise InputError(f"{self.name} does not support {key}; it supports {', '.join(supported)}", field="precision")
+
+    @classmethod
+    def _from_entry(cls, name: str, entry: _GPUEntry) -> "GPUSpec":
+        return cls(
+            name=name,
+            aliases=tuple(entry.aliases),
+            vendor=entry.vendor,
+            peak_flops={p: entry.peak_tflops[p] * units.TFLOPS for p in PRECISIONS if p in entry.peak_tflops},
+            hbm_bytes=entry.hbm_GB * units.GB,
+            hbm_bandwidth_Bps=entry.hbm_bandwidth_TBps * units.TB,
+            tdp_W=entry.tdp_W,
+            idle_W=entry.idle_W,
+            intra_node_bandwidth_Bps=units.GBps_to_Bps(entry.intra_node_bandwidth_GBps),
+            source=entry.source,
+            notes=entry.notes,
+        )
+
+
+class Catalog:
+    """A set of :class:`GPUSpec`, looked up by slug or alias, case-insensitively.
+
+    Raises :class:`InputError` (``field="<slug>.aliases"`` or ``"<slug>"``) if two GPUs share a name.
+    """
+
+    def __init__(self, specs: Iterable[GPUSpec], *, _entries: Mapping[str, _GPUEntry] | None = None):
+        self._specs: dict[str, GPUSpec] = {}
+        self._index: dict[str, str] = {}
+        for spec in specs:
+            self._specs[spec.name] = spec
+            for i, label in enumerate((spec.name, *spec.aliases)):
+                key = label.strip().lower()
+                owner = self._index.setdefault(key, spec.name)
+                if owner != spec.name:
+                    raise InputError(
+                        f"{label!r} already names GPU {owner!r}; every slug and alias must be unique "
+                        f"(case-insensitive), pick another name",
+                        field=spec.name if i == 0 else f"{spec.name}.aliases",
+                    )
+        # Input-unit entries, kept so that a later layer's `base:` merges exact file values.
+        self._entries: dict[str, _GPUEntry] = dict(_entries or {})
+
+    def get(self, name: str) -> GPUSpec:
+        """The GPU called ``name`` (slug or alias, any case); unknown names raise :class:`InputError`."""
+        slug = self._resolve(name)
+        if slug is None:
+            hint = ""
+            if isinstance(name, str):
+                close = difflib.get_close_matches(name.strip().lower(), list(self._index), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InputError(
+                f"unknown GPU {name!r}{hint}; known: {', '.join(self.names())} "
+                f"(aliases such as 'A100-SXM4-80GB' are also accepted, case-insensitive)",
+                field="gpu",
+            )
+        return self._specs[slug]
+
+    def names(self) -> list[str]:
+        """All slugs, sorted."""
+        return sorted(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return self._resolve(name) is not None
+
+    def __iter__(self) -> Iterator[GPUSpec]:
+        return (self._specs[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"Catalog({', '.join(self.names())})"
+
+    def _resolve(self, name: object) -> str | None:
+        if not isinstance(name, str):
+            return None
+        return self._index.get(name.strip().lower())
+
+
+def load_catalog(user_file: str | Path | None = None) -> Catalog:
+    """The packaged catalog, with the entries of ``user_file`` (same YAML format) layered on top.
+
+    The packaged part is read once per process and cached. Any problem in ``user_file`` raises
+    :class:`InputError` with ``file=user_file`` and ``field="<slug>.<field>"``.
+    """
+    packaged = _packaged_catalog()
+    if user_file is None:
+        return packaged
+    path = Path(user_file)
+    return _apply_layer(packaged, _read_yaml(path), file=path)
+
+
+@lru_cache(maxsize=1)
+def _packaged_catalog() -> Catalog:
+    text = resources.files(__package__).joinpath("gpus.yaml").read_text(encoding="utf-8")
+    return _apply_layer(Catalog(()), _parse_yaml(text, file=PACKAGED_FILE), file=PACKAGED_FILE)
+
+
+# --- YAML reading -------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (plain PyYAML keeps the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:  # unhashable key: construct_mapping reports it
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(
+            "file not found; give the path of a YAML GPU catalog (format: simulator/hardware/gpus.yaml)", file=path
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason}); expected a YAML GPU catalog", file=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}", file=path) from None
+    return _parse_yaml(text, file=path)
+
+
+def _parse_yaml(text: str, *, file: str | Path) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"not valid YAML{where}: {problem}", file=file) from None
+
+
+# --- layering -----------------------------------------------------------------------------------
+
+
+def _apply_layer(lower: Catalog, raw: Any, *, file: str | Path) -> Catalog:
+    """``lower`` with the entries of one parsed file added or replacing same-slug entries."""
+    if raw is None:
+        raise InputError("file is empty; expected a mapping of GPU slug -> entry", file=file)
+    if not isinstance(raw, dict):
+        raise InputError(
+            f"expected a mapping of GPU slug -> entry at the top level, got {_type_name(raw)}", file=file
+        )
+    for slug in raw:
+        if not isinstance(slug, str) or not _SLUG_RE.match(slug):
+            raise InputError(
+                f"GPU slug {slug!r} is not allowed; use lowercase letters, digits and . _ + - "
+                f"(starting with a letter or digit), e.g. 'h100-sxm'",
+                file=file,
+                field=str(slug),
+            )
+
+    resolved: dict[str, _GPUEntry] = {}
+    for slug in raw:
+        _resolve_entry(slug, raw, lower, resolved, chain=(), file=file)
+
+    entries = {**lower._entries, **resolved}
+    kept = [spec for spec in lower if spec.name not in resolved]
+    new = [GPUSpec._from_entry(slug, resolved[slug]) for slug in raw]
+    try:
+        return Catalog([*kept, *new], _entries=entries)
+    except InputError as exc:
+        raise exc.with_file(file) from None
+
+
+def _resolve_entry(
+    slug: str,
+    raw: dict[str, Any],
+    lower: Catalog,
+    resolved: dict[str, _GPUEntry],
+    *,
+    chain: tuple[str, ...],
+    file: str | Path,
+) -> _GPUEntry:
+    """Validate entry ``slug`` of ``raw``, first resolving its ``base`` (recursively); memoised."""
+    if slug in resolved:
+        return resolved[slug]
+    body = raw[slug]
+    if not isinstance(body, dict):
+        raise InputError(
+            f"expected a mapping of fields ({_ALLOWED_FIELDS}), got {_type_name(body)}", file=file, field=slug
+        )
+
+    fields = dict(body)
+    if "base" in fields:
+        fields = _derive(slug, fields, raw, lower, resolved, chain=chain, file=file)
+
+    try:
+        entry = _GPUEntry.model_validate(fields)
+    except ValidationError as exc:
+        raise _input_error(exc, slug, file) from None
+    resolved[slug] = entry
+    return entry
+
+
+def _derive(
+    slug: str,
+    fields: dict[str, Any],
+    raw: dict[str, Any],
+    lower: Catalog,
+    resolved: dict[str, _GPUEntry],
+    *,
+    chain: tuple[str, ...],
+    file: str | Path,
+) -> dict[str, Any]:
+    """The fields of entry ``slug`` merged onto those of its ``base``."""
+    base_name = fields.pop("base")
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise InputError(
+            f"base must be the slug or alias of a known GPU, got {base_name!r}", file=file, field=f"{slug}.base"
+        )
+    key = base_name.strip().lower()
+    if key in raw and key != slug:
+        if key in chain:
+            cycle = " -> ".join((*chain, slug, key))
+            raise InputError(
+                f"base entries form a cycle ({cycle}); one of them must be a full entry", file=file, field=f"{slug}.base"
+            )
+        base_entry = _resolve_entry(key, raw, lower, resolved, chain=(*chain, slug), file=file)
+        base_slug = key
+    elif key in lower:
+        base_slug = lower.get(key).name
+        base_entry = lower._entries[base_slug]
+    else:
+        known = sorted({*lower.names(), *(k for k in raw if k != slug)})
+        raise InputError(
+            f"unknown base GPU {base_name!r}; known: {', '.join(known)}", file=file, field=f"{slug}.base"
+        )
+
+    merged = base_entry.model_dump()
+    if slug != base_slug:
+        merged["aliases"] = []
+    for name, value in fields.items():
+        if name == "peak_tflops" and isinstance(value, dict):
+            merged[name] = {**merged[name], **value}
+        else:
+            merged[name] = value
+    if "source" not in fields:
+        changed = ", ".join(n for n in fields if n not in ("aliases", "notes")) or "no figures"
+        merged["source"] = (
+            f"{file}: {slug} = {base_slug} with {changed} changed by the user; other figures: {base_entry.source}"
+        )
+    return merged
+
+
+def _input_error(exc: ValidationError, slug: str, file: str | Path) -> InputError:
+    """One InputError for all problems pydantic found in entry ``slug``; ``field`` is the first one's path.
+
+    Missing fields are grouped into one problem so that a bare entry gives one readable sentence.
+    """
+    problems: list[tuple[str, str]] = []
+    missing: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err["loc"] if part != "[key]"]
+        path = ".".join((slug, *loc))
+        kind = err["type"]
+        if kind == "missing":
+            if not missing:
+                problems.append((path, ""))  # placeholder, filled in below
+            missing.append(".".join(loc))
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            msg = f"unknown field; allowed fields: {_ALLOWED_FIELDS}"
+        elif not isinstance(err.get("input"), (dict, list)) and kind != "value_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        problems.append((path, msg))
+    if missing:
+        i = next(i for i, (_, m) in enumerate(problems) if not m)
+        problems[i] = (
+            problems[i][0],
+            f"required field(s) missing: {', '.join(missing)}; give them, or start from a known GPU "
+            f"with `base: <slug>`",
+        )
+    field, first = problems[0]
+    rest = "; ".join(f"{p}: {m}" for p, m in problems[1:])
+    return InputError(first + (f" (also {rest})" if rest else ""), file=file, field=field)
+
+
+def _type_name(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )

@@ -1,0 +1,53 @@
+"""Energy of a timeline: power per device state integrated over time.
+
+A GPU is in one of three states: *computing* (draws ``power.compute x TDP``),
+*communicating* only (``power.communicate x TDP``) or *idle* (the catalog's
+idle draw). Communication hidden behind compute costs nothing extra here: the
+GPU is already in the computing state. Node power other than GPUs (CPUs,
+memory, NICs, fans) and switch power come from the topology and are drawn for
+the whole step; the facility's PUE multiplies everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.hardware.compute import PowerFractions
+
+
+@dataclass(frozen=True)
+class StateTimes:
+    """Seconds one GPU spent in each state during a step."""
+
+    compute_s: float
+    communicate_s: float
+    idle_s: float
+
+
+def gpu_energy_J(times: StateTimes, tdp_W: float, idle_W: float, fractions: PowerFractions) -> float:
+    """Joules one GPU draws over ``times``."""
+    return (
+        times.compute_s * fractions.compute * tdp_W
+        + times.communicate_s * fractions.communicate * tdp_W
+        + times.idle_s * idle_W
+    )
+
+
+@dataclass(frozen=True)
+class StepEnergy:
+    """Energy of one step for the whole fleet, joules."""
+
+    gpu_J: float
+    node_overhead_J: float
+    network_J: float
+    pue: float
+
+    @property
+    def it_J(self) -> float:
+        """IT energy: GPUs, rest of the nodes and the network."""
+        return self.gpu_J + self.node_overhead_J + self.network_J
+
+    @property
+    def facility_J(self) -> float:
+        """IT energy times PUE."""
+        return self.it_J * self.pue

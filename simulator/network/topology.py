@@ -1,0 +1,623 @@
+"""Cluster topologies: GPUs, node switches, NICs and the switch fabric as a directed graph.
+
+A topology file (YAML, ``topologies/*.yaml``) describes one node design and one fabric.
+:func:`load_topology` validates it and builds a :class:`Topology` for a fleet of
+``n_gpus`` GPUs: only the nodes the fleet needs are built, so graph size grows with
+the fleet.
+
+Graph
+-----
+Vertices: ``("gpu", g)``, ``("nvswitch", node)`` or ``("pcie", node)``,
+``("nic", node, i)``, ``("leaf", i)``, ``("spine", i)``, ``("core", i)``. Every cable
+is two directed edges, one per direction. Edge attributes: ``bandwidth_Bps`` (one
+direction), ``latency_s``, ``kind`` and ``id`` (dense, ``0 .. n_edges - 1``, in a
+fixed build order, so ids are the same on every run).
+
+=====================  =========  ===========================================
+edge                   kind       bandwidth (one direction)
+=====================  =========  ===========================================
+gpu <-> nvswitch       nvlink     ``scale_up.bandwidth_GBps`` (per GPU)
+gpu <-> pcie           pcie       ``scale_up.bandwidth_GBps`` (per GPU)
+gpu <-> nic            pcie       ``pcie_bandwidth_GBps`` (NVSwitch nodes: GPUDirect RDMA
+                                  through the PCIe switch the GPU shares with its rail NIC)
+pcie <-> nic           pcie       ``pcie_bandwidth_GBps`` (PCIe nodes: the NIC's slot)
+nic <-> leaf           nic        ``nic_bandwidth_Gbps`` (one cable per NIC, never merged)
+leaf <-> spine         fabric     leaf downlink capacity / ``oversubscription``
+spine <-> core         fabric     spine-group downlink capacity / ``spine_oversubscription``
+=====================  =========  ===========================================
+
+``pcie_bandwidth_GBps`` defaults to ``scale_up.bandwidth_GBps`` on PCIe nodes and to
+the NIC line rate on NVSwitch nodes (so it never narrows a NIC path by default).
+
+Latency (one way) is split over edges so that a path's latency is a sum of physical
+parts: each GPU-to-switch edge carries half of ``scale_up.latency_us`` (GPU-to-GPU inside
+a node = ``latency_us``); the host side of a NIC (gpu->nic or pcie->nic) and its cable
+each carry half of ``nic_latency_us`` (one NIC traversal = ``nic_latency_us``); every
+edge incident to a fabric switch carries half of ``switch_latency_us`` (one switch
+traversal = ``switch_latency_us``).
+
+Fabric
+------
+Nodes are grouped in *units* of ``nodes_per_unit`` (a SuperPOD scalable unit).
+
+* ``rail_optimized``: NIC ``i`` of every node of unit ``u`` goes to leaf ``u * nics + i``
+  (rail ``i``). With 2 tiers every leaf goes to one spine group ``("spine", 0)``. With
+  3 tiers the leaves of rail ``i`` (one per unit) go to spine group ``("spine", i)`` and
+  all spine groups go to ``("core", 0)``: same-rail traffic turns at the spine group,
+  cross-rail traffic at the core.
+* ``fat_tree``: all NICs of the nodes of unit ``u`` go to leaf ``u``. With 2 tiers all
+  leaves go to ``("spine", 0)``; with 3 tiers the leaves of ``units_per_group``
+  consecutive units go to spine group ``u // units_per_group`` and all groups to
+  ``("core", 0)``. With 1 tier the whole fleet is one unit under one switch.
+
+Aggregation (stated assumption): a tier's switches that serve one group (a leaf for a
+rail of a unit, a spine group, the core) are one vertex, and the parallel cables
+between two such vertices are one edge whose bandwidth is their sum. This is exact for
+bandwidth under perfect ECMP/adaptive-routing spreading (a fluid model), optimistic when
+flows collide on hashes. Per-NIC cables stay separate because NICs are where transfers
+really share. Switch vertices themselves are non-blocking.
+
+Capacities: a leaf's downlink capacity is that of a *full* unit (``nodes_per_unit`` nodes
+x NICs per leaf x NIC rate; the switches exist even when the fleet fills the unit only in
+part); its uplink is that / ``oversubscription``. A spine group's uplink to the core is
+the sum of the uplinks of the leaves built under it / ``spine_oversubscription``.
+
+Routing (deterministic, O(path length), no graph search): a GPU sends and receives
+inter-node traffic through its rail NIC ``nic_of(gpu)``; intra-node traffic goes
+gpu -> node switch -> gpu; inter-node traffic climbs only as high as needed (same leaf,
+else the spine group shared by both leaves, else the core). Paths in both directions
+have the same length and latency. NCCL's PXN (hop over NVLink to a GPU on the
+destination's rail first) is a collective-algorithm choice and is not done here.
+
+Growth rule
+-----------
+A fleet larger than ``fabric.max_nodes`` nodes is built only when ``fabric.grow`` is
+true: more units of ``nodes_per_unit`` nodes are added (the last may be partial), each
+with its own leaves whose uplinks keep the declared oversubscription. Rail-optimized:
+every spine group gains one leaf per new unit and its core uplink grows with it.
+Fat tree with 3 tiers: new units fill spine groups of ``units_per_group`` units, a new
+group is added when one is full. Because tiers are aggregated, growth never adds a tier:
+a real fabric of that size might need one more switch level (more latency) than the
+file's ``tiers``. With ``grow: false`` a larger fleet raises :class:`InputError` on
+``fabric.max_nodes``.
+
+Fleet size: ``n_gpus`` must be a multiple of ``node.gpus`` when it spans more than one
+node; a fleet smaller than one node builds a single node with only ``n_gpus`` GPUs
+(``gpus_per_node = n_gpus``), which keeps its rail mapping to the node's NICs.
+
+Power: ``Topology.power`` holds the non-GPU power of a node and of one fabric switch
+(from the file, with sources) and an *estimate* of the physical switch count of the
+built fabric: per aggregated vertex ``ceil(ports / switch_ports)`` where ports count
+downlinks plus uplinks at NIC rate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Hashable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import networkx as nx
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from simulator.errors import InputError
+from simulator.units import US, GBps_to_Bps, gbit_per_s_to_Bps
+
+Link = tuple[Hashable, Hashable]
+"""A directed edge ``(u, v)`` of :attr:`Topology.graph`."""
+
+LINK_KINDS = ("nvlink", "pcie", "nic", "fabric")
+"""Values of the ``kind`` edge attribute."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScaleUpSpec(_Strict):
+    """The node's GPU-to-GPU interconnect."""
+
+    kind: Literal["nvswitch", "pcie"] = Field(
+        description="nvswitch (NVLink through NVSwitch) or pcie (host PCIe switch)."
+    )
+    bandwidth_GBps: float = Field(gt=0, description="Per GPU, one direction, GB/s (10^9 bytes/s).")
+    latency_us: float = Field(ge=0, description="One-way GPU-to-GPU latency inside the node, microseconds.")
+
+
+class NodeSpec(_Strict):
+    """One node (server): GPUs, their switch, compute NICs, non-GPU power."""
+
+    gpus: int = Field(gt=0, description="GPUs per node.")
+    scale_up: ScaleUpSpec
+    nics: int = Field(gt=0, description="Compute-fabric NICs per node; must divide gpus.")
+    nic_bandwidth_Gbps: float = Field(gt=0, description="Line rate of one NIC, one direction, Gbit/s.")
+    nic_latency_us: float = Field(
+        ge=0, description="One-way latency of one NIC traversal (host side + cable), microseconds."
+    )
+    pcie_bandwidth_GBps: float | None = Field(
+        None,
+        gt=0,
+        description="PCIe path from GPU (or host switch) to a NIC, one direction, GB/s; "
+        "default: scale_up bandwidth on pcie nodes, NIC line rate on nvswitch nodes.",
+    )
+    power_W: float = Field(ge=0, description="Node power other than GPUs (CPUs, memory, NICs, fans), watts.")
+    power_source: str = Field(min_length=1, description="Where power_W comes from, or 'estimate: ...'.")
+
+
+class FabricSpec(_Strict):
+    """The scale-out switch fabric."""
+
+    kind: Literal["rail_optimized", "fat_tree"] = Field(description="rail_optimized or fat_tree.")
+    tiers: Literal[1, 2, 3] = Field(description="1 (one switch), 2 (leaf-spine) or 3 (leaf-spine-core).")
+    nodes_per_unit: int = Field(gt=0, description="Nodes under one group of leaves (scalable unit).")
+    units_per_group: int | None = Field(None, gt=0, description="fat_tree with 3 tiers only: units per spine group.")
+    oversubscription: float = Field(1.0, gt=0, description="Leaf downlink:uplink bandwidth ratio; 1 = non-blocking.")
+    spine_oversubscription: float = Field(
+        1.0, gt=0, description="3 tiers: spine-group downlink:uplink (to core) ratio; 1 = non-blocking."
+    )
+    switch_latency_us: float = Field(ge=0, description="One-way latency of one switch traversal, microseconds.")
+    switch_ports: int = Field(gt=0, description="Ports per physical switch at NIC rate (for switch counts).")
+    switch_power_W: float = Field(ge=0, description="Power of one physical switch incl. its optics, watts.")
+    switch_power_source: str = Field(min_length=1, description="Where switch_power_W comes from, or 'estimate: ...'.")
+    max_nodes: int = Field(gt=0, description="Nodes the file describes.")
+    grow: bool = Field(description="Whether a fleet larger than max_nodes may be built (growth rule).")
+
+
+class TopologyFile(_Strict):
+    """A topology file: one node design and one fabric."""
+
+    name: str = Field(min_length=1, description="Display name.")
+    source: str = Field(min_length=1, description="Where the figures come from.")
+    gpu: str | None = Field(None, description="Catalog slug of the nodes' GPU, e.g. a100-80gb.")
+    node: NodeSpec
+    fabric: FabricSpec
+
+
+_SCHEMA_AT: dict[tuple[str, ...], type[BaseModel]] = {
+    (): TopologyFile,
+    ("node",): NodeSpec,
+    ("node", "scale_up"): ScaleUpSpec,
+    ("fabric",): FabricSpec,
+}
+
+
+# --------------------------------------------------------------------------- power
+
+
+@dataclass(frozen=True)
+class NodePower:
+    """Non-GPU power of the built fleet, watts.
+
+    ``total_W = n_nodes * node_W + n_switches * switch_W``. ``n_switches`` is an
+    estimate from port counts (see the module docstring), not a bill of materials.
+    """
+
+    node_W: float
+    switch_W: float
+    n_nodes: int
+    n_switches: int
+    source: str
+
+    @property
+    def nodes_W(self) -> float:
+        """Non-GPU power of all nodes, watts."""
+        return self.node_W * self.n_nodes
+
+    @property
+    def switches_W(self) -> float:
+        """Power of all fabric switches, watts."""
+        return self.switch_W * self.n_switches
+
+    @property
+    def total_W(self) -> float:
+        """Nodes plus switches, watts."""
+        return self.nodes_W + self.switches_W
+
+
+# --------------------------------------------------------------------------- topology
+
+
+class Topology:
+    """A built cluster: graph, deterministic routing, per-edge arrays.
+
+    Build with :func:`load_topology`. Arrays indexed by edge id: :attr:`bandwidth_Bps`
+    (bytes/s, one direction), :attr:`latency_s` (seconds), :attr:`link_kind`,
+    :attr:`links` (the ``(u, v)`` pair).
+    """
+
+    def __init__(self, spec: TopologyFile, n_nodes: int, gpus_per_node: int, *, file: str | None = None):
+        node, fab = spec.node, spec.fabric
+        self.spec = spec
+        self.file = file
+        self.name: str = spec.name
+        self.gpu: str | None = spec.gpu
+        self.gpus_per_node: int = gpus_per_node
+        self.n_nodes: int = n_nodes
+        self.n_gpus: int = n_nodes * gpus_per_node
+        self.n_nics_per_node: int = node.nics
+        self._gpus_per_nic = node.gpus // node.nics  # rails: GPU local index // this
+        self._rail = fab.kind == "rail_optimized"
+        self._tiers = fab.tiers
+        self._npu = fab.nodes_per_unit
+        self._upg = fab.units_per_group
+        self.n_units: int = math.ceil(n_nodes / fab.nodes_per_unit)
+
+        hub_kind = node.scale_up.kind  # "nvswitch" | "pcie"
+        su_bw = GBps_to_Bps(node.scale_up.bandwidth_GBps)
+        su_half = node.scale_up.latency_us * US / 2
+        nic_bw = gbit_per_s_to_Bps(node.nic_bandwidth_Gbps)
+        nic_half = node.nic_latency_us * US / 2
+        sw_half = fab.switch_latency_us * US / 2
+        if node.pcie_bandwidth_GBps is not None:
+            pcie_bw = GBps_to_Bps(node.pcie_bandwidth_GBps)
+        else:
+            pcie_bw = su_bw if hub_kind == "pcie" else nic_bw
+        su_kind = "nvlink" if hub_kind == "nvswitch" else "pcie"
+
+        links: list[Link] = []
+        bw: list[float] = []
+        lat: list[float] = []
+        kinds: list[str] = []
+
+        def cable(u: Hashable, v: Hashable, bandwidth: float, latency: float, kind: str) -> None:
+            for a, b in ((u, v), (v, u)):
+                links.append((a, b))
+                bw.append(bandwidth)
+                lat.append(latency)
+                kinds.append(kind)
+
+        # Per GPU: the vertices from the GPU up to its leaf (the rest of a path is fabric).
+        self._up: list[tuple[Hashable, ...]] = []
+        for n in range(n_nodes):
+            hub = (hub_kind, n)
+            for local in range(gpus_per_node):
+                cable(("gpu", n * gpus_per_node + local), hub, su_bw, su_half, su_kind)
+            for i in range(node.nics):
+                nic = ("nic", n, i)
+                if hub_kind == "pcie":
+                    cable(hub, nic, pcie_bw, nic_half, "pcie")
+                else:
+                    for local in range(gpus_per_node):
+                        if local // self._gpus_per_nic == i:
+                            cable(("gpu", n * gpus_per_node + local), nic, pcie_bw, nic_half, "pcie")
+            for local in range(gpus_per_node):
+                g = n * gpus_per_node + local
+                nic = ("nic", n, local // self._gpus_per_nic)
+                via = (("gpu", g), hub, nic) if hub_kind == "pcie" else (("gpu", g), nic)
+                self._up.append(via + (("leaf", self._leaf_of(n, nic[2])),))
+        self._hub = hub_kind
+
+        for n in range(n_nodes):
+            for i in range(node.nics):
+                cable(("nic", n, i), ("leaf", self._leaf_of(n, i)), nic_bw, nic_half + sw_half, "nic")
+
+        # Fabric tiers above the leaves.
+        nics_per_leaf = 1 if self._rail else node.nics
+        leaf_down_ports = fab.nodes_per_unit * nics_per_leaf
+        leaf_up_ports = 0 if fab.tiers == 1 else math.ceil(leaf_down_ports / fab.oversubscription)
+        leaf_up_bw = leaf_down_ports * nic_bw / fab.oversubscription
+        n_leaves = self.n_units * (node.nics if self._rail else 1)
+        n_switches = n_leaves * math.ceil((leaf_down_ports + leaf_up_ports) / fab.switch_ports)
+        if fab.tiers >= 2:
+            leaves_under: dict[int, int] = {}
+            for leaf in range(n_leaves):
+                s = self._spine_of(leaf)
+                leaves_under[s] = leaves_under.get(s, 0) + 1
+                cable(("leaf", leaf), ("spine", s), leaf_up_bw, 2 * sw_half, "fabric")
+            core_ports = 0
+            for s in sorted(leaves_under):
+                down_ports = leaves_under[s] * leaf_up_ports
+                up_ports = 0
+                if fab.tiers == 3:
+                    up_ports = math.ceil(down_ports / fab.spine_oversubscription)
+                    up_bw = leaves_under[s] * leaf_up_bw / fab.spine_oversubscription
+                    cable(("spine", s), ("core", 0), up_bw, 2 * sw_half, "fabric")
+                n_switches += math.ceil((down_ports + up_ports) / fab.switch_ports)
+                core_ports += up_ports
+            n_switches += math.ceil(core_ports / fab.switch_ports)
+
+        graph = nx.DiGraph(name=spec.name)
+        graph.add_edges_from(
+            (u, v, {"bandwidth_Bps": b, "latency_s": t, "kind": k, "id": i})
+            for i, ((u, v), b, t, k) in enumerate(zip(links, bw, lat, kinds))
+        )
+        self.graph: nx.DiGraph = graph
+        self.links: list[Link] = links
+        self.bandwidth_Bps: np.ndarray = np.array(bw, dtype=float)
+        self.latency_s: np.ndarray = np.array(lat, dtype=float)
+        self.link_kind: list[str] = kinds
+        self._edge_id: dict[Link, int] = {e: i for i, e in enumerate(links)}
+        self._lat = lat
+        self._paths: dict[tuple[int, int], tuple[Link, ...]] = {}
+        self._path_ids: dict[tuple[int, int], tuple[int, ...]] = {}
+        self.power = NodePower(
+            node_W=node.power_W,
+            switch_W=fab.switch_power_W,
+            n_nodes=n_nodes,
+            n_switches=n_switches,
+            source=f"node: {node.power_source.rstrip('.')}; switch: {fab.switch_power_source.rstrip('.')}",
+        )
+
+    # -- structure ------------------------------------------------------------------
+
+    def _leaf_of(self, node: int, nic: int) -> int:
+        unit = node // self._npu
+        return unit * self.n_nics_per_node + nic if self._rail else unit
+
+    def _spine_of(self, leaf: int) -> int:
+        if self._tiers == 2:
+            return 0
+        if self._rail:
+            return leaf % self.n_nics_per_node
+        return leaf // self._upg  # fat tree: leaf index == unit index
+
+    def _fabric_route(self, a: int, b: int) -> list[Hashable]:
+        """Switch vertices from leaf ``a`` to leaf ``b``, both included."""
+        if a == b:
+            return [("leaf", a)]
+        sa, sb = self._spine_of(a), self._spine_of(b)
+        if sa == sb:
+            return [("leaf", a), ("spine", sa), ("leaf", b)]
+        return [("leaf", a), ("spine", sa), ("core", 0), ("spine", sb), ("leaf", b)]
+
+    @property
+    def n_edges(self) -> int:
+        """Directed edges in the graph (edge ids are ``0 .. n_edges - 1``)."""
+        return len(self.links)
+
+    def _check_gpu(self, gpu: int) -> None:
+        if not 0 <= gpu < self.n_gpus:
+            raise ValueError(f"GPU {gpu} is not in this topology (GPUs 0..{self.n_gpus - 1})")
+
+    def node_of(self, gpu: int) -> int:
+        """Node index of ``gpu`` (``gpu // gpus_per_node``). Raises ValueError if out of range."""
+        self._check_gpu(gpu)
+        return gpu // self.gpus_per_node
+
+    def nic_of(self, gpu: int) -> int:
+        """Local index of the NIC (rail) ``gpu`` sends and receives through.
+
+        GPU ``k`` of a node uses NIC ``k // (gpus / nics)``: with one NIC per GPU, NIC ``k``.
+        """
+        self._check_gpu(gpu)
+        return (gpu % self.gpus_per_node) // self._gpus_per_nic
+
+    def path(self, src_gpu: int, dst_gpu: int) -> tuple[Link, ...]:
+        """Directed edges from ``src_gpu`` to ``dst_gpu`` in order (empty if equal).
+
+        Deterministic and cached; cost O(path length). Raises ValueError for unknown GPUs.
+        """
+        key = (src_gpu, dst_gpu)
+        hit = self._paths.get(key)
+        if hit is not None:
+            return hit
+        self._check_gpu(src_gpu)
+        self._check_gpu(dst_gpu)
+        if src_gpu == dst_gpu:
+            verts: list[Hashable] = [("gpu", src_gpu)]
+        elif src_gpu // self.gpus_per_node == dst_gpu // self.gpus_per_node:
+            verts = [("gpu", src_gpu), (self._hub, src_gpu // self.gpus_per_node), ("gpu", dst_gpu)]
+        else:
+            up, down = self._up[src_gpu], self._up[dst_gpu]
+            verts = [*up[:-1], *self._fabric_route(up[-1][1], down[-1][1]), *reversed(down[:-1])]
+        result = tuple(zip(verts[:-1], verts[1:]))
+        self._paths[key] = result
+        return result
+
+    def path_ids(self, src_gpu: int, dst_gpu: int) -> tuple[int, ...]:
+        """Edge ids of :meth:`path`, cached."""
+        key = (src_gpu, dst_gpu)
+        hit = self._path_ids.get(key)
+        if hit is None:
+            hit = tuple(self._edge_id[e] for e in self.path(src_gpu, dst_gpu))
+            self._path_ids[key] = hit
+        return hit
+
+    def path_latency_s(self, src_gpu: int, dst_gpu: int) -> float:
+        """One-way latency of :meth:`path`: the sum of its edges' ``latency_s``, seconds."""
+        # fsum is exactly rounded, so a path and its reverse have the same latency.
+        return math.fsum(self._lat[i] for i in self.path_ids(src_gpu, dst_gpu))
+
+    def __repr__(self) -> str:
+        return (
+            f"Topology({self.name!r}, nodes={self.n_nodes}, gpus={self.n_gpus}, "
+            f"units={self.n_units}, edges={self.n_edges})"
+        )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _bundled_dir() -> Any:
+    """The bundled topologies folder (package data, or the repo's folder in development)."""
+    try:
+        return resources.files("simulator.bundled.topologies")
+    except (ModuleNotFoundError, TypeError):
+        return Path(__file__).resolve().parents[2] / "topologies"
+
+
+def bundled_topologies() -> list[str]:
+    """Names of the bundled topology files (file stems), sorted."""
+    folder = _bundled_dir()
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _message_from_validation(err: ValidationError) -> tuple[str, str]:
+    """(dotted field, human message) for the first problem pydantic found."""
+    problems = err.errors()
+    first = problems[0]
+    loc = tuple(str(p) for p in first["loc"])
+    field = ".".join(loc)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        schema = _SCHEMA_AT.get(loc[:-1])
+        allowed = ", ".join(schema.model_fields) if schema else "see the documentation"
+        msg = f"unknown field; allowed here: {allowed}"
+    elif kind == "missing":
+        schema = _SCHEMA_AT.get(loc[:-1])
+        info = schema.model_fields.get(loc[-1]) if schema else None
+        what = f" ({info.description})" if info is not None and info.description else ""
+        msg = f"required field is missing{what}"
+    else:
+        msg = f"{first['msg']}, got {first['input']!r}"
+    if len(problems) > 1:
+        others = ", ".join(".".join(str(p) for p in e["loc"]) or "(top level)" for e in problems[1:])
+        msg += f" (also: {others})"
+    return field, msg
+
+
+def _check_consistency(spec: TopologyFile, path: str) -> None:
+    """Cross-field rules pydantic's per-field checks cannot express."""
+    node, fab = spec.node, spec.fabric
+    if node.nics > node.gpus or node.gpus % node.nics:
+        raise InputError(
+            f"{node.nics} NICs for {node.gpus} GPUs; nics must divide gpus (one rail per group of GPUs). "
+            "Describe k NICs per GPU as one NIC of k times the bandwidth.",
+            file=path,
+            field="node.nics",
+        )
+    if fab.tiers == 1:
+        if fab.kind == "rail_optimized":
+            raise InputError(
+                "rail_optimized needs 2 or 3 tiers (rails meet at the spine); use fat_tree for one switch",
+                file=path,
+                field="fabric.tiers",
+            )
+        if fab.max_nodes > fab.nodes_per_unit:
+            raise InputError(
+                f"a 1-tier fabric is one switch for one unit: max_nodes ({fab.max_nodes}) must be <= "
+                f"nodes_per_unit ({fab.nodes_per_unit})",
+                file=path,
+                field="fabric.max_nodes",
+            )
+        if fab.grow:
+            raise InputError(
+                "a 1-tier fabric (one switch) cannot grow; set grow: false", file=path, field="fabric.grow"
+            )
+    needs_groups = fab.kind == "fat_tree" and fab.tiers == 3
+    if needs_groups and fab.units_per_group is None:
+        raise InputError("fat_tree with 3 tiers needs units_per_group (> 0)", file=path, field="fabric.units_per_group")
+    if not needs_groups and fab.units_per_group is not None:
+        raise InputError(
+            "units_per_group is used only by fat_tree with 3 tiers; remove it",
+            file=path,
+            field="fabric.units_per_group",
+        )
+
+
+def parse_topology_file(text: str, path: str) -> TopologyFile:
+    """Validate the YAML text of a topology file. Raises :class:`InputError` naming ``path`` and the field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"not valid YAML{at}: {problem}", file=path) from None
+    if not isinstance(data, dict):
+        raise InputError(
+            f"expected a mapping with fields {', '.join(TopologyFile.model_fields)}, got {type(data).__name__}",
+            file=path,
+        )
+    try:
+        spec = TopologyFile.model_validate(data)
+    except ValidationError as exc:
+        field, msg = _message_from_validation(exc)
+        raise InputError(msg, file=path, field=field) from None
+    _check_consistency(spec, path)
+    return spec
+
+
+def _read_source(source: str | Path, file: str | None, field: str) -> tuple[str, str]:
+    """(text, display path) of a bundled name or a YAML path."""
+    is_name = isinstance(source, str) and not (
+        os.sep in source or "/" in source or source.endswith((".yaml", ".yml"))
+    )
+    if is_name:
+        entry = _bundled_dir().joinpath(f"{source}.yaml")
+        if not entry.is_file():
+            raise InputError(
+                f"unknown topology {source!r}; bundled topologies: {', '.join(bundled_topologies())} "
+                "(or give a path to a .yaml file)",
+                file=file,
+                field=field,
+            )
+        return entry.read_text(encoding="utf-8"), str(entry)
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(
+            f"topology file {str(path)!r} not found (bundled topologies: {', '.join(bundled_topologies())})",
+            file=file if file is not None else path,
+            field=field if file is not None else None,
+        )
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read topology file: {exc}", file=path) from None
+
+
+def _fleet_shape(spec: TopologyFile, n_gpus: int | None, path: str, file: str | None) -> tuple[int, int]:
+    """(n_nodes, gpus_per_node) for a fleet of ``n_gpus`` GPUs (None: what the file describes)."""
+    per_node, fab = spec.node.gpus, spec.fabric
+    if n_gpus is None:
+        return fab.max_nodes, per_node
+    if isinstance(n_gpus, bool) or not isinstance(n_gpus, (int, np.integer)) or n_gpus <= 0:
+        raise InputError(
+            f"fleet size must be a positive whole number of GPUs, got {n_gpus!r}", file=file or path, field="n_gpus"
+        )
+    n_gpus = int(n_gpus)
+    if n_gpus <= per_node:
+        return 1, n_gpus
+    if n_gpus % per_node:
+        lower, upper = n_gpus // per_node * per_node, (n_gpus // per_node + 1) * per_node
+        raise InputError(
+            f"{n_gpus} GPUs do not fill whole nodes of {per_node} GPUs ({spec.name}); "
+            f"use a multiple of {per_node}, e.g. {lower} or {upper}",
+            file=file or path,
+            field="n_gpus",
+        )
+    n_nodes = n_gpus // per_node
+    if n_nodes > fab.max_nodes and not fab.grow:
+        raise InputError(
+            f"a fleet of {n_gpus} GPUs needs {n_nodes} nodes, but this file describes at most "
+            f"{fab.max_nodes} nodes ({fab.max_nodes * per_node} GPUs) and has grow: false",
+            file=path,
+            field="fabric.max_nodes",
+        )
+    return n_nodes, per_node
+
+
+def load_topology(
+    source: str | Path,
+    n_gpus: int | None = None,
+    *,
+    file: str | None = None,
+    field: str = "topology",
+) -> Topology:
+    """Load and build a topology for a fleet of ``n_gpus`` GPUs.
+
+    ``source`` is a bundled name (see :func:`bundled_topologies`) or a path to a YAML
+    file. ``n_gpus=None`` builds what the file describes (``fabric.max_nodes`` nodes).
+    ``file`` and ``field`` name where ``source`` / ``n_gpus`` came from (e.g. the
+    scenario file and its ``topology`` field) for errors that are not the topology
+    file's own.
+
+    Raises :class:`InputError`: unknown bundled name (listing them), missing or
+    unreadable file, bad YAML, unknown/missing/ill-typed field, non-positive bandwidth,
+    inconsistent fabric (all naming the topology file and dotted field); ``n_gpus`` not
+    a whole number of nodes (field ``n_gpus``); a fleet beyond ``fabric.max_nodes`` when
+    ``grow`` is false (field ``fabric.max_nodes``, stating the largest fleet).
+    """
+    text, path = _read_source(source, file, field)
+    spec = parse_topology_file(text, path)
+    n_nodes, gpus_per_node = _fleet_shape(spec, n_gpus, path, file)
+    return Topology(spec, n_nodes, gpus_per_node, file=path)

@@ -1,0 +1,83 @@
+"""The human-readable report of ``trainsim run``: rich tables, units converted for people."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from simulator.results.step import BREAKDOWN_KEYS, StepResult
+
+LABELS = {
+    "forward": "forward compute",
+    "backward": "backward compute",
+    "recompute": "recompute",
+    "optimizer": "optimizer",
+    "tp_comm": "TP communication (exposed)",
+    "pp_comm": "PP communication (exposed)",
+    "dp_comm": "DP communication (exposed)",
+    "bubble": "pipeline bubble",
+    "stall": "synchronisation stall",
+}
+
+MEMORY_KEYS = ("parameters", "gradients", "optimizer", "activations", "buffers")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.1f}"
+
+
+def render(result: StepResult) -> Group:
+    """All tables of the report, ready for ``Console.print``."""
+    r = result
+    p = r.plan
+    head = Text.assemble(
+        (f"{r.scenario}\n", "bold"),
+        f"{r.model} on {r.n_gpus:,} x {r.gpu} ({r.topology})\n",
+        f"plan: TP {p['tp']} x PP {p['pp']} x DP {p['dp']}"
+        + (f", VPP {p['vpp']}" if p["vpp"] > 1 else "")
+        + f", micro-batch {p['micro_batch']}, global batch {p['global_batch']}"
+        f" ({p['n_microbatches']} micro-batches), {p['schedule']}, recompute {p['recompute']},"
+        f" ZeRO {p['zero_stage']}, {p['precision']}"
+        + (", sequence parallel" if p["sequence_parallel"] else "")
+        + f"; simulated in {r.mode} mode\n",
+    )
+
+    summary = Table(title="Step", show_header=False, title_justify="left")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    summary.add_row("step time", f"{r.step_time_s:,.3f} s")
+    summary.add_row("throughput", f"{r.tokens_per_s:,.0f} tokens/s")
+    summary.add_row("model FLOP/s per GPU", f"{r.model_flops_per_s_per_gpu / 1e12:,.1f} TFLOP/s")
+    summary.add_row("MFU / HFU", f"{r.mfu:.1%} / {r.hfu:.1%}")
+    summary.add_row("energy per step", f"{r.energy_per_step_J / 1e6:,.2f} MJ (PUE {r.energy_J['pue']:.2f})")
+    summary.add_row("average power per GPU", f"{r.avg_power_per_gpu_W:,.0f} W")
+
+    bd = Table(title="Where the step time goes (mean over pipeline stages)", title_justify="left")
+    bd.add_column("category")
+    bd.add_column("ms", justify="right")
+    bd.add_column("share", justify="right")
+    for k in BREAKDOWN_KEYS:
+        bd.add_row(LABELS[k], _ms(r.breakdown_s[k]), f"{r.breakdown_s[k] / r.step_time_s:.1%}")
+    bd.add_row("[bold]step[/bold]", f"[bold]{_ms(r.step_time_s)}[/bold]", "100%")
+    hidden = ", ".join(f"{k.split('_')[0].upper()} {_ms(v)} ms" for k, v in r.hidden_comm_s.items() if v > 0)
+    bd.caption = f"communication hidden behind compute: {hidden or 'none'}"
+
+    mem = r.memory
+    mt = Table(title=f"Memory per GPU (peak stage: {mem['stage']})", title_justify="left")
+    mt.add_column("category")
+    mt.add_column("GB", justify="right")
+    for k in MEMORY_KEYS:
+        mt.add_row(k, f"{mem[k] / 1e9:,.1f}")
+    verdict = "[green]fits[/green]" if mem["fits"] else "[bold red]DOES NOT FIT[/bold red]"
+    mt.add_row("[bold]total[/bold]", f"[bold]{mem['total'] / 1e9:,.1f}[/bold]")
+    mt.add_row("capacity", f"{mem['capacity'] / 1e9:,.1f}")
+    mt.caption = verdict
+
+    parts = [head, summary, bd, mt]
+    parts += [Text(f"note: {n}", style="yellow") for n in r.notes]
+    return Group(*parts)
+
+
+def print_report(result: StepResult, console: Console | None = None) -> None:
+    (console or Console()).print(render(result))

@@ -1,0 +1,117 @@
+"""What one simulated step produced, as plain data: numbers, dicts and DataFrames.
+
+:class:`StepResult` is the public result object of trainsim. Its
+:meth:`StepResult.to_dict` is the ``--json`` output, whose keys are documented
+in the README as a public interface. All values are SI (seconds, bytes, FLOP/s,
+joules, watts) except where a key says otherwise (``mfu`` is a fraction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+BREAKDOWN_KEYS = (
+    "forward", "backward", "recompute", "optimizer",
+    "tp_comm", "pp_comm", "dp_comm", "bubble", "stall",
+)
+"""Categories of the step-time breakdown; for every stage they add up to the step time.
+``*_comm`` are *exposed* (not hidden behind compute) communication times."""
+
+
+@dataclass
+class StepResult:
+    """One simulated optimizer step (see module docstring for units)."""
+
+    scenario: str
+    model: str
+    gpu: str
+    topology: str
+    n_gpus: int
+    plan: dict[str, Any]
+    mode: str
+    step_time_s: float
+    breakdown_s: dict[str, float]
+    stage_breakdown_s: list[dict[str, float]]
+    hidden_comm_s: dict[str, float]
+    tokens_per_step: int
+    model_flops_per_step: float
+    hardware_flops_per_step: float
+    peak_flops_per_gpu: float
+    memory: dict[str, Any]
+    energy_J: dict[str, float]
+    n_events: int
+    timeline: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_per_step / self.step_time_s
+
+    @property
+    def model_flops_per_s_per_gpu(self) -> float:
+        return self.model_flops_per_step / self.step_time_s / self.n_gpus
+
+    @property
+    def mfu(self) -> float:
+        """Model FLOPs utilisation: model FLOP/s per GPU over the GPU's dense peak."""
+        return self.model_flops_per_s_per_gpu / self.peak_flops_per_gpu
+
+    @property
+    def hfu(self) -> float:
+        """Hardware FLOPs utilisation: executed FLOPs (with recomputation) over peak."""
+        return self.hardware_flops_per_step / self.step_time_s / self.n_gpus / self.peak_flops_per_gpu
+
+    @property
+    def fits_in_memory(self) -> bool:
+        return bool(self.memory["fits"])
+
+    @property
+    def energy_per_step_J(self) -> float:
+        return self.energy_J["facility_J"]
+
+    @property
+    def avg_power_per_gpu_W(self) -> float:
+        return self.energy_J["gpu_J"] / self.n_gpus / self.step_time_s
+
+    def breakdown_frame(self) -> pd.DataFrame:
+        """One row per pipeline stage, one column per breakdown category (seconds)."""
+        df = pd.DataFrame(self.stage_breakdown_s)
+        df.index.name = "stage"
+        return df
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of ``trainsim run --json`` (keys documented in the README)."""
+        return {
+            "scenario": self.scenario,
+            "model": self.model,
+            "gpu": self.gpu,
+            "topology": self.topology,
+            "n_gpus": self.n_gpus,
+            "plan": self.plan,
+            "mode": self.mode,
+            "step_time_s": self.step_time_s,
+            "breakdown_s": self.breakdown_s,
+            "stage_breakdown_s": self.stage_breakdown_s,
+            "hidden_comm_s": self.hidden_comm_s,
+            "throughput": {
+                "tokens_per_step": self.tokens_per_step,
+                "tokens_per_s": self.tokens_per_s,
+                "model_flops_per_step": self.model_flops_per_step,
+                "hardware_flops_per_step": self.hardware_flops_per_step,
+                "model_tflops_per_gpu": self.model_flops_per_s_per_gpu / 1e12,
+                "mfu": self.mfu,
+                "hfu": self.hfu,
+                "peak_flops_per_gpu": self.peak_flops_per_gpu,
+            },
+            "memory": self.memory,
+            "energy": {
+                **self.energy_J,
+                "avg_power_per_gpu_W": self.avg_power_per_gpu_W,
+                "J_per_token": self.energy_per_step_J / self.tokens_per_step,
+            },
+            "simulation": {"n_events": self.n_events},
+            "notes": self.notes,
+        }

@@ -1,0 +1,175 @@
+"""Compose the layers: scenario in, :class:`StepResult` out.
+
+This is the Python API the CLI and notebooks use::
+
+    from simulator import load_scenario, simulate
+    result = simulate(load_scenario("gpt3-175b-1024-a100").with_(tp=4, pp=16))
+    result.breakdown_frame()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import InputError
+from simulator.hardware.catalog import GPUSpec, load_catalog
+from simulator.hardware.compute import Efficiency, default_efficiency
+from simulator.hardware.power import StateTimes, StepEnergy, gpu_energy_J
+from simulator.network.topology import Topology, load_topology
+from simulator.results.step import BREAKDOWN_KEYS, StepResult
+from simulator.scenario import Scenario
+from simulator.system.engine import StepRun, StepSimulation
+from simulator.system.workplan import build_step_plan
+from simulator.workload.counting import model_flops_per_token
+from simulator.workload.loading import load_model
+from simulator.workload.memory import memory_per_gpu
+from simulator.workload.model import ModelConfig
+from simulator.workload.plan import ParallelPlan, check_plan_against
+
+COMPUTE_STATE = ("forward", "backward", "recompute", "optimizer")
+COMM_STATE = ("tp_comm", "pp_comm", "dp_comm")
+IDLE_STATE = ("bubble", "stall")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A scenario resolved into the objects the layers take."""
+
+    scenario: Scenario
+    model: ModelConfig
+    plan: ParallelPlan
+    topology: Topology
+    device: GPUSpec
+    efficiency: Efficiency
+
+
+def _topology_source(scenario: Scenario) -> str | Path:
+    path = scenario.resolve(scenario.topology)
+    return path if path.exists() or scenario.topology.endswith((".yaml", ".yml")) else scenario.topology
+
+
+def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
+    """Resolve and check everything before simulating; raises :class:`InputError` naming the field."""
+    file = scenario.source_file
+    try:
+        model = load_model(scenario.model, base_dir=scenario.base_dir, file=file)
+        hw_file = scenario.resolve(scenario.hardware_file) if scenario.hardware_file else None
+        catalog = load_catalog(hw_file)
+        topology = load_topology(_topology_source(scenario), scenario.gpus, file=file)
+        gpu_name = scenario.gpu or topology.gpu
+        if gpu_name is None:
+            raise InputError("the topology names no GPU; set 'gpu' in the scenario", field="gpu")
+        try:
+            device = catalog.get(gpu_name)
+        except InputError as err:
+            raise InputError(err.detail, file=file, field="gpu") from None
+        plan = scenario.parallel_plan()
+        check_plan_against(
+            plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
+            n_gpus=scenario.gpus, gpus_per_node=topology.gpus_per_node,
+        )
+        device.peak_flops_for(plan.precision)
+    except InputError as err:
+        raise err.with_file(file) if file else err
+    return Setup(scenario, model, plan, topology, device, efficiency or default_efficiency())
+
+
+def simulate(scenario: Scenario, efficiency: Efficiency | None = None, *, record_timeline: bool = True) -> StepResult:
+    """Simulate one optimizer step of ``scenario``."""
+    s = setup(scenario, efficiency)
+    try:
+        sp = build_step_plan(s.model, s.plan, s.topology, s.device, s.efficiency)
+    except InputError as err:
+        raise err.with_file(scenario.source_file) if scenario.source_file else err
+    run = StepSimulation(sp, scenario.variability, scenario.simulation.mode, record_timeline).run()
+    return _result(s, sp, run)
+
+
+def _stage_breakdowns(run: StepRun, pp: int) -> list[dict[str, float]]:
+    """Per stage, the mean over simulated replicas of each category (they sum to the step time)."""
+    rows = []
+    for i in range(pp):
+        accts = [a for (r, st), a in run.accounts.items() if st == i]
+        rows.append({k: float(np.mean([a.seconds.get(k, 0.0) for a in accts])) for k in BREAKDOWN_KEYS})
+    return rows
+
+
+def _result(s: Setup, sp, run: StepRun) -> StepResult:
+    plan, model, device = s.plan, s.model, s.device
+    stages = _stage_breakdowns(run, plan.pp)
+    breakdown = {k: float(np.mean([row[k] for row in stages])) for k in BREAKDOWN_KEYS}
+
+    n_sim_replicas = plan.dp if run.mode == "full" else 1
+    pp_wire = run.comm_s.get("pp", 0.0) / (plan.pp * n_sim_replicas)
+    dp_wire = run.comm_s.get("dp", 0.0) / plan.pp
+    hidden = {
+        "tp_comm": 0.0,
+        "pp_comm": max(0.0, pp_wire - breakdown["pp_comm"]),
+        "dp_comm": max(0.0, dp_wire - breakdown["dp_comm"]),
+    }
+
+    tokens = plan.global_batch * model.seq_len
+    m = plan.n_microbatches
+    hw_flops_rank = sum((c.flops_forward + c.flops_backward + c.flops_recompute) * m for c in sp.chunks)
+    hw_flops = hw_flops_rank * plan.tp * plan.dp
+
+    memory = memory_per_gpu(model, plan, capacity_bytes=device.hbm_bytes)
+
+    fr = s.efficiency.power
+    gpu_J = 0.0
+    for row in stages:
+        times = StateTimes(
+            compute_s=sum(row[k] for k in COMPUTE_STATE),
+            communicate_s=sum(row[k] for k in COMM_STATE),
+            idle_s=sum(row[k] for k in IDLE_STATE),
+        )
+        gpu_J += gpu_energy_J(times, device.tdp_W, device.idle_W, fr) * plan.tp * plan.dp
+    power = s.topology.power
+    energy = StepEnergy(
+        gpu_J=gpu_J,
+        node_overhead_J=power.nodes_W * run.step_time_s,
+        network_J=power.switches_W * run.step_time_s,
+        pue=s.scenario.energy.pue,
+    )
+
+    notes = []
+    if not memory.fits:
+        notes.append(f"does not fit in memory: {memory.summary()}")
+    timeline = pd.DataFrame([e.__dict__ if hasattr(e, "__dict__") else _event_dict(e) for e in run.timeline])
+    return StepResult(
+        scenario=s.scenario.name,
+        model=model.name,
+        gpu=device.name,
+        topology=s.topology.name,
+        n_gpus=plan.n_gpus,
+        plan={**plan.model_dump(), "n_microbatches": m},
+        mode=run.mode,
+        step_time_s=run.step_time_s,
+        breakdown_s=breakdown,
+        stage_breakdown_s=stages,
+        hidden_comm_s=hidden,
+        tokens_per_step=tokens,
+        model_flops_per_step=model_flops_per_token(model) * tokens,
+        hardware_flops_per_step=hw_flops,
+        peak_flops_per_gpu=device.peak_flops_for(plan.precision),
+        memory=memory.to_dict(),
+        energy_J={
+            "gpu_J": energy.gpu_J,
+            "node_overhead_J": energy.node_overhead_J,
+            "network_J": energy.network_J,
+            "it_J": energy.it_J,
+            "facility_J": energy.facility_J,
+            "pue": energy.pue,
+        },
+        n_events=run.n_events,
+        timeline=timeline,
+        notes=notes,
+    )
+
+
+def _event_dict(e) -> dict:
+    return {k: getattr(e, k) for k in e.__slots__}

@@ -1,0 +1,343 @@
+"""The step simulation: one optimizer step as SimPy processes.
+
+One process per simulated pipeline stage runs its schedule (a list of forward
+and backward actions). An action waits until its input is there (the previous
+virtual stage's activation, or the next one's gradient), computes for its
+duration, then sends its output through the link-sharing network. During the
+last backward pass of each model chunk the gradient buckets become ready one by
+one and queue on the stage's data-parallel stream; the optimizer runs once all
+of the stage's buckets are reduced (ZeRO 1-2 then gather the new parameters).
+
+Two modes (``ARCHITECTURE.md``, "scale by symmetry"):
+
+* ``representative``: one data-parallel replica stands for all. A pipeline
+  transfer or gradient reduction is one flow carrying the link load of the whole
+  class of identical transfers of all replicas. Variability: a compute event lasts
+  as long as the slowest member of the TP group (one order-statistics draw); a
+  named slow GPU slows its stage in the representative (for each stage, the
+  slowest replica is simulated: exact when the slow GPUs share a replica or a
+  stage, an upper bound otherwise); at the first gradient bucket of each stage
+  the representative also waits for the latest of the other ``dp - 1``
+  replicas, whose accumulated jitter is drawn as a normal order statistic
+  (central-limit approximation).
+* ``full``: every data-parallel replica runs its own pipeline (every TP rank
+  draws its own jitter); gradient buckets wait at a barrier for all replicas.
+
+Without randomness and slow GPUs both modes give exactly the same times.
+
+Where waiting time goes: waiting for a pipeline neighbour is *pipeline bubble*
+up to what the same step without variability waits (a second, deterministic run
+measures it) and *synchronisation stall* beyond it; the part of a wait during
+which the awaited transfer was on the wire is *exposed PP communication*. At
+the data-parallel sync, the wait is stall up to how late the slowest peer
+arrived, and exposed DP communication after.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from simulator.errors import SimulationError
+from simulator.network.collectives import CollectivePlan
+from simulator.network.flows import FlowNetwork
+from simulator.system.variability import Jitter, Variability, max_of_normals
+from simulator.system.workplan import StepPlan
+
+Mode = str  # "representative" | "full"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """One interval on a rank's timeline (seconds from the start of the step)."""
+
+    replica: int
+    stage: int
+    name: str  # "F", "B", "optimizer", "param_gather", "dp_bucket", "pp_send"
+    microbatch: int
+    chunk: int
+    start_s: float
+    end_s: float
+    stream: str = "compute"  # "compute" or "comm"
+
+
+@dataclass
+class RankAccount:
+    """Seconds one (replica, stage) TP group spent per category, averaged over its TP ranks."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    pp_wait_s: float = 0.0
+    finish_s: float = 0.0
+
+
+@dataclass
+class StepRun:
+    """Raw outcome of one simulated step."""
+
+    step_time_s: float
+    accounts: dict[tuple[int, int], RankAccount]  # (replica, stage) -> account
+    timeline: list[TimelineEvent]
+    comm_s: dict[str, float]  # total time on the wire per kind (tp/pp/dp), per simulated rank, summed
+    n_events: int
+    mode: Mode
+
+
+class StepSimulation:
+    """Runs one step of a :class:`StepPlan` (see module docstring)."""
+
+    def __init__(self, sp: StepPlan, variability: Variability | None = None, mode: Mode = "representative",
+                 record_timeline: bool = True):
+        if mode not in ("representative", "full"):
+            raise ValueError(f"mode must be 'representative' or 'full', got {mode!r}")
+        self.sp = sp
+        self.var = variability or Variability()
+        self.mode = mode
+        self.record_timeline = record_timeline
+
+    # ---------------------------------------------------------------- public
+    def run(self) -> StepRun:
+        """Simulate the step; with variability, also the deterministic baseline for the bubble split."""
+        if self.var.is_deterministic and not self.var.slow_gpus and not self.var.slow_nodes:
+            return self._run_once(baseline=None)
+        baseline = StepSimulation(self.sp, None, self.mode, record_timeline=False)._run_once(baseline=None)
+        return self._run_once(baseline=baseline)
+
+    # ------------------------------------------------------------- internals
+    def _factors(self):
+        """Per-(replica, stage) fixed slowdowns of every TP member."""
+        sp, plan = self.sp, self.sp.plan
+        gpn = sp.topology.gpus_per_node
+        slow = {}
+        for i in range(plan.pp):
+            for r in range(plan.dp):
+                slow[(r, i)] = np.array([self.var.slowdown(plan.gpu_of(t, r, i), gpn) for t in range(plan.tp)])
+        if self.mode == "representative":
+            return {(0, i): max((slow[(r, i)] for r in range(plan.dp)), key=lambda a: a.max()) for i in range(plan.pp)}
+        return slow
+
+    def _run_once(self, baseline: StepRun | None) -> StepRun:
+        sp, plan = self.sp, self.sp.plan
+        pp, vpp, dp, tp = plan.pp, plan.vpp, plan.dp, plan.tp
+        n_virtual = pp * vpp
+        env = simpy.Environment()
+        rng = np.random.default_rng(self.var.seed)
+        jitter = Jitter(self.var.compute_jitter_cv, rng)
+        eff = sp.net_efficiency
+        net = FlowNetwork(env, eff.effective_bandwidth(sp.topology))
+        replicas = list(range(dp)) if self.mode == "full" else [0]
+        p2p_class = (lambda r: (r,)) if self.mode == "full" else (lambda r: tuple(range(dp)))
+        slow = self._factors()
+        timeline: list[TimelineEvent] = []
+        record = timeline.append if self.record_timeline else (lambda e: None)
+        accounts = {(r, i): RankAccount() for r in replicas for i in range(pp)}
+        comm_s: dict[str, float] = defaultdict(float)
+
+        deps: dict[tuple, simpy.Event] = {}
+        wire_start: dict[tuple, float] = {}
+
+        def dep(key) -> simpy.Event:
+            ev = deps.get(key)
+            if ev is None:
+                ev = deps[key] = env.event()
+            return ev
+
+        def start(plan_: CollectivePlan) -> simpy.Event:
+            return env.process(net.run(plan_, eff))
+
+        def send(r: int, v_from: int, v_to: int, key: tuple, mb: int, chunk: int, stage: int) -> None:
+            t0 = env.now
+            wire_start[key] = t0
+            ev = start(sp.p2p(v_from, v_to, p2p_class(r)))
+
+            def arrived(_e, key=key, t0=t0):
+                comm_s["pp"] += env.now - t0
+                record(TimelineEvent(r, stage, "pp_send", mb, chunk, t0, env.now, "comm"))
+                dep(key).succeed()
+
+            ev.callbacks.append(arrived)
+
+        # last backward action index per (stage, chunk): its gradient buckets overlap it
+        last_bwd = {}
+        for i, acts in enumerate(sp.actions):
+            for idx, a in enumerate(acts):
+                if a.kind == "B":
+                    last_bwd[(i, a.chunk)] = idx
+
+        # data-parallel streams: one per stage, shared by all replicas (one class flow per bucket)
+        n_buckets = [sum(len(sp.chunks[c * pp + i].grad_buckets) for c in range(vpp)) for i in range(pp)]
+        dp_queue = [simpy.Store(env) for _ in range(pp)]
+        dp_done = [env.event() for _ in range(pp)]
+        barrier: dict[tuple, list] = defaultdict(list)
+        first_release: dict[int, float] = {}
+        own_first_arrival: dict[tuple[int, int], float] = {}
+
+        def dp_stream(i: int):
+            for k in range(n_buckets[i]):
+                bucket, chunk = yield dp_queue[i].get()
+                t0 = env.now
+                yield start(bucket)
+                comm_s["dp"] += env.now - t0
+                record(TimelineEvent(0, i, "dp_bucket", k, chunk, t0, env.now, "comm"))
+            dp_done[i].succeed()
+
+        for i in range(pp):
+            if n_buckets[i]:
+                env.process(dp_stream(i))
+            else:
+                dp_done[i].succeed()
+
+        late_draw: dict[int, float] = {}
+        variance = defaultdict(float)  # (r, i) -> accumulated jitter variance of the timeline (s^2)
+
+        def issue_bucket(r: int, i: int, chunk: int, k: int, bucket: CollectivePlan):
+            key = (i, chunk, k)
+            if (r, i) not in own_first_arrival:
+                own_first_arrival[(r, i)] = env.now
+            if self.mode == "full":
+                barrier[key].append(env.now)
+                if len(barrier[key]) == dp:
+                    first_release.setdefault(i, env.now)
+                    dp_queue[i].put((bucket, chunk))
+                return
+            # representative: at the first bucket, wait for the latest other replica
+            delay = 0.0
+            if i not in late_draw:
+                if baseline is not None and dp > 1 and jitter.cv > 0:
+                    base_t = baseline_first_arrival.get(i, env.now)
+                    own_dev = env.now - base_t
+                    latest = max_of_normals(dp - 1, variance[(r, i)] ** 0.5, rng)
+                    delay = max(0.0, latest - own_dev)
+                late_draw[i] = delay
+                first_release[i] = env.now + delay
+            if delay > 0:
+                def later(_e, bucket=bucket, chunk=chunk):
+                    dp_queue[i].put((bucket, chunk))
+                env.timeout(delay).callbacks.append(later)
+            else:
+                dp_queue[i].put((bucket, chunk))
+
+        baseline_first_arrival = getattr(baseline, "_first_arrival", {}) if baseline else {}
+        param_barrier: dict[int, list] = defaultdict(list)
+        param_done = [env.event() for _ in range(pp)]
+        pending: dict[tuple[int, int], str] = {}
+        events = 0
+
+        def stage_proc(r: int, i: int):
+            nonlocal events
+            acct = accounts[(r, i)]
+            sec = acct.seconds
+            members = slow[(r, i)]
+            for idx, a in enumerate(sp.actions[i]):
+                v = a.chunk * pp + i
+                chunk = sp.chunks[v]
+                key = (r, a.kind, a.mb, v)
+                if not (a.kind == "F" and v == 0):
+                    ev = dep(key)
+                    if not ev.triggered:
+                        pending[(r, i)] = f"{a.kind} micro-batch {a.mb} chunk {a.chunk} waiting for its input"
+                        t_w = env.now
+                        yield ev
+                        t_s = wire_start.get(key, env.now)
+                        acct.pp_wait_s += max(0.0, min(t_s, env.now) - t_w)
+                        sec["pp_comm"] += env.now - max(t_w, t_s)
+                parts = chunk.forward if a.kind == "F" else chunk.backward
+                base = chunk.forward_s if a.kind == "F" else chunk.backward_s
+                if self.mode == "full":
+                    draws = members * jitter.many(tp)
+                    f_max, f_own = float(draws.max()), float(draws.mean())
+                else:
+                    f_max = float(members.max()) * jitter.max_of(tp)
+                    f_own = min(f_max, jitter.one()) if tp > 1 else f_max
+                variance[(r, i)] += (base * jitter.sd) ** 2
+                t0 = env.now
+                buckets = chunk.grad_buckets if (plan.overlap_grad_reduce and idx == last_bwd.get((i, a.chunk))) else ()
+                if buckets:
+                    seg = base * f_max / len(buckets)
+                    for k, bucket in enumerate(buckets):
+                        yield env.timeout(seg)
+                        issue_bucket(r, i, a.chunk, k, bucket)
+                else:
+                    yield env.timeout(base * f_max)
+                events += 1
+                for cat, s in parts.items():
+                    sec[cat] += s * f_own
+                sec["stall"] += base * (f_max - f_own)
+                record(TimelineEvent(r, i, a.kind, a.mb, a.chunk, t0, env.now))
+                # outputs
+                if a.kind == "F":
+                    if v < n_virtual - 1:
+                        send(r, v, v + 1, (r, "F", a.mb, v + 1), a.mb, a.chunk, i)
+                    else:
+                        dep((r, "B", a.mb, v)).succeed()
+                elif v > 0:
+                    send(r, v, v - 1, (r, "B", a.mb, v - 1), a.mb, a.chunk, i)
+            if not plan.overlap_grad_reduce:
+                for c in range(vpp):
+                    for k, bucket in enumerate(sp.chunks[c * pp + i].grad_buckets):
+                        issue_bucket(r, i, c, k, bucket)
+            # wait for the data-parallel reduction
+            if not dp_done[i].triggered:
+                pending[(r, i)] = "waiting for data-parallel gradient reduction"
+                t_w = env.now
+                yield dp_done[i]
+                wait = env.now - t_w
+                late = max(0.0, first_release.get(i, t_w) - own_first_arrival.get((r, i), t_w))
+                stall = min(wait, late)
+                sec["stall"] += stall
+                sec["dp_comm"] += wait - stall
+            t0 = env.now
+            f_opt = float(members.max())
+            yield env.timeout(sp.optimizer_s[i] * f_opt)
+            sec["optimizer"] += sp.optimizer_s[i]
+            sec["stall"] += sp.optimizer_s[i] * (f_opt - 1.0)
+            record(TimelineEvent(r, i, "optimizer", -1, -1, t0, env.now))
+            gather = sp.param_gather[i]
+            if gather is not None:
+                param_barrier[i].append(env.now)
+                t_w = env.now
+                if len(param_barrier[i]) == len(replicas):
+                    ev = start(gather)
+
+                    def gathered(_e, i=i, t_start=env.now):
+                        comm_s["dp"] += env.now - t_start
+                        record(TimelineEvent(0, i, "param_gather", -1, -1, t_start, env.now, "comm"))
+                        param_done[i].succeed()
+
+                    ev.callbacks.append(gathered)
+                pending[(r, i)] = "waiting for the ZeRO parameter all-gather"
+                yield param_done[i]
+                wait = env.now - t_w
+                release = max(param_barrier[i])
+                stall = min(wait, release - t_w)
+                sec["stall"] += stall
+                sec["dp_comm"] += wait - stall
+            acct.finish_s = env.now
+            pending.pop((r, i), None)
+
+        procs = [env.process(stage_proc(r, i)) for r in replicas for i in range(pp)]
+        env.run()
+        unfinished = [(ri, what) for ri, what in pending.items()]
+        if unfinished or not all(p.triggered for p in procs):
+            detail = "; ".join(f"replica {r} stage {i}: {w}" for (r, i), w in unfinished[:8])
+            raise SimulationError(f"deadlock: events ran out while work was pending ({detail})")
+
+        step = max(a.finish_s for a in accounts.values())
+        tp_comm = 0.0
+        for (r, i), acct in accounts.items():
+            tail = step - acct.finish_s
+            wait = acct.pp_wait_s + tail
+            base_wait = None
+            if baseline is not None:
+                b = baseline.accounts[(0, i)] if (0, i) in baseline.accounts else None
+                base_wait = (b.pp_wait_s + baseline.step_time_s - b.finish_s) if b else 0.0
+            bubble = wait if base_wait is None else min(wait, base_wait)
+            acct.seconds["bubble"] += bubble
+            acct.seconds["stall"] += wait - bubble
+            tp_comm += acct.seconds.get("tp_comm", 0.0)
+        comm_s["tp"] = tp_comm
+        run = StepRun(step, accounts, timeline, dict(comm_s), events, self.mode)
+        run._first_arrival = {i: t for (r, i), t in own_first_arrival.items() if r == 0}  # for the jitter baseline
+        return run

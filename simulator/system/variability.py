@@ -1,0 +1,84 @@
+"""Per-rank variability: seeded compute jitter and named slow GPUs or nodes.
+
+A rank's compute time for one event is ``base * slowdown * jitter``, where
+``slowdown`` is the rank's fixed factor (1 = healthy; 1.25 = 25 % slower) and
+``jitter`` is log-normal with mean 1 and coefficient of variation ``cv``, drawn
+independently per rank and event. A tensor-parallel group synchronises at every
+layer, so an event lasts as long as its slowest member.
+
+The maximum of ``n`` independent draws is sampled directly by order statistics
+(the maximum of ``n`` uniforms is distributed as ``U ** (1/n)``), so the cost of
+a draw does not grow with the group size.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+_STD_NORMAL = NormalDist()
+
+
+class Variability(BaseModel):
+    """Sources of rank-to-rank difference. All defaults mean 'none'."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = Field(0, description="Seed of the run's single random generator.")
+    compute_jitter_cv: float = Field(0.0, ge=0, le=1, description="Coefficient of variation of per-event compute time; 0 = none.")
+    slow_gpus: dict[int, float] = Field(default_factory=dict, description="GPU index -> slowdown factor (>= 1).")
+    slow_nodes: dict[int, float] = Field(default_factory=dict, description="Node index -> slowdown factor of all its GPUs.")
+
+    @property
+    def is_deterministic(self) -> bool:
+        return self.compute_jitter_cv == 0
+
+    def slowdown(self, gpu: int, gpus_per_node: int) -> float:
+        """Fixed slowdown factor of one GPU (the larger of its own and its node's)."""
+        return max(self.slow_gpus.get(gpu, 1.0), self.slow_nodes.get(gpu // gpus_per_node, 1.0))
+
+
+class Jitter:
+    """Draws jitter factors from one seeded generator."""
+
+    def __init__(self, cv: float, rng: np.random.Generator):
+        self.cv = cv
+        self.rng = rng
+        self._sigma = math.sqrt(math.log1p(cv * cv))
+        self._mu = -0.5 * self._sigma**2  # mean of the log-normal is exactly 1
+
+    def one(self) -> float:
+        """One rank's factor."""
+        if self.cv == 0:
+            return 1.0
+        return math.exp(self._mu + self._sigma * self.rng.standard_normal())
+
+    def many(self, n: int) -> np.ndarray:
+        """Factors of ``n`` ranks, drawn one by one."""
+        if self.cv == 0:
+            return np.ones(n)
+        return np.exp(self._mu + self._sigma * self.rng.standard_normal(n))
+
+    def max_of(self, n: int) -> float:
+        """The largest factor among ``n`` independent ranks, in one draw."""
+        if self.cv == 0:
+            return 1.0
+        u = self.rng.random() ** (1.0 / n)
+        u = min(max(u, 1e-12), 1 - 1e-12)
+        return math.exp(self._mu + self._sigma * _STD_NORMAL.inv_cdf(u))
+
+    @property
+    def sd(self) -> float:
+        """Standard deviation of one factor (= cv, since the mean is 1)."""
+        return self.cv
+
+
+def max_of_normals(n: int, sigma: float, rng: np.random.Generator) -> float:
+    """One draw of the maximum of ``n`` independent N(0, sigma^2) variables."""
+    if n <= 0 or sigma == 0:
+        return 0.0
+    u = min(max(rng.random() ** (1.0 / n), 1e-12), 1 - 1e-12)
+    return sigma * _STD_NORMAL.inv_cdf(u)

@@ -1,0 +1,527 @@
+"""The work of one tensor-parallel rank for one micro-batch, operation by operation.
+
+Each function returns a :class:`LayerWork`: the ordered operations of the
+forward pass, the backward pass and the recomputation, each with its FLOPs and
+HBM bytes, plus the tensor-parallel collectives each pass issues. The hardware
+layer turns an :class:`Op` into time (roofline with shape-dependent efficiency);
+the network layer turns a :class:`Collective` into time.
+
+Notation: ``b`` micro-batch (sequences), ``s`` seq_len, ``T = b s`` tokens,
+``h`` d_model, ``a`` query heads, ``k`` kv heads, ``d`` head dim, ``f`` MLP
+inner size, ``V`` vocab, ``t`` tensor-parallel size, ``e`` bytes per element
+of the precision (:data:`simulator.units.BYTES_PER_ELEMENT`).
+
+Tensor parallelism follows Megatron-LM (Shoeybi et al. 2019): QKV and the MLP
+up (and gate) projections are column-parallel, the attention output and MLP
+down projections row-parallel, so GEMM FLOPs and weights divide by ``t``. Each
+rank holds ``a/t`` query heads and ``k/t`` kv heads; when ``t > k`` the kv
+heads are replicated (one per rank), as Megatron does, so the QKV GEMM does
+not split exactly by ``t``. The vocabulary is split in ``ceil(V/t)`` rows per
+rank (padding; Megatron pads further to a multiple of ``128 t``).
+
+Sequence parallelism (Korthikanti et al. 2022): norms, residual adds and the
+position add run on ``T/t`` tokens; every all-reduce becomes an all-gather plus
+a reduce-scatter of the same full size. The backward pass issues the conjugate
+of each forward collective. Megatron's implementation additionally re-gathers
+the sequence-sharded input of each column-parallel GEMM in backward for its
+weight gradient (to save memory); that extra all-gather is not modelled here.
+
+Byte counts: a GEMM reads both operands and writes its output once, all in the
+activation precision (weights included; fp32 gradient accumulation not
+modelled). Element-wise ops read and write their tensors once. FLOPs of
+element-wise ops are rough per-element counts (constants below); these ops are
+memory-bound, so their bytes matter and their FLOPs hardly. Dropout is not
+modelled (Llama-style pre-training uses none). Biases of column-parallel GEMMs
+are taken as fused into the GEMM epilogue.
+
+GEMM shapes are ``(M, N, K)``: output ``M x N``, reduction dimension ``K``,
+``2 M N K`` FLOPs. A GEMM's backward is two GEMMs of the same FLOPs: the data
+gradient ``dX = dY W^T`` (``(M, K, N)``) and the weight gradient
+``dW = X^T dY`` (``(K, N, M)``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from simulator.errors import InputError
+from simulator.units import BYTES_PER_ELEMENT
+from simulator.workload.model import ModelConfig
+
+OpKind = Literal["gemm", "attention", "elementwise"]
+CollectiveKind = Literal["all_reduce", "all_gather", "reduce_scatter"]
+
+NORM_FLOPS_PER_ELEMENT = {"layernorm": 8.0, "rmsnorm": 4.0}
+"""Forward FLOPs per element of a norm. LayerNorm: mean (1), variance (3),
+normalise (2), scale and shift (2). RMSNorm: square-sum (2), normalise (1), scale (1)."""
+GELU_FLOPS_PER_ELEMENT = 8.0
+"""tanh-approximated GeLU, ~8 FLOPs per element (a tanh counted as a few)."""
+SWIGLU_FLOPS_PER_ELEMENT = 5.0
+"""SiLU(gate) * up per output element: sigmoid (~3), two multiplies."""
+CROSS_ENTROPY_FLOPS_PER_LOGIT = 5.0
+"""Softmax cross-entropy forward per logit: max, subtract, exp, sum, upcast."""
+BACKWARD_ELEMENTWISE_FACTOR = 2.0
+"""Backward FLOPs of an element-wise op per forward FLOP."""
+FLASH_BACKWARD_FACTOR = 2.5
+"""Flash-attention backward FLOPs per forward FLOP: it recomputes ``Q K^T`` and
+then does ``dV``, ``dP``, ``dQ``, ``dK``: 5 matmuls against the forward's 2."""
+SOFTMAX_STATS_BYTES = 4
+"""Flash attention keeps one fp32 log-sum-exp per query row and head for backward."""
+LOSS_BYTES = 4
+"""Megatron computes the vocab-parallel cross-entropy on fp32 logits (``logits.float()``)."""
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kernel on one rank.
+
+    ``flops``: floating-point operations (FLOPs). ``bytes``: HBM bytes read
+    plus written. ``gemm_mnk``: ``(M, N, K)`` of a GEMM as run on this rank
+    (``None`` for other kinds).
+    """
+
+    name: str
+    kind: OpKind
+    flops: float
+    bytes: float
+    gemm_mnk: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Collective:
+    """One collective over the tensor-parallel group.
+
+    ``bytes`` is the full buffer in the nccl-tests convention: an all-reduce's
+    buffer, an all-gather's output, a reduce-scatter's input.
+    """
+
+    kind: CollectiveKind
+    bytes: float
+    name: str
+
+
+def _sum_flops(ops: tuple[Op, ...]) -> float:
+    return float(sum(op.flops for op in ops))
+
+
+def _sum_bytes(items: tuple[Op, ...] | tuple[Collective, ...]) -> float:
+    return float(sum(item.bytes for item in items))
+
+
+@dataclass(frozen=True)
+class LayerWork:
+    """Work of one rank for one micro-batch through one piece of the model.
+
+    ``recompute`` is forward work redone just before the backward pass;
+    ``tp_*`` are the tensor-parallel collectives of each pass, in issue order.
+    Two pieces combine with ``+`` (tuples concatenated, in order).
+    """
+
+    forward: tuple[Op, ...]
+    backward: tuple[Op, ...]
+    recompute: tuple[Op, ...] = ()
+    tp_forward: tuple[Collective, ...] = ()
+    tp_backward: tuple[Collective, ...] = ()
+    tp_recompute: tuple[Collective, ...] = ()
+
+    def __add__(self, other: "LayerWork") -> "LayerWork":
+        if not isinstance(other, LayerWork):
+            return NotImplemented
+        return LayerWork(
+            forward=self.forward + other.forward,
+            backward=self.backward + other.backward,
+            recompute=self.recompute + other.recompute,
+            tp_forward=self.tp_forward + other.tp_forward,
+            tp_backward=self.tp_backward + other.tp_backward,
+            tp_recompute=self.tp_recompute + other.tp_recompute,
+        )
+
+    @property
+    def forward_flops(self) -> float:
+        return _sum_flops(self.forward)
+
+    @property
+    def backward_flops(self) -> float:
+        return _sum_flops(self.backward)
+
+    @property
+    def recompute_flops(self) -> float:
+        return _sum_flops(self.recompute)
+
+    @property
+    def total_flops(self) -> float:
+        """Forward + backward + recompute FLOPs."""
+        return self.forward_flops + self.backward_flops + self.recompute_flops
+
+    @property
+    def forward_bytes(self) -> float:
+        return _sum_bytes(self.forward)
+
+    @property
+    def backward_bytes(self) -> float:
+        return _sum_bytes(self.backward)
+
+    @property
+    def recompute_bytes(self) -> float:
+        return _sum_bytes(self.recompute)
+
+    @property
+    def tp_forward_bytes(self) -> float:
+        return _sum_bytes(self.tp_forward)
+
+    @property
+    def tp_backward_bytes(self) -> float:
+        return _sum_bytes(self.tp_backward)
+
+    @property
+    def tp_recompute_bytes(self) -> float:
+        return _sum_bytes(self.tp_recompute)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _gemm(name: str, m: int, n: int, k: int, e: int) -> Op:
+    """``Y[M,N] = X[M,K] W[K,N]``: ``2 M N K`` FLOPs, reads ``X`` and ``W``, writes ``Y``."""
+    return Op(name, "gemm", 2.0 * m * n * k, float(m * k + k * n + m * n) * e, (m, n, k))
+
+
+def _gemm_backward(fwd: Op) -> tuple[Op, Op]:
+    """Data and weight gradient GEMMs of ``fwd``; each has its FLOPs and bytes."""
+    assert fwd.gemm_mnk is not None
+    m, n, k = fwd.gemm_mnk
+    dgrad = Op(f"{fwd.name}_dgrad", "gemm", fwd.flops, fwd.bytes, (m, k, n))
+    wgrad = Op(f"{fwd.name}_wgrad", "gemm", fwd.flops, fwd.bytes, (k, n, m))
+    return dgrad, wgrad
+
+
+def _elementwise(name: str, flops: float, read_bytes: float, write_bytes: float) -> Op:
+    return Op(name, "elementwise", float(flops), float(read_bytes + write_bytes))
+
+
+def _norm(model: ModelConfig, name: str, tokens: float, e: int) -> tuple[Op, Op]:
+    """Forward (read x, write y) and backward (read x and dy, write dx) of a norm over ``h``."""
+    n = tokens * model.d_model
+    fwd = _elementwise(name, NORM_FLOPS_PER_ELEMENT[model.norm] * n, n * e, n * e)
+    bwd = _elementwise(f"{name}_bwd", BACKWARD_ELEMENTWISE_FACTOR * fwd.flops, 2 * n * e, n * e)
+    return fwd, bwd
+
+
+def _residual(model: ModelConfig, name: str, tokens: float, e: int) -> tuple[Op, Op]:
+    """Residual add (plus the row-parallel bias, added after the reduction).
+
+    Forward reads branch and residual, writes the sum. Backward: the gradient
+    reaches both inputs unchanged; the cost counted is the add where the two
+    gradient paths rejoin (read 2, write 1) and, with a bias, its reduction.
+    """
+    n = tokens * model.d_model
+    per_element = 2.0 if model.bias else 1.0
+    fwd = _elementwise(name, per_element * n, 2 * n * e, n * e)
+    bwd = _elementwise(f"{name}_bwd", per_element * n, 2 * n * e, n * e)
+    return fwd, bwd
+
+
+def _check_precision(precision: str) -> int:
+    if precision not in BYTES_PER_ELEMENT:
+        raise InputError(
+            f"unknown precision {precision!r}; use one of {', '.join(BYTES_PER_ELEMENT)}", field="plan.precision"
+        )
+    return BYTES_PER_ELEMENT[precision]
+
+
+def _check_common(model: ModelConfig, micro_batch: int, tp: int, sequence_parallel: bool) -> None:
+    if micro_batch < 1:
+        raise InputError(f"micro_batch={micro_batch} must be at least 1", field="plan.micro_batch")
+    if tp < 1:
+        raise InputError(f"tp={tp} must be at least 1", field="plan.tp")
+    if sequence_parallel and model.seq_len % tp:
+        raise InputError(
+            f"sequence parallelism splits seq_len={model.seq_len} over tp={tp}, which does not divide it; "
+            "turn sequence_parallel off or pick a tp that divides seq_len",
+            field="plan.sequence_parallel",
+        )
+
+
+def _check_layer(model: ModelConfig, tp: int) -> None:
+    if model.n_heads % tp:
+        raise InputError(f"tp={tp} does not divide n_heads={model.n_heads}", field="plan.tp")
+    if model.kv_heads % tp and tp % model.kv_heads:
+        raise InputError(f"tp={tp} and n_kv_heads={model.kv_heads}: one must divide the other", field="plan.tp")
+    if model.ffn % tp:
+        raise InputError(f"tp={tp} does not divide d_ffn={model.ffn}", field="plan.tp")
+
+
+# --------------------------------------------------------------------------- public
+
+
+def layer_work(
+    model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, recompute: str, precision: str
+) -> LayerWork:
+    """Work of one transformer block on one TP rank for one micro-batch.
+
+    Forward ops, in order: ``input_norm``, ``qkv`` (GEMM ``T x (a/t + 2 k_r) d x h``
+    with ``k_r = max(k/t, 1)``), ``attention`` (flash-style fused kernel, causal:
+    half of the ``s x s`` scores, so ``2 b s^2 (a/t) d = 2 b s^2 h / t`` FLOPs),
+    ``attn_proj`` (GEMM ``T x h x h/t``), ``attn_residual``, ``mlp_norm``, then
+    ``mlp_gate_up`` (``T x 2f/t x h``), ``swiglu`` when gated, else ``mlp_up``
+    (``T x f/t x h``), ``gelu``; then ``mlp_down`` (``T x h x f/t``) and
+    ``mlp_residual``. Norms and residuals work on ``T/t`` tokens with sequence
+    parallelism, else on ``T``.
+
+    Backward: each GEMM gives a ``_dgrad`` and a ``_wgrad`` GEMM of its forward
+    FLOPs (so 2x in total); ``attention_bwd`` costs 2.5x its forward because
+    flash attention recomputes the scores; element-wise ops cost 2x.
+
+    Recomputation: ``"full"`` redoes the whole forward (ops and collectives).
+    ``"selective"`` (Korthikanti et al. 2022) recomputes only the attention
+    core; with the flash-style kernel modelled here the scores are already
+    recomputed inside ``attention_bwd`` and never stored, so selective adds no
+    work and ``recompute`` is empty (its effect is on activation memory only).
+    ``"none"``: empty.
+
+    TP collectives (``t > 1``), each of ``T h e`` bytes: forward 2 all-reduces
+    (after ``attn_proj`` and ``mlp_down``), backward 2 all-reduces (input
+    gradients of ``qkv`` and ``mlp_up``); with sequence parallelism forward
+    all-gather, reduce-scatter, all-gather, reduce-scatter and backward their
+    conjugates (all-gather, reduce-scatter, twice).
+
+    Raises :class:`InputError` if ``tp`` does not split heads or ``d_ffn``, if
+    sequence parallelism cannot split ``seq_len``, or for an unknown
+    ``precision`` or ``recompute``.
+    """
+    e = _check_precision(precision)
+    _check_common(model, micro_batch, tp, sequence_parallel)
+    _check_layer(model, tp)
+    if recompute not in ("none", "selective", "full"):
+        raise InputError(f"unknown recompute {recompute!r}; use none, selective or full", field="plan.recompute")
+
+    b, s, h, d, t = micro_batch, model.seq_len, model.d_model, model.head_dim, tp
+    T = b * s
+    Tn = T / t if sequence_parallel else T  # tokens seen by norms and residuals
+    a_r = model.n_heads // t
+    k_r = model.kv_heads // t if model.kv_heads % t == 0 else 1
+    f_r = model.ffn // t
+    act_bytes = float(T * h * e)  # one full b x s x h activation: every TP collective's size
+
+    fwd: list[Op] = []
+    bwd_groups: list[tuple[Op, ...]] = []  # backward ops of each forward op, in forward order
+
+    def add(f_op: Op, *b_ops: Op) -> None:
+        fwd.append(f_op)
+        bwd_groups.append(b_ops)
+
+    def gemm(name: str, m: int, n: int, k: int) -> None:
+        op = _gemm(name, m, n, k, e)
+        add(op, *_gemm_backward(op))
+
+    add(*_norm(model, "input_norm", Tn, e))
+    gemm("qkv", T, (a_r + 2 * k_r) * d, h)
+
+    q_elems, kv_elems = T * a_r * d, T * k_r * d
+    stats = T * a_r * SOFTMAX_STATS_BYTES
+    attn_flops = 2.0 * b * s * s * a_r * d
+    attn = Op("attention", "attention", attn_flops, float((q_elems + 2 * kv_elems + q_elems) * e + stats))
+    # Backward reads Q, K, V, O, dO and the stats; writes dQ, dK, dV.
+    attn_bwd = Op(
+        "attention_bwd",
+        "attention",
+        FLASH_BACKWARD_FACTOR * attn_flops,
+        float((3 * q_elems + 2 * kv_elems) * e + stats + (q_elems + 2 * kv_elems) * e),
+    )
+    add(attn, attn_bwd)
+
+    gemm("attn_proj", T, h, a_r * d)
+    add(*_residual(model, "attn_residual", Tn, e))
+    add(*_norm(model, "mlp_norm", Tn, e))
+
+    if model.gated_mlp:
+        gemm("mlp_gate_up", T, 2 * f_r, h)
+        n_out = T * f_r
+        act = _elementwise("swiglu", SWIGLU_FLOPS_PER_ELEMENT * n_out, 2 * n_out * e, n_out * e)
+        act_bwd = _elementwise(
+            "swiglu_bwd", BACKWARD_ELEMENTWISE_FACTOR * act.flops, 3 * n_out * e, 2 * n_out * e
+        )
+    else:
+        gemm("mlp_up", T, f_r, h)
+        n_out = T * f_r
+        act = _elementwise("gelu", GELU_FLOPS_PER_ELEMENT * n_out, n_out * e, n_out * e)
+        act_bwd = _elementwise("gelu_bwd", BACKWARD_ELEMENTWISE_FACTOR * act.flops, 2 * n_out * e, n_out * e)
+    add(act, act_bwd)
+
+    gemm("mlp_down", T, h, f_r)
+    add(*_residual(model, "mlp_residual", Tn, e))
+
+    forward = tuple(fwd)
+    backward = tuple(op for group in reversed(bwd_groups) for op in group)
+
+    if t == 1:
+        tp_fwd: tuple[Collective, ...] = ()
+        tp_bwd: tuple[Collective, ...] = ()
+    elif sequence_parallel:
+        tp_fwd = (
+            Collective("all_gather", act_bytes, "attn_all_gather"),
+            Collective("reduce_scatter", act_bytes, "attn_reduce_scatter"),
+            Collective("all_gather", act_bytes, "mlp_all_gather"),
+            Collective("reduce_scatter", act_bytes, "mlp_reduce_scatter"),
+        )
+        tp_bwd = (
+            Collective("all_gather", act_bytes, "mlp_output_grad_all_gather"),
+            Collective("reduce_scatter", act_bytes, "mlp_input_grad_reduce_scatter"),
+            Collective("all_gather", act_bytes, "attn_output_grad_all_gather"),
+            Collective("reduce_scatter", act_bytes, "attn_input_grad_reduce_scatter"),
+        )
+    else:
+        tp_fwd = (
+            Collective("all_reduce", act_bytes, "attn_all_reduce"),
+            Collective("all_reduce", act_bytes, "mlp_all_reduce"),
+        )
+        tp_bwd = (
+            Collective("all_reduce", act_bytes, "mlp_input_grad_all_reduce"),
+            Collective("all_reduce", act_bytes, "attn_input_grad_all_reduce"),
+        )
+
+    full = recompute == "full"
+    return LayerWork(
+        forward=forward,
+        backward=backward,
+        recompute=forward if full else (),
+        tp_forward=tp_fwd,
+        tp_backward=tp_bwd,
+        tp_recompute=tp_fwd if full else (),
+    )
+
+
+def vocab_per_rank(model: ModelConfig, tp: int) -> int:
+    """Rows of the embedding / LM head on one TP rank: ``ceil(V / t)`` (vocab padded to a multiple of ``t``)."""
+    return math.ceil(model.vocab / tp)
+
+
+def embedding_work(
+    model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, precision: str
+) -> LayerWork:
+    """Input embedding on the first pipeline stage, one TP rank, one micro-batch.
+
+    Forward: ``embedding_lookup`` (vocab-parallel: each rank copies the rows it
+    owns, on average ``T h / t`` elements read, and writes a full ``T x h``
+    output with zeros elsewhere; 0 FLOPs), then, when ``t > 1``, an all-reduce
+    of ``T h e`` bytes (a reduce-scatter with sequence parallelism), then
+    ``position_add`` for learned positions (on ``T/t`` tokens with sequence
+    parallelism).
+
+    Backward: ``position_grad`` (sum over the micro-batch into the ``s x h``
+    table), the conjugate collective (an all-gather with sequence parallelism;
+    nothing without, since an all-reduce's backward is the identity) and
+    ``embedding_grad`` (scatter-add of the owned tokens' gradients into the
+    table: read gradients and rows, write rows, ``T h / t`` each on average).
+    Nothing is recomputed. With tied embeddings on several pipeline stages the
+    first and last stage also all-reduce the embedding gradient; that is a
+    per-step collective, not part of this micro-batch work.
+    """
+    e = _check_precision(precision)
+    _check_common(model, micro_batch, tp, sequence_parallel)
+    b, s, h, t = micro_batch, model.seq_len, model.d_model, tp
+    T = b * s
+    act_bytes = float(T * h * e)
+    owned = T * h / t
+
+    forward: list[Op] = [_elementwise("embedding_lookup", 0.0, owned * e, T * h * e)]
+    backward: list[Op] = []
+    tp_fwd: tuple[Collective, ...] = ()
+    tp_bwd: tuple[Collective, ...] = ()
+    if t > 1:
+        if sequence_parallel:
+            tp_fwd = (Collective("reduce_scatter", act_bytes, "embedding_reduce_scatter"),)
+            tp_bwd = (Collective("all_gather", act_bytes, "embedding_output_grad_all_gather"),)
+        else:
+            tp_fwd = (Collective("all_reduce", act_bytes, "embedding_all_reduce"),)
+    if model.position_embedding == "learned":
+        Tn = T / t if sequence_parallel else T
+        sn = s / t if sequence_parallel else s
+        n = Tn * h
+        forward.append(_elementwise("position_add", n, 2 * n * e, n * e))
+        backward.append(_elementwise("position_grad", n, n * e, sn * h * e))
+    backward.append(_elementwise("embedding_grad", owned, 2 * owned * e, owned * e))
+    return LayerWork(forward=tuple(forward), backward=tuple(backward), tp_forward=tp_fwd, tp_backward=tp_bwd)
+
+
+def head_work(
+    model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, precision: str
+) -> LayerWork:
+    """Final norm, LM head and loss on the last pipeline stage, one TP rank, one micro-batch.
+
+    Forward: ``final_norm`` (``T/t`` tokens with sequence parallelism), an
+    all-gather of ``T h e`` bytes first when sequence-parallel, ``lm_head``
+    (GEMM ``T x ceil(V/t) x h``), ``cross_entropy`` (vocab-parallel softmax
+    cross-entropy on fp32 logits: reads the logits, writes the fp32 softmax
+    kept for backward) with three all-reduces of ``T`` fp32 values each (max
+    logit, target logit, sum of exponentials) when ``t > 1``.
+
+    Backward: ``cross_entropy_bwd`` (softmax minus one-hot: read fp32 softmax,
+    write the logit gradient), ``lm_head_dgrad`` and ``lm_head_wgrad``, the
+    input-gradient all-reduce of ``T h e`` bytes (a reduce-scatter with
+    sequence parallelism) when ``t > 1``, and ``final_norm_bwd``. The head is
+    never recomputed. With tied embeddings the weight gradient is still
+    computed here (same FLOPs).
+    """
+    e = _check_precision(precision)
+    _check_common(model, micro_batch, tp, sequence_parallel)
+    b, s, h, t = micro_batch, model.seq_len, model.d_model, tp
+    T = b * s
+    Tn = T / t if sequence_parallel else T
+    v_r = vocab_per_rank(model, t)
+    act_bytes = float(T * h * e)
+
+    norm, norm_bwd = _norm(model, "final_norm", Tn, e)
+    head = _gemm("lm_head", T, v_r, h, e)
+    head_dgrad, head_wgrad = _gemm_backward(head)
+    logits = T * v_r
+    ce = _elementwise("cross_entropy", CROSS_ENTROPY_FLOPS_PER_LOGIT * logits, logits * e, logits * LOSS_BYTES)
+    ce_bwd = _elementwise(
+        "cross_entropy_bwd", BACKWARD_ELEMENTWISE_FACTOR * logits, logits * LOSS_BYTES, logits * e
+    )
+
+    tp_fwd: tuple[Collective, ...] = ()
+    tp_bwd: tuple[Collective, ...] = ()
+    if t > 1:
+        loss_bytes = float(T * LOSS_BYTES)
+        loss = tuple(
+            Collective("all_reduce", loss_bytes, f"loss_{what}_all_reduce") for what in ("max", "target", "sum_exp")
+        )
+        if sequence_parallel:
+            tp_fwd = (Collective("all_gather", act_bytes, "head_all_gather"),) + loss
+            tp_bwd = (Collective("reduce_scatter", act_bytes, "head_input_grad_reduce_scatter"),)
+        else:
+            tp_fwd = loss
+            tp_bwd = (Collective("all_reduce", act_bytes, "head_input_grad_all_reduce"),)
+
+    return LayerWork(
+        forward=(norm, head, ce),
+        backward=(ce_bwd, head_dgrad, head_wgrad, norm_bwd),
+        tp_forward=tp_fwd,
+        tp_backward=tp_bwd,
+    )
+
+
+def pipeline_message_bytes(
+    model: ModelConfig,
+    *,
+    micro_batch: int,
+    tp: int,
+    sequence_parallel: bool,
+    precision: str,
+    scatter_gather: bool = True,
+) -> float:
+    """Bytes one rank sends to the next pipeline stage per micro-batch (activation forward, gradient backward).
+
+    The tensor is ``b s h`` elements. Each TP rank sends ``b s h e / t`` when
+    sequence parallelism already shards it, or with Megatron's scatter/gather
+    optimisation (Narayanan et al. 2021, sec. 4.1: send ``1/t`` over the
+    network, all-gather on the receiving side over NVLink; that all-gather is
+    not included here); otherwise the full ``b s h e``.
+    """
+    e = _check_precision(precision)
+    _check_common(model, micro_batch, tp, sequence_parallel)
+    full = float(micro_batch * model.seq_len * model.d_model * e)
+    return full / tp if (sequence_parallel or scatter_gather) else full

@@ -1,0 +1,90 @@
+"""The step engine against answers theory gives exactly.
+
+With free communication and equal stages, a pipeline schedule's makespan and
+bubble are textbook formulas; the engine must reproduce them to the last bit
+of floating point arithmetic.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.network.collectives import CollectivePlan, NetworkEfficiency
+from simulator.network.topology import load_topology
+from simulator.system.engine import StepSimulation
+from simulator.system.workplan import ChunkWork, StepPlan
+from simulator.workload.model import ModelConfig
+from simulator.workload.plan import ParallelPlan
+from simulator.workload.schedules import bubble_fraction_1f1b, build_schedule
+
+TOY = ModelConfig(name="toy", n_layers=8, d_model=64, n_heads=4, vocab=100, seq_len=16)
+FREE = CollectivePlan(kind="send_recv", algorithm="free", bytes=0.0, group_size=2, phases=())
+
+
+class FreeCommPlan(StepPlan):
+    """A step plan whose pipeline transfers take no time."""
+
+    def p2p(self, v_from, v_to, replicas):
+        return FREE
+
+
+def synthetic(pp: int, m: int, tf: float, tb: float, schedule: str = "1f1b", vpp: int = 1) -> StepPlan:
+    """Equal stages: every virtual stage's forward takes tf/vpp and backward tb/vpp seconds."""
+    plan = ParallelPlan(pp=pp, vpp=vpp, global_batch=m, schedule=schedule)
+    chunk = ChunkWork(forward={"forward": tf / vpp}, backward={"backward": tb / vpp},
+                      params_local=1, flops_forward=1.0, flops_backward=2.0, flops_recompute=0.0)
+    return FreeCommPlan(
+        model=TOY, plan=plan, topology=load_topology("dgx-a100-superpod", 8),
+        net_efficiency=NetworkEfficiency(),
+        actions=build_schedule(schedule, pp, m, vpp), chunks=[chunk] * (pp * vpp),
+        optimizer_s=[0.0] * pp, param_gather=[None] * pp, message_bytes=0.0,
+    )
+
+
+@pytest.mark.parametrize("pp,m", [(2, 1), (4, 8), (8, 16), (4, 3), (16, 64)])
+def test_1f1b_makespan_and_bubble_fraction(pp, m):
+    tf, tb = 1.0, 2.0
+    run = StepSimulation(synthetic(pp, m, tf, tb)).run()
+    assert run.step_time_s == pytest.approx((m + pp - 1) * (tf + tb), rel=1e-12)
+    for i in range(pp):
+        bubble = run.accounts[(0, i)].seconds["bubble"]
+        assert bubble / run.step_time_s == pytest.approx(bubble_fraction_1f1b(pp, m), rel=1e-12)
+
+
+@pytest.mark.parametrize("pp,m", [(2, 4), (4, 8), (8, 3)])
+def test_gpipe_makespan(pp, m):
+    tf, tb = 0.5, 1.25
+    run = StepSimulation(synthetic(pp, m, tf, tb, schedule="gpipe")).run()
+    assert run.step_time_s == pytest.approx((m + pp - 1) * (tf + tb), rel=1e-12)
+
+
+@pytest.mark.parametrize("pp,m,vpp", [(2, 4, 2), (4, 8, 2), (4, 8, 4), (8, 16, 3)])
+def test_interleaved_bubble_shrinks_by_vpp(pp, m, vpp):
+    tf, tb = 1.0, 2.0
+    run = StepSimulation(synthetic(pp, m, tf, tb, schedule="interleaved", vpp=vpp)).run()
+    assert run.step_time_s == pytest.approx((m + (pp - 1) / vpp) * (tf + tb), rel=1e-12)
+    bubble = run.accounts[(0, 0)].seconds["bubble"]
+    assert bubble / run.step_time_s == pytest.approx(bubble_fraction_1f1b(pp, m, vpp), rel=1e-12)
+
+
+def test_breakdown_of_every_stage_adds_up_to_the_step():
+    run = StepSimulation(synthetic(4, 6, 1.0, 2.0)).run()
+    for acct in run.accounts.values():
+        assert sum(acct.seconds.values()) == pytest.approx(run.step_time_s, rel=1e-12)
+
+
+def test_every_action_runs_once_per_stage():
+    pp, m = 4, 5
+    run = StepSimulation(synthetic(pp, m, 1.0, 2.0)).run()
+    assert run.n_events == pp * m * 2
+    computed = [e for e in run.timeline if e.name in ("F", "B")]
+    assert sorted((e.stage, e.name, e.microbatch) for e in computed) == sorted(
+        (i, k, j) for i in range(pp) for k in "FB" for j in range(m)
+    )
+
+
+def test_compute_events_on_one_stage_never_overlap():
+    run = StepSimulation(synthetic(4, 8, 1.0, 2.0, schedule="interleaved", vpp=2)).run()
+    for i in range(4):
+        spans = sorted((e.start_s, e.end_s) for e in run.timeline if e.stage == i and e.stream == "compute")
+        assert all(a_end <= b_start + 1e-12 for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
