@@ -30,7 +30,9 @@ path between two GPUs):
     starts at the node's rail-``c`` GPU; the inter-node hop from the run's last
     GPU goes over NVLink to that rail GPU and then out of its NIC to the next
     node's rail-``c`` GPU (PXN-style, as NCCL >= 2.12 does on rail-optimized
-    fabrics), so every inter-node hop of a channel stays on one rail.
+    fabrics), so every inter-node hop of a channel stays on one rail. Without
+    an NVLink path for the relay (PCIe nodes) the hop leaves through the last
+    GPU's own NIC.
     All-reduce: 2(n-1) steps of S/(nC) per hop; all-gather and reduce-scatter:
     n-1 steps; broadcast: a pipelined chain from the first rank of the group,
     n-1 hops of S/C each. On a uniform ring (bandwidth B, latency a per hop, one
@@ -64,11 +66,17 @@ path between two GPUs):
     Each (src, dst) pair sends S over its path in one phase.
 ``auto``
     The valid algorithm with the least standalone time under the given
-    efficiency (as NCCL's tuner picks by size); the plan records which.
+    efficiency (as NCCL's tuner picks by size); the plan records which. Direct
+    all-gather, reduce-scatter and broadcast are left out (NCCL has none; with
+    the same bytes per link as the ring and one latency step they would always
+    win on NVSwitch here); ask for them by name.
 
 Limitations: no in-network reduction (SHARP/NVLS), no per-chunk protocol
 (LL/LL128/Simple) differences, and the small-message regime is only as good as
-the latency figures of the topology plus ``overhead_s``. A group of one rank
+the latency figures of the topology plus ``overhead_s``. Direct all-to-all
+across nodes follows the topology's routes (no PXN relay), so cross-rail
+traffic climbs to the spine/core. All pipelined steps of a phase are one flow:
+the model does not stall a ring on its slowest member. A group of one rank
 moves nothing: its plan has no phases and takes 0 s.
 """
 
@@ -76,7 +84,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +109,10 @@ _VALID_ALGORITHMS = {
     "broadcast": ("ring", "direct"),
     "send_recv": ("p2p",),
 }
+
+_AUTO_SKIPS = {("all_gather", "direct"), ("reduce_scatter", "direct"), ("broadcast", "direct")}
+# NCCL's tuner has no direct all-gather/reduce-scatter/broadcast; on NVSwitch this
+# model would otherwise always prefer them to the ring (same bytes, one latency step).
 
 
 # --------------------------------------------------------------------------- efficiency
@@ -136,7 +147,9 @@ class NetworkEfficiency:
         for kind in LINK_KINDS:
             value = getattr(self, kind)
             if not (isinstance(value, (int, float)) and 0.0 < value <= 1.0):
-                raise InputError(f"{value!r} is not a bandwidth fraction; use a number in (0, 1]", field=f"efficiency.{kind}")
+                raise InputError(
+                    f"{value!r} is not a bandwidth fraction; use a number in (0, 1]", field=f"efficiency.{kind}"
+                )
         if not (isinstance(self.overhead_s, (int, float)) and math.isfinite(self.overhead_s) and self.overhead_s >= 0):
             raise InputError(f"{self.overhead_s!r} is not a time; use seconds >= 0", field="efficiency.overhead_s")
 
@@ -176,6 +189,11 @@ class Phase:
     link_ids: np.ndarray
     link_bytes: np.ndarray
     latency_s: float
+
+    def __post_init__(self) -> None:
+        # Plans are cached and shared: their arrays must not change under other users.
+        self.link_ids.flags.writeable = False
+        self.link_bytes.flags.writeable = False
 
     def time_s(self, effective_bandwidth_Bps: np.ndarray) -> float:
         """Standalone time: ``latency_s + max(link_bytes / effective_bandwidth[link_ids])``, seconds."""
@@ -320,7 +338,7 @@ class _Hops:
         ids = np.fromiter(itertools.chain.from_iterable(self.paths), dtype=np.intp)
         counts = np.bincount(ids, minlength=self.planner.n_links)
         used = np.flatnonzero(counts)
-        return Phase(used, counts[used] * (bytes_per_hop * steps), steps * self.latency_max_s)
+        return Phase(used, counts[used] * float(bytes_per_hop * steps), steps * self.latency_max_s)
 
 
 class CollectivePlanner:
@@ -402,6 +420,11 @@ class CollectivePlanner:
             self._rail = rail
         return self._rail[gpu]
 
+    def nvlink(self, src: int, dst: int) -> bool:
+        """Whether the path src -> dst is NVLink only (where NCCL can relay for PXN)."""
+        kinds = self.topology.link_kind
+        return all(kinds[i] == "nvlink" for i in self.topology.path_ids(src, dst))
+
     def _segments(self, group: Sequence[int]) -> list[list[int]]:
         """Maximal runs of consecutive ranks on the same node, wrapping the last run into the first."""
         node_of = self.topology.node_of
@@ -454,29 +477,28 @@ class CollectivePlanner:
                 if nxt == skip_into:
                     continue
                 last, first = chain[-1], chain[0]
-                if last != first and rail(last) != rail(nxt) and rail(first) == rail(nxt):
+                if last != first and rail(last) != rail(nxt) and rail(first) == rail(nxt) and self.nvlink(last, first):
                     hops.add(last, nxt, via=first)
                 else:
                     hops.add(last, nxt)
 
     # -- algorithms -------------------------------------------------------------------
     def _valid(self, kind: str, algorithm: str, groups: tuple[tuple[int, ...], ...]) -> str | None:
-        """None if the algorithm applies to these groups, else why not."""
-        g0 = groups[0]
-        segs = self._segments(g0)
-        nodes = {self.topology.node_of(r) for r in g0}
-        if algorithm == "direct" and kind not in ("all_to_all",) and len(nodes) > 1:
-            return "direct is used only inside one node (NVSwitch) for this collective"
-        if algorithm == "tree":
-            if len(nodes) < 2:
-                return "tree needs a group spanning more than one node"
-            if len(segs) != len(nodes):
-                return "tree needs each node's ranks to be consecutive in the group"
-        if algorithm == "hierarchical":
-            if len(nodes) < 2 or len(segs) != len(nodes):
-                return "hierarchical needs a group spanning more than one node, each node's ranks consecutive"
-            sizes = {len(s) for s in segs}
-            if len(sizes) != 1 or sizes == {1}:
+        """None if the algorithm applies to every group, else why not."""
+        if algorithm in ("ring", "p2p") or (algorithm == "direct" and kind == "all_to_all"):
+            return None
+        node_of = self.topology.node_of
+        for grp in groups:
+            segs = self._segments(grp)
+            nodes = {node_of(r) for r in grp}
+            if algorithm == "direct" and len(nodes) > 1:
+                return f"direct {kind} is modelled only inside one node"
+            if algorithm in ("tree", "hierarchical"):
+                if len(nodes) < 2:
+                    return f"{algorithm} needs a group spanning more than one node"
+                if len(segs) != len(nodes):
+                    return f"{algorithm} needs each node's ranks to be consecutive in the group"
+            if algorithm == "hierarchical" and ({len(s) for s in segs} == {1} or len({len(s) for s in segs}) != 1):
                 return "hierarchical needs the same number (> 1) of ranks on every node"
         return None
 
@@ -535,9 +557,8 @@ class CollectivePlanner:
                     chain = seg[i + 1 :] + seg[: i + 1]  # ends at the rail GPU
                     chain_len = max(chain_len, len(chain) - 1)
                     for a, b in zip(chain, chain[1:]):
-                        for _ in range(2):  # one reduction + one broadcast stream per tree
-                            intra.add(a, b)
-                            intra.add(b, a)
+                        intra.add(a, b)
+                        intra.add(b, a)
                 for parents in trees:
                     for child, parent in enumerate(parents):
                         if parent >= 0:
@@ -548,7 +569,7 @@ class CollectivePlanner:
         lat = 2 * (depth * inter.latency_max_s + chain_len * intra.latency_max_s)
         if not intra.paths:
             return _with_latency(a, lat)
-        b = intra.phase(per_hop, 1)
+        b = intra.phase(2 * per_hop, 1)  # both trees' streams use the chain
         return _with_latency(_merge(a, b, self.n_links), lat)
 
     def _hierarchical(self, kind: str, groups: tuple[tuple[int, ...], ...], S: float) -> tuple[Phase, ...]:
@@ -615,10 +636,13 @@ class CollectivePlanner:
                 raise InputError(f"algorithm {algorithm!r} cannot run {kind} on these groups: {why}", field="algorithm")
             candidates = [algorithm]
         else:
-            candidates = [a for a in allowed if self._valid(kind, a, groups) is None]
+            candidates = [
+                a for a in allowed if (kind, a) not in _AUTO_SKIPS and self._valid(kind, a, groups) is None
+            ]
         best = None
         for name in candidates:
-            plan = CollectivePlan(kind, name, float(S), n, self._build(kind, name, groups, float(S)), len(groups), self.topology)
+            phases = self._build(kind, name, groups, float(S))
+            plan = CollectivePlan(kind, name, float(S), n, phases, len(groups), self.topology)
             if best is None or plan.standalone_time_s(eff) < best.standalone_time_s(eff):
                 best = plan
         return best
@@ -642,7 +666,9 @@ class CollectivePlanner:
             out.append(ranks)
         sizes = {len(g) for g in out}
         if len(sizes) != 1:
-            raise InputError(f"groups of one collective must have the same size, got sizes {sorted(sizes)}", field="groups")
+            raise InputError(
+                f"groups of one collective must have the same size, got sizes {sorted(sizes)}", field="groups"
+            )
         if kind == "send_recv" and sizes != {2}:
             raise InputError("send_recv groups are (src, dst) pairs", field="groups")
         return tuple(out)
@@ -654,22 +680,26 @@ def _with_latency(phase: Phase, latency_s: float) -> Phase:
 
 def _merge(a: Phase, b: Phase, n_links: int) -> Phase:
     """One phase whose link loads are the sum of two (latency of ``a``)."""
-    total = np.bincount(a.link_ids, a.link_bytes, minlength=n_links) + np.bincount(b.link_ids, b.link_bytes, minlength=n_links)
+    total = np.bincount(a.link_ids, a.link_bytes, minlength=n_links)
+    total += np.bincount(b.link_ids, b.link_bytes, minlength=n_links)
     used = np.flatnonzero(total)
     return Phase(used, total[used], a.latency_s)
 
 
-_PLANNERS: dict[int, tuple[weakref.ref, CollectivePlanner]] = {}
+_PLANNER_ATTR = "_trainsim_collective_planner"
 
 
 def _planner_for(topology: Any) -> CollectivePlanner:
-    """The planner (and its caches) of a topology, kept as long as the topology lives."""
-    key = id(topology)
-    entry = _PLANNERS.get(key)
-    if entry is not None and entry[0]() is topology:
-        return entry[1]
-    planner = CollectivePlanner(topology)
-    _PLANNERS[key] = (weakref.ref(topology, lambda _r, k=key: _PLANNERS.pop(k, None)), planner)
+    """The planner (and its caches) of a topology.
+
+    Kept as an attribute of the topology object, so the caches live exactly as
+    long as the topology (a global registry would keep every topology alive,
+    since plans refer to their topology).
+    """
+    planner = getattr(topology, _PLANNER_ATTR, None)
+    if planner is None:
+        planner = CollectivePlanner(topology)
+        setattr(topology, _PLANNER_ATTR, planner)
     return planner
 
 

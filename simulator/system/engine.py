@@ -46,6 +46,7 @@ from simulator.network.collectives import CollectivePlan
 from simulator.network.flows import FlowNetwork
 from simulator.system.variability import Jitter, Variability, max_of_normals
 from simulator.system.workplan import StepPlan
+from simulator.workload.schedules import Action
 
 Mode = str  # "representative" | "full"
 
@@ -126,39 +127,51 @@ class StepSimulation:
         rng = np.random.default_rng(self.var.seed)
         jitter = Jitter(self.var.compute_jitter_cv, rng)
         eff = sp.net_efficiency
-        net = FlowNetwork(env, eff.effective_bandwidth(sp.topology))
+        net = FlowNetwork(env, sp.topology.bandwidth_Bps, keep_records=False)
+        factors = eff.link_factors(sp.topology)
         replicas = list(range(dp)) if self.mode == "full" else [0]
-        p2p_class = (lambda r: (r,)) if self.mode == "full" else (lambda r: tuple(range(dp)))
+        p2p_class = {r: (r,) for r in replicas} if self.mode == "full" else {0: tuple(range(dp))}
         slow = self._factors()
         timeline: list[TimelineEvent] = []
-        record = timeline.append if self.record_timeline else (lambda e: None)
+        record = timeline.append if self.record_timeline else None
         accounts = {(r, i): RankAccount() for r in replicas for i in range(pp)}
         comm_s: dict[str, float] = defaultdict(float)
 
         deps: dict[tuple, simpy.Event] = {}
         wire_start: dict[tuple, float] = {}
 
-        def dep(key) -> simpy.Event:
-            ev = deps.get(key)
-            if ev is None:
-                ev = deps[key] = env.event()
-            return ev
+        flows: dict[int, tuple] = {}
 
         def start(plan_: CollectivePlan) -> simpy.Event:
-            return env.process(net.run(plan_, eff))
+            """Run a collective through the link-sharing network; one flow when it has one phase."""
+            if len(plan_.phases) != 1:
+                return env.process(net.run(plan_, eff))
+            flow = flows.get(id(plan_))
+            if flow is None:
+                ph = plan_.phases[0]
+                # a link at efficiency e carries bytes / e at nominal bandwidth (FlowNetwork.run does the same)
+                flow = flows[id(plan_)] = (ph.link_ids, ph.link_bytes / factors[ph.link_ids],
+                                           ph.latency_s + eff.overhead_s, plan_)
+            return net.transfer(flow[0], flow[1], flow[2])
 
         def send(r: int, v_from: int, v_to: int, key: tuple, mb: int, chunk: int, stage: int) -> None:
             t0 = env.now
             wire_start[key] = t0
-            ev = start(sp.p2p(v_from, v_to, p2p_class(r)))
+            ev = start(sp.p2p(v_from, v_to, p2p_class[r]))
 
-            def arrived(_e, key=key, t0=t0):
+            def arrived(_e, t0=t0):
                 comm_s["pp"] += env.now - t0
-                record(TimelineEvent(r, stage, "pp_send", mb, chunk, t0, env.now, "comm"))
-                dep(key).succeed()
+                if record is not None:
+                    record(TimelineEvent(r, stage, "pp_send", mb, chunk, t0, env.now, "comm"))
 
             ev.callbacks.append(arrived)
+            waiting = deps.get(key)
+            if waiting is None:
+                deps[key] = ev  # the receiver will wait on the transfer itself
+            else:
+                ev.callbacks.append(lambda _e: waiting.succeed())
 
+        overlap = plan.overlap_grad_reduce
         # last backward action index per (stage, chunk): its gradient buckets overlap it
         last_bwd = {}
         for i, acts in enumerate(sp.actions):
@@ -180,7 +193,8 @@ class StepSimulation:
                 t0 = env.now
                 yield start(bucket)
                 comm_s["dp"] += env.now - t0
-                record(TimelineEvent(0, i, "dp_bucket", k, chunk, t0, env.now, "comm"))
+                if record is not None:
+                    record(TimelineEvent(0, i, "dp_bucket", k, chunk, t0, env.now, "comm"))
             dp_done[i].succeed()
 
         for i in range(pp):
@@ -225,36 +239,50 @@ class StepSimulation:
         pending: dict[tuple[int, int], str] = {}
         events = 0
 
+        deterministic = jitter.cv == 0
+
         def stage_proc(r: int, i: int):
             nonlocal events
             acct = accounts[(r, i)]
             sec = acct.seconds
             members = slow[(r, i)]
+            fixed = float(members.max())
+            healthy = fixed == 1.0 and deterministic
+            own = defaultdict(float)  # (v, is_forward) -> sum of own-time factors
+            stall_s = pp_comm_s = pp_wait_s = 0.0
             for idx, a in enumerate(sp.actions[i]):
+                is_f = a.kind == "F"
                 v = a.chunk * pp + i
                 chunk = sp.chunks[v]
-                key = (r, a.kind, a.mb, v)
-                if not (a.kind == "F" and v == 0):
-                    ev = dep(key)
-                    if not ev.triggered:
-                        pending[(r, i)] = f"{a.kind} micro-batch {a.mb} chunk {a.chunk} waiting for its input"
+                # inputs: the previous virtual stage's activation, or the next one's gradient
+                # (the last virtual stage's backward needs only its own forward, which ran before)
+                if (v > 0) if is_f else (v < n_virtual - 1):
+                    key = (r, a.kind, a.mb, v)
+                    ev = deps.get(key)
+                    if ev is None:
+                        ev = deps[key] = env.event()
+                    if not ev.processed:
+                        pending[(r, i)] = a
                         t_w = env.now
                         yield ev
-                        t_s = wire_start.get(key, env.now)
-                        acct.pp_wait_s += max(0.0, min(t_s, env.now) - t_w)
-                        sec["pp_comm"] += env.now - max(t_w, t_s)
-                parts = chunk.forward if a.kind == "F" else chunk.backward
-                base = chunk.forward_s if a.kind == "F" else chunk.backward_s
-                if self.mode == "full":
+                        t_s = wire_start.get(key, t_w)
+                        now = env.now
+                        pp_wait_s += max(0.0, min(t_s, now) - t_w)
+                        pp_comm_s += now - max(t_w, t_s)
+                base = chunk.forward_s if is_f else chunk.backward_s
+                if healthy:
+                    f_max = f_own = 1.0
+                elif self.mode == "full":
                     draws = members * jitter.many(tp)
                     f_max, f_own = float(draws.max()), float(draws.mean())
                 else:
-                    f_max = float(members.max()) * jitter.max_of(tp)
+                    f_max = fixed * jitter.max_of(tp)
                     f_own = min(f_max, jitter.one()) if tp > 1 else f_max
-                variance[(r, i)] += (base * jitter.sd) ** 2
+                if not deterministic:
+                    variance[(r, i)] += (base * jitter.sd) ** 2
                 t0 = env.now
-                buckets = chunk.grad_buckets if (plan.overlap_grad_reduce and idx == last_bwd.get((i, a.chunk))) else ()
-                if buckets:
+                if not is_f and overlap and idx == last_bwd[(i, a.chunk)] and chunk.grad_buckets:
+                    buckets = chunk.grad_buckets
                     seg = base * f_max / len(buckets)
                     for k, bucket in enumerate(buckets):
                         yield env.timeout(seg)
@@ -262,18 +290,22 @@ class StepSimulation:
                 else:
                     yield env.timeout(base * f_max)
                 events += 1
-                for cat, s in parts.items():
-                    sec[cat] += s * f_own
-                sec["stall"] += base * (f_max - f_own)
-                record(TimelineEvent(r, i, a.kind, a.mb, a.chunk, t0, env.now))
+                own[(v, is_f)] += f_own
+                stall_s += base * (f_max - f_own)
+                if record is not None:
+                    record(TimelineEvent(r, i, a.kind, a.mb, a.chunk, t0, env.now))
                 # outputs
-                if a.kind == "F":
+                if is_f:
                     if v < n_virtual - 1:
                         send(r, v, v + 1, (r, "F", a.mb, v + 1), a.mb, a.chunk, i)
-                    else:
-                        dep((r, "B", a.mb, v)).succeed()
                 elif v > 0:
                     send(r, v, v - 1, (r, "B", a.mb, v - 1), a.mb, a.chunk, i)
+            for (v, is_f), total in own.items():
+                for cat, sec_per in (sp.chunks[v].forward if is_f else sp.chunks[v].backward).items():
+                    sec[cat] += sec_per * total
+            sec["stall"] += stall_s
+            sec["pp_comm"] += pp_comm_s
+            acct.pp_wait_s += pp_wait_s
             if not plan.overlap_grad_reduce:
                 for c in range(vpp):
                     for k, bucket in enumerate(sp.chunks[c * pp + i].grad_buckets):
@@ -293,7 +325,8 @@ class StepSimulation:
             yield env.timeout(sp.optimizer_s[i] * f_opt)
             sec["optimizer"] += sp.optimizer_s[i]
             sec["stall"] += sp.optimizer_s[i] * (f_opt - 1.0)
-            record(TimelineEvent(r, i, "optimizer", -1, -1, t0, env.now))
+            if record is not None:
+                record(TimelineEvent(r, i, "optimizer", -1, -1, t0, env.now))
             gather = sp.param_gather[i]
             if gather is not None:
                 param_barrier[i].append(env.now)
@@ -303,7 +336,8 @@ class StepSimulation:
 
                     def gathered(_e, i=i, t_start=env.now):
                         comm_s["dp"] += env.now - t_start
-                        record(TimelineEvent(0, i, "param_gather", -1, -1, t_start, env.now, "comm"))
+                        if record is not None:
+                            record(TimelineEvent(0, i, "param_gather", -1, -1, t_start, env.now, "comm"))
                         param_done[i].succeed()
 
                     ev.callbacks.append(gathered)
@@ -321,7 +355,11 @@ class StepSimulation:
         env.run()
         unfinished = [(ri, what) for ri, what in pending.items()]
         if unfinished or not all(p.triggered for p in procs):
-            detail = "; ".join(f"replica {r} stage {i}: {w}" for (r, i), w in unfinished[:8])
+            detail = "; ".join(
+                f"replica {r} stage {i}: " + (f"{w.kind} of micro-batch {w.mb}, chunk {w.chunk}, waiting for its input"
+                                              if isinstance(w, Action) else w)
+                for (r, i), w in unfinished[:8]
+            )
             raise SimulationError(f"deadlock: events ran out while work was pending ({detail})")
 
         step = max(a.finish_s for a in accounts.values())

@@ -1,0 +1,142 @@
+"""Whole-step simulations through the Python API: symmetry, invariants, variability."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator.hardware.compute import default_efficiency
+from simulator.scenario import Scenario, load_scenario
+from simulator.simulate import simulate
+
+
+def scenario(**plan) -> Scenario:
+    """A small Llama-shaped model on DGX A100 nodes; plan fields override."""
+    gpus = plan.pop("gpus", 16)
+    fields = dict(micro_batch=1, global_batch=16)
+    fields.update(plan)
+    return Scenario(
+        name="test", model={"preset": "tiny", "seq_len": 1024}, topology="dgx-a100-superpod",
+        gpus=gpus, plan=fields,
+    )
+
+
+AGREEMENT_CASES = [
+    dict(gpus=8, tp=1, pp=1, global_batch=16),
+    dict(gpus=8, tp=2, pp=2, global_batch=8),
+    dict(gpus=16, tp=2, pp=2, global_batch=32, zero_stage=1),
+    dict(gpus=32, tp=4, pp=2, vpp=2, global_batch=32),
+    dict(gpus=64, tp=8, pp=2, global_batch=64, sequence_parallel=True, recompute="selective"),
+    dict(gpus=64, tp=1, pp=4, global_batch=64, schedule="gpipe"),
+    dict(gpus=16, tp=1, pp=1, global_batch=32, zero_stage=3),
+]
+
+
+@pytest.mark.parametrize("case", AGREEMENT_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_representative_and_full_fidelity_agree_exactly(case):
+    sc = scenario(**case)
+    rep = simulate(sc)
+    full = simulate(sc.with_(simulation={"mode": "full"}))
+    assert full.mode == "full" and rep.mode == "representative"
+    assert full.step_time_s == rep.step_time_s
+    for key in rep.breakdown_s:
+        assert full.breakdown_s[key] == pytest.approx(rep.breakdown_s[key], rel=1e-9, abs=1e-12)
+
+
+def test_step_time_grows_linearly_in_microbatches_without_a_pipeline():
+    times = [simulate(scenario(gpus=8, tp=8, global_batch=m)).step_time_s for m in (1, 2, 3, 4, 5)]
+    steps = [b - a for a, b in zip(times, times[1:])]
+    assert all(s == pytest.approx(steps[0], rel=1e-9) for s in steps)
+    assert steps[0] > 0
+
+
+def test_a_simulated_step_moves_bytes_and_does_flops():
+    r = simulate(scenario(gpus=16, tp=2, pp=2, global_batch=16))
+    assert r.model_flops_per_step > 0 and r.hardware_flops_per_step > 0
+    assert r.breakdown_s["forward"] > 0 and r.breakdown_s["backward"] > 0
+    assert r.hidden_comm_s["dp_comm"] + r.breakdown_s["dp_comm"] > 0
+
+
+def test_same_input_same_output_even_with_jitter():
+    sc = scenario(gpus=16, tp=2, pp=2, global_batch=16).with_(variability={"seed": 7, "compute_jitter_cv": 0.1})
+    a, b = simulate(sc), simulate(sc)
+    assert a.step_time_s == b.step_time_s
+    assert a.breakdown_s == b.breakdown_s
+
+
+def test_jitter_creates_synchronisation_stalls_that_grow_with_jitter():
+    base = scenario(gpus=32, tp=4, pp=2, global_batch=32)
+    stalls = []
+    for cv in (0.0, 0.05, 0.2):
+        r = simulate(base.with_(variability={"seed": 1, "compute_jitter_cv": cv}))
+        stalls.append(r.breakdown_s["stall"])
+        assert sum(r.breakdown_s.values()) == pytest.approx(r.step_time_s, rel=1e-9)
+    assert stalls[0] == 0.0
+    assert 0 < stalls[1] < stalls[2]
+
+
+@pytest.mark.parametrize("mode", ["representative", "full"])
+def test_a_slow_gpu_slows_the_step_and_its_peers_wait(mode):
+    base = scenario(gpus=16, tp=2, pp=2, global_batch=16).with_(simulation={"mode": mode})
+    healthy = simulate(base)
+    slow = simulate(base.with_(variability={"slow_gpus": {5: 1.5}}))
+    assert slow.step_time_s > healthy.step_time_s
+    assert slow.breakdown_s["stall"] > 0
+
+
+def test_a_slow_node_is_a_slow_gpu_for_each_of_its_gpus():
+    base = scenario(gpus=16, tp=2, pp=2, global_batch=16)
+    by_node = simulate(base.with_(variability={"slow_nodes": {1: 1.3}}))
+    by_gpus = simulate(base.with_(variability={"slow_gpus": {g: 1.3 for g in range(8, 16)}}))
+    assert by_node.step_time_s == by_gpus.step_time_s
+
+
+def _with_network_scale(factor: float):
+    eff = default_efficiency()
+    net = eff.network
+    scaled = net.model_copy(update={k: min(1.0, getattr(net, k) * factor) for k in ("nvlink", "pcie", "nic", "fabric")})
+    return eff.model_copy(update={"network": scaled})
+
+
+PLANS = st.sampled_from([
+    dict(gpus=16, tp=2, pp=2, global_batch=16),
+    dict(gpus=32, tp=4, pp=2, vpp=2, global_batch=32),
+    dict(gpus=16, tp=1, pp=1, global_batch=32, zero_stage=1),
+    dict(gpus=16, tp=1, pp=1, global_batch=16, zero_stage=3),
+    dict(gpus=16, tp=8, pp=2, global_batch=16, sequence_parallel=True),
+])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=PLANS, low=st.floats(0.2, 0.9), high=st.floats(0.0, 1.0))
+def test_more_bandwidth_never_slows_a_step(plan, low, high):
+    hi = low + (1.0 - low) * high
+    sc = scenario(**plan)
+    slow_net = simulate(sc, _with_network_scale(low), record_timeline=False).step_time_s
+    fast_net = simulate(sc, _with_network_scale(hi), record_timeline=False).step_time_s
+    assert fast_net <= slow_net * (1 + 1e-12)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=PLANS, gemm=st.floats(0.3, 0.9), more=st.floats(0.0, 1.0))
+def test_a_faster_gpu_never_slows_a_step(plan, gemm, more):
+    eff = default_efficiency()
+    faster = gemm + (1.0 - gemm) * more
+    sc = scenario(**plan)
+
+    def with_gemm(g):
+        return eff.model_copy(update={"compute": eff.compute.model_copy(update={"gemm": g, "attention": g})})
+
+    assert (simulate(sc, with_gemm(faster), record_timeline=False).step_time_s
+            <= simulate(sc, with_gemm(gemm), record_timeline=False).step_time_s * (1 + 1e-12))
+
+
+def test_a_plan_that_does_not_fit_is_reported_with_its_numbers():
+    sc = load_scenario("gpt3-175b-1024-a100").with_(recompute="none", micro_batch=8, global_batch=1536, vpp=1)
+    r = simulate(sc, record_timeline=False)
+    assert not r.fits_in_memory
+    assert r.memory["total"] > r.memory["capacity"]
+    assert any("does not fit" in n for n in r.notes)
