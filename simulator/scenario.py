@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simulator.bundled import bundled_dir
-from simulator.errors import InputError, PlanError
+from simulator.errors import InputError, PlanError, from_validation_error
 from simulator.system.variability import Variability
 from simulator.workload.plan import ParallelPlan
 
@@ -120,7 +120,7 @@ class Scenario(BaseModel):
         try:
             return self.plan.to_plan(self.gpus)
         except ValidationError as err:
-            raise _as_input_error(err, self.source_file, prefix="plan") from None
+            raise from_validation_error(err, schema=ParallelPlan, file=self.source_file, prefix="plan") from None
 
     def with_(self, **changes: Any) -> "Scenario":
         """A copy with fields changed; plan fields may be given directly (``tp=4``)."""
@@ -135,29 +135,13 @@ class Scenario(BaseModel):
         return _validate(data, self.source_file, self.base_dir)
 
 
-def _as_input_error(err: ValidationError, file: str | None, prefix: str | None = None) -> InputError:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if p != "__root__")
-    if prefix:
-        loc = f"{prefix}.{loc}" if loc else prefix
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif first["type"] == "missing":
-        msg = "required field is missing"
-    elif first["type"] == "literal_error":
-        msg = msg.replace("Input should be", "must be")
-    extra = f" ({len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
-    return InputError(f"{msg}{extra}", file=file, field=loc or None)
-
-
 def _validate(data: Any, file: str | None, base_dir: Path) -> Scenario:
     if not isinstance(data, dict):
         raise InputError("a scenario must be a YAML mapping of fields (name, model, topology, gpus, plan, ...)", file=file)
     try:
         return Scenario(**data, base_dir=base_dir, source_file=file)
     except ValidationError as err:
-        raise _as_input_error(err, file) from None
+        raise from_validation_error(err, schema=Scenario, file=file) from None
     except TypeError as err:  # e.g. a non-string key
         raise InputError(str(err), file=file) from None
 

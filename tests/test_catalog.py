@@ -212,7 +212,7 @@ def test_full_override_without_base_replaces_the_entry(tmp_path):
 # --- bad user files: each names the file and the field ------------------------------------------
 
 BAD_ENTRIES = [
-    ("unknown field", "x: {base: h100-sxm, tdp_watts: 5}", "x.tdp_watts", "allowed fields"),
+    ("unknown field", "x: {base: h100-sxm, tdp_watts: 5}", "x.tdp_watts", "allowed here: aliases"),
     ("missing field", "x: {vendor: Acme, source: s}", "x.peak_tflops", "required"),
     ("wrong type", "x: {base: h100-sxm, tdp_W: lots}", "x.tdp_W", "valid number"),
     ("string number", "x: {base: h100-sxm, tdp_W: '500'}", "x.tdp_W", "valid number"),

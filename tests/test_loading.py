@@ -238,7 +238,7 @@ def test_load_model_takes_all_fields_spelled_out():
         ({"preset": "tiny", "seq_len": 0}, "model.seq_len", ["greater than 0"]),
         ({"preset": "tiny", "seq_len": "long"}, "model.seq_len", ["integer"]),
         ({"preset": "tiny", "norm": "batchnorm"}, "model.norm", ["layernorm", "rmsnorm"]),
-        ({"preset": "tiny", "layers": 3}, "model.layers", ["not permitted", "n_layers"]),
+        ({"preset": "tiny", "layers": 3}, "model.layers", ["unknown field", "n_layers"]),
         ({"preset": "tiny", "hf_config": "x"}, "model.hf_config", ["not both"]),
         ({"hf_config": "does-not-exist"}, "model.hf_config", ["does-not-exist"]),
         ({"hf_config": 3}, "model.hf_config", ["path"]),

@@ -40,7 +40,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
 
 from simulator import units
-from simulator.errors import InputError
+from simulator.errors import InputError, from_validation_error
 
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8")
 """Precision keys a catalog entry may list, in display order."""
@@ -349,7 +349,8 @@ def _resolve_entry(
     try:
         entry = _GPUEntry.model_validate(fields)
     except ValidationError as exc:
-        raise _input_error(exc, slug, file) from None
+        raise from_validation_error(exc, schema=_GPUEntry, file=file, prefix=slug, also_allowed=("base",),
+                                    hint="or start from a known GPU with `base: <slug>`") from None
     resolved[slug] = entry
     return entry
 
@@ -402,40 +403,6 @@ def _derive(
             f"{file}: {slug} = {base_slug} with {changed} changed by the user; other figures: {base_entry.source}"
         )
     return merged
-
-
-def _input_error(exc: ValidationError, slug: str, file: str | Path) -> InputError:
-    """One InputError for all problems pydantic found in entry ``slug``; ``field`` is the first one's path.
-
-    Missing fields are grouped into one problem so that a bare entry gives one readable sentence.
-    """
-    problems: list[tuple[str, str]] = []
-    missing: list[str] = []
-    for err in exc.errors(include_url=False):
-        loc = [str(part) for part in err["loc"] if part != "[key]"]
-        path = ".".join((slug, *loc))
-        kind = err["type"]
-        if kind == "missing":
-            if not missing:
-                problems.append((path, ""))  # placeholder, filled in below
-            missing.append(".".join(loc))
-            continue
-        msg = err["msg"].removeprefix("Value error, ")
-        if kind == "extra_forbidden":
-            msg = f"unknown field; allowed fields: {_ALLOWED_FIELDS}"
-        elif not isinstance(err.get("input"), (dict, list)) and kind != "value_error":
-            msg = f"{msg} (got {err.get('input')!r})"
-        problems.append((path, msg))
-    if missing:
-        i = next(i for i, (_, m) in enumerate(problems) if not m)
-        problems[i] = (
-            problems[i][0],
-            f"required field(s) missing: {', '.join(missing)}; give them, or start from a known GPU "
-            f"with `base: <slug>`",
-        )
-    field, first = problems[0]
-    rest = "; ".join(f"{p}: {m}" for p, m in problems[1:])
-    return InputError(first + (f" (also {rest})" if rest else ""), file=file, field=field)
 
 
 def _type_name(value: Any) -> str:

@@ -97,7 +97,6 @@ import math
 import os
 from collections.abc import Hashable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,7 +105,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simulator.errors import InputError
+from simulator.bundled import bundled_dir
+from simulator.errors import InputError, from_validation_error
 from simulator.units import US, GBps_to_Bps, gbit_per_s_to_Bps
 
 Link = tuple[Hashable, Hashable]
@@ -437,42 +437,10 @@ class Topology:
 # --------------------------------------------------------------------------- loading
 
 
-def _bundled_dir() -> Any:
-    """The bundled topologies folder (package data, or the repo's folder in development)."""
-    try:
-        return resources.files("simulator.bundled.topologies")
-    except (ModuleNotFoundError, TypeError):
-        return Path(__file__).resolve().parents[2] / "topologies"
-
-
 def bundled_topologies() -> list[str]:
     """Names of the bundled topology files (file stems), sorted."""
-    folder = _bundled_dir()
+    folder = bundled_dir("topologies")
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def _message_from_validation(err: ValidationError) -> tuple[str, str]:
-    """(dotted field, human message) for the first problem pydantic found."""
-    problems = err.errors()
-    first = problems[0]
-    loc = tuple(str(p) for p in first["loc"])
-    field = ".".join(loc)
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        schema = _SCHEMA_AT.get(loc[:-1])
-        allowed = ", ".join(schema.model_fields) if schema else "see the documentation"
-        msg = f"unknown field; allowed here: {allowed}"
-    elif kind == "missing":
-        schema = _SCHEMA_AT.get(loc[:-1])
-        info = schema.model_fields.get(loc[-1]) if schema else None
-        what = f" ({info.description})" if info is not None and info.description else ""
-        msg = f"required field is missing{what}"
-    else:
-        msg = f"{first['msg']}, got {first['input']!r}"
-    if len(problems) > 1:
-        others = ", ".join(".".join(str(p) for p in e["loc"]) or "(top level)" for e in problems[1:])
-        msg += f" (also: {others})"
-    return field, msg
 
 
 def _check_consistency(spec: TopologyFile, path: str) -> None:
@@ -531,8 +499,7 @@ def parse_topology_file(text: str, path: str) -> TopologyFile:
     try:
         spec = TopologyFile.model_validate(data)
     except ValidationError as exc:
-        field, msg = _message_from_validation(exc)
-        raise InputError(msg, file=path, field=field) from None
+        raise from_validation_error(exc, schema=TopologyFile, file=path) from None
     _check_consistency(spec, path)
     return spec
 
@@ -543,7 +510,7 @@ def _read_source(source: str | Path, file: str | None, field: str) -> tuple[str,
         os.sep in source or "/" in source or source.endswith((".yaml", ".yml"))
     )
     if is_name:
-        entry = _bundled_dir().joinpath(f"{source}.yaml")
+        entry = bundled_dir("topologies").joinpath(f"{source}.yaml")
         if not entry.is_file():
             raise InputError(
                 f"unknown topology {source!r}; bundled topologies: {', '.join(bundled_topologies())} "

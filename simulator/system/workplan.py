@@ -36,7 +36,7 @@ from simulator.hardware.compute import ComputeEfficiency, Efficiency, ops_time_s
 from simulator.network.collectives import CollectivePlan, NetworkEfficiency, plan_collective
 from simulator.network.topology import Topology
 from simulator.units import BYTES_PER_ELEMENT
-from simulator.workload.counting import parameter_count
+from simulator.workload.memory import block_parameters_per_rank, parameters_on_virtual_stage
 from simulator.workload.model import ModelConfig
 from simulator.workload.ops import LayerWork, embedding_work, head_work, layer_work, pipeline_message_bytes
 from simulator.workload.plan import ParallelPlan
@@ -44,9 +44,6 @@ from simulator.workload.schedules import Action, build_schedule
 
 ADAM_BYTES_PER_PARAM = 30.0
 """HBM bytes the Adam step streams per local parameter (see module docstring)."""
-
-FORWARD_CATEGORIES = ("forward", "recompute", "backward", "tp_comm", "dp_comm")
-
 
 @dataclass(frozen=True)
 class ChunkWork:
@@ -58,7 +55,7 @@ class ChunkWork:
 
     forward: dict[str, float]
     backward: dict[str, float]
-    params_local: int
+    params_local: float  # parameters one TP rank holds for this chunk
     flops_forward: float
     flops_backward: float
     flops_recompute: float
@@ -135,9 +132,8 @@ def _add(into: dict, part: dict, times: float = 1.0) -> None:
 
 
 def _zero3_pass(compute_s: float, comm_s: float, n_layers: int) -> tuple[float, float]:
-    """(total, exposed comm) of ``n_layers`` equal layers with per-layer prefetched communication."""
-    if n_layers == 0:
-        return compute_s * n_layers, 0.0
+    """(total, exposed comm) of ``n_layers`` equal layers of ``compute_s`` each, whose
+    per-layer communication ``comm_s`` is prefetched one layer ahead."""
     total = comm_s + n_layers * max(compute_s, comm_s)
     return total, total - n_layers * compute_s
 
@@ -155,7 +151,6 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
     layers_per_chunk = model.n_layers // n_virtual
     kw = dict(micro_batch=plan.micro_batch, tp=tp, sequence_parallel=plan.sequence_parallel, precision=plan.precision)
     layer = layer_work(model, recompute=plan.recompute, **kw)
-    counts = parameter_count(model)
 
     chunks: list[ChunkWork] = []
     for v in range(n_virtual):
@@ -163,16 +158,11 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
         tp_groups = plan.groups("tp", pp_rank=stage)
         dp_groups = plan.groups("dp", pp_rank=stage)
         parts = [(layer, layers_per_chunk)]
-        params = counts.per_layer * layers_per_chunk
         if v == 0:
             parts.append((embedding_work(model, **kw), 1))
-            params += counts.embedding + counts.position
         if v == n_virtual - 1:
             parts.append((head_work(model, **kw), 1))
-            params += counts.final_norm + counts.lm_head
-            if model.tied_embeddings and n_virtual > 1:
-                params += counts.embedding  # the last stage keeps its own copy of the tied matrix
-        params_local = math.ceil(params / tp)
+        params_local = parameters_on_virtual_stage(model, plan, v)
 
         fwd: dict[str, float] = {}
         bwd: dict[str, float] = {}
@@ -185,7 +175,7 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
                 _collectives_s(work.tp_recompute, topology, tp_groups, net_eff),
             )
             if plan.zero_stage == 3 and work is layer and dp > 1:
-                f, b = _zero3_layer(f, b, counts.per_layer / tp, times, topology, dp_groups, plan, net_eff)
+                f, b = _zero3_layer(f, b, block_parameters_per_rank(model, tp), times, topology, dp_groups, plan, net_eff)
                 _add(fwd, f)
                 _add(bwd, b)
             else:

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from simulator.errors import InputError
+from simulator.errors import InputError, from_validation_error
 from simulator.workload.model import ModelConfig
 
 SUPPORTED_HF_FAMILIES = ("llama", "mistral", "qwen2", "gpt2", "gpt_neox")
@@ -298,35 +298,12 @@ def from_hf_config(path: str | Path, *, seq_len: int | None = None, name: str | 
 # --------------------------------------------------------------------------- scenario spec
 
 
-def _describe(err: Mapping[str, Any]) -> str:
-    """pydantic's message for one error, with the offending value where it helps."""
-    msg = err["msg"]
-    value = err.get("input")
-    if err["type"] not in ("missing", "extra_forbidden") and not isinstance(value, Mapping):
-        msg += f" (got {value!r})"
-    return msg
-
-
-def _from_validation_error(exc: ValidationError, *, file: str | Path | None, hint: str = "") -> InputError:
-    """One InputError from a pydantic error: field = ``model.<first loc>``, message lists all."""
-    errors = exc.errors()
-    locs = ["model." + ".".join(str(x) for x in e["loc"]) if e["loc"] else "model" for e in errors]
-    if len(errors) == 1:
-        message = _describe(errors[0])
-    else:
-        message = "; ".join(f"{loc}: {_describe(e)}" for loc, e in zip(locs, errors))
-    if any(e["type"] == "extra_forbidden" for e in errors):
-        message += f". Allowed fields: {', '.join(ModelConfig.model_fields)}, plus 'preset' or 'hf_config'"
-    if hint and any(e["type"] == "missing" for e in errors):
-        message += f". {hint}"
-    return InputError(message, file=file, field=locs[0])
-
-
 def _build(fields: dict[str, Any], *, file: str | Path | None, hint: str = "") -> ModelConfig:
     try:
         return ModelConfig(**fields)
     except ValidationError as exc:
-        raise _from_validation_error(exc, file=file, hint=hint) from None
+        raise from_validation_error(exc, schema=ModelConfig, file=file, prefix="model",
+                                    also_allowed=("preset", "hf_config"), hint=hint) from None
 
 
 def load_model(spec: Any, *, base_dir: Path | None = None, file: str | None = None) -> ModelConfig:

@@ -226,28 +226,36 @@ def block_parameters_per_rank(model: ModelConfig, tp: int) -> float:
     return split / tp + kv * kv_share + replicated
 
 
-def parameters_on_stage(model: ModelConfig, plan: ParallelPlan, stage: int) -> float:
-    """Parameters (count) one tensor-parallel rank of pipeline stage ``stage`` holds, before ZeRO sharding.
-
-    Layout as in the module docstring. Raises :class:`PlanError` if ``pp x vpp``
-    does not divide the layers.
-    """
+def parameters_on_virtual_stage(model: ModelConfig, plan: ParallelPlan, v: int) -> float:
+    """Parameters (count) one tensor-parallel rank holds for virtual stage ``v`` (model chunk
+    ``v // pp`` of stage ``v % pp``), before ZeRO sharding: its ``L / (pp * vpp)`` blocks, the
+    embedding on the first virtual stage, the final norm and LM head on the last (layout as in
+    the module docstring)."""
     _check_layers(model, plan)
-    if not 0 <= stage < plan.pp:
-        raise InputError(f"stage {stage} does not exist; stages are 0 to {plan.pp - 1}", field="stage")
+    n_virtual = plan.pp * plan.vpp
     pc = parameter_count(model)
     t = plan.tp
-    per_layer = block_parameters_per_rank(model, t)
-    n = model.n_layers // plan.pp * per_layer
-    if stage == 0:
+    n = model.n_layers // n_virtual * block_parameters_per_rank(model, t)
+    if v == 0:
         n += pc.embedding / t + pc.position
-    if stage == plan.pp - 1:
+    if v == n_virtual - 1:
         n += pc.final_norm
         if not model.tied_embeddings:
             n += pc.lm_head / t
-        elif plan.pp > 1:
+        elif n_virtual > 1:
             n += pc.embedding / t
     return n
+
+
+def parameters_on_stage(model: ModelConfig, plan: ParallelPlan, stage: int) -> float:
+    """Parameters (count) one tensor-parallel rank of pipeline stage ``stage`` holds, before ZeRO
+    sharding: the sum over its ``vpp`` model chunks.
+
+    Raises :class:`PlanError` if ``pp x vpp`` does not divide the layers.
+    """
+    if not 0 <= stage < plan.pp:
+        raise InputError(f"stage {stage} does not exist; stages are 0 to {plan.pp - 1}", field="stage")
+    return sum(parameters_on_virtual_stage(model, plan, c * plan.pp + stage) for c in range(plan.vpp))
 
 
 def _check_layers(model: ModelConfig, plan: ParallelPlan) -> None:
