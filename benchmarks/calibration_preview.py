@@ -209,36 +209,47 @@ def build(row: pd.Series) -> tuple[dict, list[str]]:
     return scenario, defaults + assumptions
 
 
+# Short tags for the formula used per row (printed in the table, explained by the legend).
+FORMULA_LEGEND = {
+    "step": "simulated step time (s)",
+    "eq3+rc": "Megatron eq. 3 WITH recompute term: 96 B s L h^2 (1 + s/6h + V/16hL) / step / n_gpus",
+    "eq3": "Megatron eq. 3, 3 passes: 72 B s L h^2 (1 + s/6h + V/12hL) / step / n_gpus",
+    "mfu=": "StepResult.mfu (6(L N_matmul + V h) + 12 L h s per token); source defines MFU the same way",
+    "mfu~": "StepResult.mfu; source's MFU definition DIFFERS (see MFU_DEFINITION / sim_notes)",
+    "mfu?": "StepResult.mfu; source's MFU definition not known to this script",
+    "hfu~": "StepResult.hfu (executed FLOPs incl. recompute, causal attention); source's HFU DIFFERS",
+    "hfu?": "StepResult.hfu; source's HFU definition not known to this script",
+    "tps": "StepResult.tokens_per_s / n_gpus",
+}
+
+
 def predict(row: pd.Series, scenario: dict, result) -> tuple[float, str, list[str]]:
-    """(predicted metric, formula used, extra notes) for a simulated row."""
+    """(predicted metric, formula tag, notes) for a simulated row."""
     model = ModelConfig(**scenario["model"])
     n_gpus, B = result.n_gpus, scenario["plan"]["global_batch"]
     metric, source = row.metric, row.source_id
     notes: list[str] = []
     if metric == "step_time_s":
-        return result.step_time_s, "simulated step time", notes
+        return result.step_time_s, "step", notes
     if metric == "tflops_per_gpu":
-        if source in TFLOPS_RECOMPUTE_TERM:
-            term = TFLOPS_RECOMPUTE_TERM[source]
-            why = f"source {source}"
-        else:
+        term = TFLOPS_RECOMPUTE_TERM.get(source)
+        if term is None:  # a source this script does not know: count the recompute pass iff full recompute
             term = scenario["plan"]["recompute"] == "full"
-            why = "guess: recompute term iff full recompute"
+            notes.append("TF formula guessed from the recompute setting")
         flops = model_flops_per_step(model, B, recompute_term=term)
-        label = "Megatron eq.3 " + ("WITH recompute term (96Bslh^2...)" if term else "3-pass (72Bslh^2...)")
-        return flops / result.step_time_s / n_gpus / 1e12, f"{label}; {why}", notes
+        return flops / result.step_time_s / n_gpus / 1e12, "eq3+rc" if term else "eq3", notes
     if metric == "mfu":
-        formula = "StepResult.mfu (6*(L*N_matmul+Vh)+12Lhs); source: " + MFU_DEFINITION.get(source, "not stated")
+        definition = MFU_DEFINITION.get(source)
         if source == "llmfoundry":
             L, h, s = model.n_layers, model.d_model, model.seq_len
             src_per_token = 6.0 * parameter_count(model).total + 12.0 * L * h * s
             notes.append(f"source-definition FLOPs = {src_per_token / model_flops_per_token(model):.4f} x trainsim's")
-        return result.mfu, formula, notes
+        tag = "mfu?" if definition is None else ("mfu~" if definition.startswith("DIFFERS") else "mfu=")
+        return result.mfu, tag, notes
     if metric == "hfu":
-        formula = "StepResult.hfu (executed FLOPs, causal attention); source: " + HFU_DEFINITION.get(source, "not stated")
-        return result.hfu, formula, notes
+        return result.hfu, "hfu~" if source in HFU_DEFINITION else "hfu?", notes
     if metric == "tokens_per_s_per_gpu":
-        return result.tokens_per_s / n_gpus, "tokens_per_s / n_gpus", notes
+        return result.tokens_per_s / n_gpus, "tps", notes
     raise NotExpressible(f"unknown metric '{metric}'")
 
 
@@ -305,10 +316,23 @@ def main(argv: list[str] | None = None) -> int:
     pd.set_option("display.width", 250)
     pd.set_option("display.max_colwidth", 90)
     pd.set_option("display.max_rows", None)
-    cols = ["case_id", "metric", "published", "predicted", "error_pct", "status", "defaults_used"]
-    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print("\nFormula / definition used per row (and simulator notes):")
-    print(table[["case_id", "formula", "sim_notes"]].to_string(index=False))
+    cols = ["case_id", "metric", "published", "predicted", "error_pct", "formula", "status", "defaults_used"]
+    left = {c: (lambda w: (lambda v: f"{v:<{w}}"))(int(table[c].astype(str).str.len().max()))
+            for c in ("case_id", "formula", "status", "defaults_used")}
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}", formatters=left, justify="left"))
+    print("\nFormula tags:")
+    for tag, text in FORMULA_LEGEND.items():
+        print(f"  {tag:<7} {text}")
+    print("  TF formula per source: " + "; ".join(
+        f"{s}: {'with' if t else 'without'} recompute term" for s, t in TFLOPS_RECOMPUTE_TERM.items()))
+    for name, defs in (("MFU", MFU_DEFINITION), ("HFU", HFU_DEFINITION)):
+        for s, text in defs.items():
+            print(f"  {name} {s}: {text}")
+    noted = table[table.sim_notes != ""]
+    if len(noted):
+        print("\nSimulator notes:")
+        print(noted[["case_id", "sim_notes"]].to_string(index=False, formatters={
+            "case_id": left["case_id"], "sim_notes": lambda v: f"{v:<60}"}, justify="left"))
     print("\nSummary over rows with status ok (error = (predicted - published) / published):")
     print(summarize(table).to_string(float_format=lambda v: f"{v:.1f}"))
     print(f"\n{len(table)} rows ({(table.status == 'ok').sum()} ok, "

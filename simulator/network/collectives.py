@@ -318,27 +318,51 @@ def _depth(parents: list[int]) -> int:
 
 
 class _Hops:
-    """Accumulates hop paths with a uniform byte count per hop into a Phase."""
+    """Collects the hops of a phase (src -> dst, optionally relayed through ``via``) and turns
+    them into link loads in one vectorised pass over the topology's routes."""
 
-    __slots__ = ("planner", "paths", "latency_max_s")
+    __slots__ = ("planner", "src", "dst", "via", "_resolved")
 
     def __init__(self, planner: "CollectivePlanner"):
         self.planner = planner
-        self.paths: list[tuple[int, ...]] = []
-        self.latency_max_s = 0.0
+        self.src: list[int] = []
+        self.dst: list[int] = []
+        self.via: list[int] = []
+        self._resolved: tuple[np.ndarray, float] | None = None
 
     def add(self, src: int, dst: int, via: int | None = None) -> None:
-        ids, lat = self.planner.hop(src, dst, via)
-        self.paths.append(ids)
-        if lat > self.latency_max_s:
-            self.latency_max_s = lat
+        self.src.append(src)
+        self.dst.append(dst)
+        self.via.append(-1 if via is None else via)
+        self._resolved = None
+
+    def __bool__(self) -> bool:
+        return bool(self.src)
+
+    def _resolve(self) -> tuple[np.ndarray, float]:
+        """(number of hops crossing each link, the largest hop latency)."""
+        if self._resolved is None:
+            src, dst, via = (np.array(x, dtype=np.intp) for x in (self.src, self.dst, self.via))
+            relayed = np.flatnonzero(via >= 0)
+            # a relayed hop is two legs, src -> via and via -> dst, of the same hop
+            a = np.concatenate([src, via[relayed]])
+            b = np.concatenate([np.where(via >= 0, via, dst), dst[relayed]])
+            hop = np.concatenate([np.arange(src.size), relayed])
+            ids, leg, leg_latency = self.planner.paths_many(a, b)
+            counts = np.bincount(ids, minlength=self.planner.n_links)
+            hop_latency = np.bincount(hop, weights=leg_latency, minlength=src.size)
+            self._resolved = (counts, float(hop_latency.max()) if src.size else 0.0)
+        return self._resolved
+
+    @property
+    def latency_max_s(self) -> float:
+        return self._resolve()[1]
 
     def phase(self, bytes_per_hop: float, steps: int) -> Phase:
         """Every hop carries ``bytes_per_hop`` in each of ``steps`` pipelined steps."""
-        ids = np.fromiter(itertools.chain.from_iterable(self.paths), dtype=np.intp)
-        counts = np.bincount(ids, minlength=self.planner.n_links)
+        counts, latency = self._resolve()
         used = np.flatnonzero(counts)
-        return Phase(used, counts[used] * float(bytes_per_hop * steps), steps * self.latency_max_s)
+        return Phase(used, counts[used] * float(bytes_per_hop * steps), steps * latency)
 
 
 class CollectivePlanner:
@@ -351,7 +375,6 @@ class CollectivePlanner:
         self.topology = topology
         self.n_links = len(topology.bandwidth_Bps)
         self._plans: dict[tuple, CollectivePlan] = {}
-        self._hops: dict[tuple, tuple[tuple[int, ...], float]] = {}
         self._rail: list[int] | None = None
         self._factors: dict[NetworkEfficiency, np.ndarray] = {}
         self._bandwidth: dict[NetworkEfficiency, np.ndarray] = {}
@@ -380,21 +403,18 @@ class CollectivePlanner:
         return bw
 
     # -- geometry ---------------------------------------------------------------------
-    def hop(self, src: int, dst: int, via: int | None = None) -> tuple[tuple[int, ...], float]:
-        """Link ids and latency of a hop src -> dst, optionally relayed through GPU ``via``."""
-        key = (src, dst, via)
-        got = self._hops.get(key)
-        if got is None:
-            topo = self.topology
-            if via is None:
-                got = (tuple(topo.path_ids(src, dst)), float(topo.path_latency_s(src, dst)))
-            else:
-                got = (
-                    tuple(topo.path_ids(src, via)) + tuple(topo.path_ids(via, dst)),
-                    float(topo.path_latency_s(src, via)) + float(topo.path_latency_s(via, dst)),
-                )
-            self._hops[key] = got
-        return got
+    def paths_many(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Routes of many GPU pairs: (edge ids, pair index of each id, latency of each pair)."""
+        topo = self.topology
+        if hasattr(topo, "path_ids_many"):
+            ids, pair = topo.path_ids_many(src, dst)
+            latency = np.bincount(pair, weights=np.asarray(topo.latency_s)[ids], minlength=src.size)
+            return ids, pair, latency
+        paths = [topo.path_ids(int(a), int(b)) for a, b in zip(src, dst)]
+        ids = np.fromiter(itertools.chain.from_iterable(paths), dtype=np.intp)
+        pair = np.repeat(np.arange(len(paths)), [len(p) for p in paths])
+        latency = np.array([topo.path_latency_s(int(a), int(b)) for a, b in zip(src, dst)], dtype=float)
+        return ids, pair, latency
 
     def rail(self, gpu: int) -> int:
         """Index of the NIC rail a GPU's inter-node traffic leaves through (0 if none).
@@ -402,6 +422,9 @@ class CollectivePlanner:
         Found from the first ``nic`` link on the path to the same local GPU of the
         next node; rails are numbered per node in order of local GPU index.
         """
+        if self._rail is None and hasattr(self.topology, "nic_of"):
+            topo = self.topology
+            self._rail = [topo.nic_of(g) for g in range(topo.n_gpus)] if topo.n_nodes > 1 else [0] * topo.n_gpus
         if self._rail is None:
             topo = self.topology
             gpn, n_nodes = topo.gpus_per_node, topo.n_nodes
@@ -567,7 +590,7 @@ class CollectivePlanner:
         per_hop = S / (2 * C)
         a = inter.phase(per_hop, 1)
         lat = 2 * (depth * inter.latency_max_s + chain_len * intra.latency_max_s)
-        if not intra.paths:
+        if not intra:
             return _with_latency(a, lat)
         b = intra.phase(2 * per_hop, 1)  # both trees' streams use the chain
         return _with_latency(_merge(a, b, self.n_links), lat)

@@ -37,7 +37,7 @@ never delays any flow.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,7 @@ class _Flow:
         "t_upd",
         "gen",
         "done",
+        "on_done",
         "issued",
         "ended",
         "latency",
@@ -129,6 +130,7 @@ class FlowNetwork:
         self._load = np.zeros_like(bw)  # bytes/s in use per link
         self._moved = np.zeros_like(bw)  # bytes delivered per link by _finished[:_n_counted]
         self._n_counted = 0
+        self._uncounted: dict[tuple[int, int], list] = {}  # keep_records=False: (links, bytes, flows)
         self._active: dict[int, _Flow] = {}  # moving flows (latency over), in start order
         self._n_throttled = 0
         self._alone: _Flow | None = None  # the only moving flow, load not entered
@@ -137,7 +139,7 @@ class FlowNetwork:
         self._finished: list[_Flow] = []
         self._keep = keep_records
         self._recomputes = 0
-        self._prepared: dict[tuple[int, Any], tuple] = {}  # run(): per (plan, efficiency)
+        self._prepared: dict[tuple[int, int], tuple] = {}  # run(): per (plan, efficiency)
 
     @classmethod
     def for_topology(cls, env: simpy.Environment, topology: Any) -> "FlowNetwork":
@@ -183,17 +185,45 @@ class FlowNetwork:
             from simulator.network.collectives import UNCALIBRATED as efficiency
         if efficiency.overhead_s > 0:
             yield self.env.timeout(efficiency.overhead_s)
-        key = (id(plan), efficiency)
-        prepared = self._prepared.get(key)
-        if prepared is None:  # the plan is kept in the value, so its id stays valid
-            factors = efficiency.link_factors(plan.topology)
-            occs = [p.link_bytes / factors[p.link_ids] for p in plan.phases]
-            Ts = [self._standalone(p.link_ids, o) for p, o in zip(plan.phases, occs)]
-            prepared = self._prepared[key] = (plan, occs, Ts)
-        _, occs, Ts = prepared
+        _, occs, Ts, _ = self._prepare(plan, efficiency)
         for i, phase in enumerate(plan.phases):
             tag = (plan.kind, plan.algorithm, i)
             yield self._issue(phase.link_ids, occs[i], phase.link_bytes, phase.latency_s, tag, Ts[i])
+
+    def collective(self, plan: Any, efficiency: Any = None,
+                   on_done: Callable[[], None] | None = None) -> simpy.Event | None:
+        """Start a collective plan now; the returned event fires when it completes.
+
+        The same timing as ``env.process(self.run(plan, efficiency))``, but a
+        single-phase plan (a send/receive, a one-step collective) becomes one flow
+        whose latency includes the collective's fixed overhead: no process, two
+        events fewer. With ``on_done``, no event is made: ``on_done()`` is called at
+        the moment the collective completes, and ``None`` is returned. This is the
+        hot path of the step simulation.
+        """
+        if len(plan.phases) != 1:
+            proc = self.env.process(self.run(plan, efficiency))
+            if on_done is None:
+                return proc
+            proc.callbacks.append(lambda _ev: on_done())
+            return None
+        if efficiency is None:
+            from simulator.network.collectives import UNCALIBRATED as efficiency
+        _, occs, Ts, _ = self._prepare(plan, efficiency)
+        phase = plan.phases[0]
+        return self._issue(phase.link_ids, occs[0], phase.link_bytes, phase.latency_s + efficiency.overhead_s,
+                           (plan.kind, plan.algorithm, 0), Ts[0], on_done)
+
+    def _prepare(self, plan: Any, efficiency: Any) -> tuple:
+        """(plan, occupancy per phase, standalone time per phase), cached per (plan, efficiency)."""
+        key = (id(plan), id(efficiency))
+        prepared = self._prepared.get(key)
+        if prepared is None:  # plan and efficiency are kept in the value, so their ids stay valid
+            factors = efficiency.link_factors(plan.topology)
+            occs = [p.link_bytes / factors[p.link_ids] for p in plan.phases]
+            Ts = [self._standalone(p.link_ids, o) for p, o in zip(plan.phases, occs)]
+            prepared = self._prepared[key] = (plan, occs, Ts, efficiency)
+        return prepared
 
     @property
     def pending(self) -> int:
@@ -217,6 +247,9 @@ class FlowNetwork:
 
     def _count_moved(self) -> None:
         # Accumulated on demand, not per flow, to keep the fast path short.
+        for links, real, count in self._uncounted.values():
+            np.add.at(self._moved, links, real * count)
+        self._uncounted.clear()
         new = self._finished[self._n_counted :]
         if new:
             ids = np.concatenate([f.links for f in new])
@@ -255,15 +288,17 @@ class FlowNetwork:
         return float(_max(occ / self.bandwidth_Bps[links])) if links.size else 0.0
 
     def _issue(
-        self, links: np.ndarray, occ: np.ndarray, real: np.ndarray, latency: float, tag: Any, T: float | None = None
-    ) -> simpy.Event:
+        self, links: np.ndarray, occ: np.ndarray, real: np.ndarray, latency: float, tag: Any, T: float | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> simpy.Event | None:
         env = self.env
         f = _Flow()
         f.T = self._standalone(links, occ) if T is None else T
         f.seq = self._seq
         self._seq += 1
         f.links, f.occ, f.real, f.latency, f.tag = links, occ, real, latency, tag
-        f.done = done = env.event()
+        f.on_done = on_done
+        f.done = done = env.event() if on_done is None else None
         f.issued = env.now
         f.gen = 0
         self._pending += 1
@@ -338,8 +373,17 @@ class FlowNetwork:
         if self._keep:
             self._finished.append(f)  # bytes counted on demand (_count_moved)
         elif f.links.size:
-            self._moved[f.links] += f.real
-        f.done.succeed()
+            # count finished flows per (links, bytes) pair; the arrays are added up on demand
+            key = (id(f.links), id(f.real))
+            entry = self._uncounted.get(key)
+            if entry is None:
+                self._uncounted[key] = [f.links, f.real, 1]
+            else:
+                entry[2] += 1
+        if f.on_done is None:
+            f.done.succeed()
+        else:
+            f.on_done()
 
     def _rebalance(self) -> None:
         """Recompute max-min speeds of all moving flows and reschedule those that changed."""

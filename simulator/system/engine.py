@@ -128,7 +128,6 @@ class StepSimulation:
         jitter = Jitter(self.var.compute_jitter_cv, rng)
         eff = sp.net_efficiency
         net = FlowNetwork(env, sp.topology.bandwidth_Bps, keep_records=False)
-        factors = eff.link_factors(sp.topology)
         replicas = list(range(dp)) if self.mode == "full" else [0]
         p2p_class = {r: (r,) for r in replicas} if self.mode == "full" else {0: tuple(range(dp))}
         slow = self._factors()
@@ -140,36 +139,28 @@ class StepSimulation:
         deps: dict[tuple, simpy.Event] = {}
         wire_start: dict[tuple, float] = {}
 
-        flows: dict[int, tuple] = {}
-
         def start(plan_: CollectivePlan) -> simpy.Event:
-            """Run a collective through the link-sharing network; one flow when it has one phase."""
-            if len(plan_.phases) != 1:
-                return env.process(net.run(plan_, eff))
-            flow = flows.get(id(plan_))
-            if flow is None:
-                ph = plan_.phases[0]
-                # a link at efficiency e carries bytes / e at nominal bandwidth (FlowNetwork.run does the same)
-                flow = flows[id(plan_)] = (ph.link_ids, ph.link_bytes / factors[ph.link_ids],
-                                           ph.latency_s + eff.overhead_s, plan_)
-            return net.transfer(flow[0], flow[1], flow[2])
+            return net.collective(plan_, eff)
+
+        arrived_at: dict[tuple, float] = {}  # transfers whose data is there, by receiver key
 
         def send(r: int, v_from: int, v_to: int, key: tuple, mb: int, chunk: int, stage: int) -> None:
             t0 = env.now
             wire_start[key] = t0
-            ev = start(sp.p2p(v_from, v_to, p2p_class[r]))
 
-            def arrived(_e, t0=t0):
-                comm_s["pp"] += env.now - t0
+            def arrived() -> None:
+                now = env.now
+                comm_s["pp"] += now - t0
                 if record is not None:
-                    record(TimelineEvent(r, stage, "pp_send", mb, chunk, t0, env.now, "comm"))
+                    record(TimelineEvent(r, stage, "pp_send", mb, chunk, t0, now, "comm"))
+                waiting = deps.pop(key, None)
+                if waiting is None:
+                    arrived_at[key] = now
+                    del wire_start[key]
+                else:
+                    waiting.succeed()
 
-            ev.callbacks.append(arrived)
-            waiting = deps.get(key)
-            if waiting is None:
-                deps[key] = ev  # the receiver will wait on the transfer itself
-            else:
-                ev.callbacks.append(lambda _e: waiting.succeed())
+            net.collective(sp.p2p(v_from, v_to, p2p_class[r]), eff, on_done=arrived)
 
         overlap = plan.overlap_grad_reduce
         # last backward action index per (stage, chunk): its gradient buckets overlap it
@@ -258,14 +249,12 @@ class StepSimulation:
                 # (the last virtual stage's backward needs only its own forward, which ran before)
                 if (v > 0) if is_f else (v < n_virtual - 1):
                     key = (r, a.kind, a.mb, v)
-                    ev = deps.get(key)
-                    if ev is None:
-                        ev = deps[key] = env.event()
-                    if not ev.processed:
+                    if arrived_at.pop(key, None) is None:  # not there yet: wait for it
                         pending[(r, i)] = a
                         t_w = env.now
+                        ev = deps[key] = env.event()
                         yield ev
-                        t_s = wire_start.get(key, t_w)
+                        t_s = wire_start.pop(key)
                         now = env.now
                         pp_wait_s += max(0.0, min(t_s, now) - t_w)
                         pp_comm_s += now - max(t_w, t_s)
