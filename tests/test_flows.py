@@ -281,3 +281,24 @@ def test_bad_inputs_raise_input_error():
         net.transfer([0, 1], [1.0])
     with pytest.raises(InputError):
         net.transfer([0], [1.0], latency_s=-1.0)
+
+
+def test_collective_with_a_callback_completes_at_the_same_time_as_its_event():
+    topo = load_topology("dgx-a100-superpod", 16)
+    plan = plan_collective(topo, "send_recv", [(0, 8)], 64e6)
+    eff = NetworkEfficiency(nic=0.9, overhead_s=5e-6)
+    times = {}
+    env = simpy.Environment()
+    net = FlowNetwork(env, topo.bandwidth_Bps)
+    ev = net.collective(plan, eff)
+    ev.callbacks.append(lambda _e: times.setdefault("event", env.now))
+    assert net.collective(plan, eff, on_done=lambda: times.setdefault("callback", env.now)) is None
+    env.run()
+    alone = plan.standalone_time_s(eff)
+    assert times["event"] == pytest.approx(times["callback"], rel=1e-12)
+    assert times["event"] > alone  # the two copies shared the links
+    env2 = simpy.Environment()
+    net2 = FlowNetwork(env2, topo.bandwidth_Bps)
+    net2.collective(plan, eff, on_done=lambda: times.setdefault("single", env2.now))
+    env2.run()
+    assert times["single"] == pytest.approx(alone, rel=1e-12)

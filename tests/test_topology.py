@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -445,3 +446,23 @@ def test_fat_tree_with_three_tiers_routes_through_spine_groups_and_core(tmp_path
     assert ("core", 0) in other_group and ("spine", 2) in other_group
     # Leaf uplink: 4 nodes x 8 NICs x 25 GB/s / 2.
     assert topo.graph[("leaf", 0)][("spine", 0)]["bandwidth_Bps"] == 4 * 8 * 25e9 / 2
+
+
+@pytest.mark.parametrize("name,n_gpus", [("dgx-a100-superpod", 3072), ("dgx-h100-superpod", 512), ("pcie-ethernet-small", 32)])
+def test_vectorised_routes_cross_the_same_links_as_single_paths(name, n_gpus):
+    topo = load_topology(name, n_gpus)
+    rng = np.random.default_rng(3)
+    src = rng.integers(0, n_gpus, 500)
+    dst = np.where(rng.random(500) < 0.3, (src // topo.gpus_per_node) * topo.gpus_per_node, rng.integers(0, n_gpus, 500))
+    ids, pair = topo.path_ids_many(src, dst)
+    for k in range(500):
+        assert sorted(ids[pair == k].tolist()) == sorted(topo.path_ids(int(src[k]), int(dst[k])))
+
+
+def test_the_networkx_graph_holds_every_edge_with_its_attributes():
+    topo = load_topology("dgx-a100-superpod", 64)
+    g = topo.graph
+    assert g.number_of_edges() == topo.n_edges
+    u, v = topo.links[5]
+    assert g.edges[u, v]["id"] == 5
+    assert g.edges[u, v]["bandwidth_Bps"] == topo.bandwidth_Bps[5]
