@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulator.errors import InputError
+from simulator.errors import InputError, SimulationError
 from simulator.hardware.catalog import GPUSpec, load_catalog
 from simulator.hardware.compute import Efficiency, default_efficiency
 from simulator.hardware.power import StateTimes, StepEnergy, gpu_energy_J
@@ -86,7 +86,13 @@ def simulate(scenario: Scenario, efficiency: Efficiency | None = None, *, record
     except InputError as err:
         raise err.with_file(scenario.source_file) if scenario.source_file else err
     run = StepSimulation(sp, scenario.variability, scenario.simulation.mode, record_timeline).run()
-    return _result(s, sp, run)
+    result = _result(s, sp, run)
+    if not (result.step_time_s > 0 and result.hardware_flops_per_step > 0):
+        raise SimulationError(
+            f"a step of {result.step_time_s} s doing {result.hardware_flops_per_step} FLOPs is not a training step; "
+            "this is a bug in trainsim, please report it with the scenario"
+        )
+    return result
 
 
 def _stage_breakdowns(run: StepRun, pp: int) -> list[dict[str, float]]:

@@ -15,7 +15,8 @@ from simulator.system.engine import StepSimulation
 from simulator.system.workplan import ChunkWork, StepPlan
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan
-from simulator.workload.schedules import bubble_fraction_1f1b, build_schedule
+from simulator.errors import SimulationError
+from simulator.workload.schedules import Action, bubble_fraction_1f1b, build_schedule
 
 TOY = ModelConfig(name="toy", n_layers=8, d_model=64, n_heads=4, vocab=100, seq_len=16)
 FREE = CollectivePlan(kind="send_recv", algorithm="free", bytes=0.0, group_size=2, phases=())
@@ -88,3 +89,10 @@ def test_compute_events_on_one_stage_never_overlap():
     for i in range(4):
         spans = sorted((e.start_s, e.end_s) for e in run.timeline if e.stage == i and e.stream == "compute")
         assert all(a_end <= b_start + 1e-12 for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+
+
+def test_a_deadlocked_schedule_is_reported_with_what_was_pending():
+    sp = synthetic(2, 1, 1.0, 2.0)
+    sp.actions = [[Action("B", 0), Action("F", 0)], [Action("F", 0), Action("B", 0)]]
+    with pytest.raises(SimulationError, match="deadlock.*stage 0: B of micro-batch 0.*stage 1: F of micro-batch 0"):
+        StepSimulation(sp).run()

@@ -27,6 +27,13 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.1f}"
 
 
+def _joules(j: float) -> str:
+    for unit, scale in (("MJ", 1e6), ("kJ", 1e3), ("J", 1.0)):
+        if j >= scale:
+            return f"{j / scale:,.2f} {unit}"
+    return f"{j:.3g} J"
+
+
 def render(result: StepResult) -> Group:
     """All tables of the report, ready for ``Console.print``."""
     r = result
@@ -50,7 +57,8 @@ def render(result: StepResult) -> Group:
     summary.add_row("throughput", f"{r.tokens_per_s:,.0f} tokens/s")
     summary.add_row("model FLOP/s per GPU", f"{r.model_flops_per_s_per_gpu / 1e12:,.1f} TFLOP/s")
     summary.add_row("MFU / HFU", f"{r.mfu:.1%} / {r.hfu:.1%}")
-    summary.add_row("energy per step", f"{r.energy_per_step_J / 1e6:,.2f} MJ (PUE {r.energy_J['pue']:.2f})")
+    summary.add_row("energy per step", f"{_joules(r.energy_per_step_J)} (PUE {r.energy_J['pue']:.2f})")
+    summary.add_row("energy per token", f"{_joules(r.energy_per_step_J / r.tokens_per_step)}")
     summary.add_row("average power per GPU", f"{r.avg_power_per_gpu_W:,.0f} W")
 
     bd = Table(title="Where the step time goes (mean over pipeline stages)", title_justify="left")

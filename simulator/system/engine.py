@@ -81,9 +81,10 @@ class StepRun:
     step_time_s: float
     accounts: dict[tuple[int, int], RankAccount]  # (replica, stage) -> account
     timeline: list[TimelineEvent]
-    comm_s: dict[str, float]  # total time on the wire per kind (tp/pp/dp), per simulated rank, summed
+    comm_s: dict[str, float]  # time on the wire of pipeline ("pp") and data-parallel ("dp") transfers, summed
     n_events: int
     mode: Mode
+    first_bucket_s: dict[int, float] = field(default_factory=dict)  # stage -> when replica 0 issued its first bucket
 
 
 class StepSimulation:
@@ -207,27 +208,25 @@ class StepSimulation:
                     first_release.setdefault(i, env.now)
                     dp_queue[i].put((bucket, chunk))
                 return
-            # representative: at the first bucket, wait for the latest other replica
-            delay = 0.0
+            # representative: the reduction waits for the latest other replica, whose
+            # lateness is drawn once per stage, at its first bucket
             if i not in late_draw:
+                delay = 0.0
                 if baseline is not None and dp > 1 and jitter.cv > 0:
-                    base_t = baseline_first_arrival.get(i, env.now)
-                    own_dev = env.now - base_t
+                    own_dev = env.now - baseline.first_bucket_s.get(i, env.now)
                     latest = max_of_normals(dp - 1, variance[(r, i)] ** 0.5, rng)
                     delay = max(0.0, latest - own_dev)
                 late_draw[i] = delay
                 first_release[i] = env.now + delay
+            delay = late_draw[i]
             if delay > 0:
-                def later(_e, bucket=bucket, chunk=chunk):
-                    dp_queue[i].put((bucket, chunk))
-                env.timeout(delay).callbacks.append(later)
+                env.timeout(delay).callbacks.append(lambda _e: dp_queue[i].put((bucket, chunk)))
             else:
                 dp_queue[i].put((bucket, chunk))
 
-        baseline_first_arrival = getattr(baseline, "_first_arrival", {}) if baseline else {}
         param_barrier: dict[int, list] = defaultdict(list)
         param_done = [env.event() for _ in range(pp)]
-        pending: dict[tuple[int, int], str] = {}
+        pending: dict[tuple[int, int], Action | str] = {}  # what each stage waits for, for deadlock reports
         events = 0
 
         deterministic = jitter.cv == 0
@@ -352,19 +351,13 @@ class StepSimulation:
             raise SimulationError(f"deadlock: events ran out while work was pending ({detail})")
 
         step = max(a.finish_s for a in accounts.values())
-        tp_comm = 0.0
         for (r, i), acct in accounts.items():
-            tail = step - acct.finish_s
-            wait = acct.pp_wait_s + tail
-            base_wait = None
+            wait = acct.pp_wait_s + step - acct.finish_s  # waiting for neighbours, and for the last stage to finish
+            bubble = wait
             if baseline is not None:
-                b = baseline.accounts[(0, i)] if (0, i) in baseline.accounts else None
-                base_wait = (b.pp_wait_s + baseline.step_time_s - b.finish_s) if b else 0.0
-            bubble = wait if base_wait is None else min(wait, base_wait)
+                b = baseline.accounts[(0, i)]
+                bubble = min(wait, b.pp_wait_s + baseline.step_time_s - b.finish_s)
             acct.seconds["bubble"] += bubble
             acct.seconds["stall"] += wait - bubble
-            tp_comm += acct.seconds.get("tp_comm", 0.0)
-        comm_s["tp"] = tp_comm
-        run = StepRun(step, accounts, timeline, dict(comm_s), events, self.mode)
-        run._first_arrival = {i: t for (r, i), t in own_first_arrival.items() if r == 0}  # for the jitter baseline
-        return run
+        first_bucket = {i: t for (r, i), t in own_first_arrival.items() if r == 0}
+        return StepRun(step, accounts, timeline, dict(comm_s), events, self.mode, first_bucket)
