@@ -47,7 +47,7 @@ class PlanSpec(BaseModel):
     placement: list[Literal["tp", "dp", "pp"]] | str = Field(
         default_factory=lambda: ["tp", "dp", "pp"], description="Innermost first, e.g. 'tp,dp,pp'."
     )
-    dp_bucket_MB: float = Field(160.0, gt=0, description="Gradient bucket, MB of reduced gradients.")
+    dp_bucket_MB: float = Field(160.0, ge=1.0, description="Gradient bucket, MB of reduced gradients (>= 1).")
     overlap_grad_reduce: bool = True
     grad_reduce_precision: Literal["fp32", "bf16"] = "fp32"
 
@@ -57,7 +57,7 @@ class PlanSpec(BaseModel):
         return [p.strip() for p in v.split(",")] if isinstance(v, str) else v
 
     def to_plan(self, n_gpus: int) -> ParallelPlan:
-        dp = self.dp if self.dp is not None else max(1, n_gpus // (self.tp * self.pp))
+        dp = self.dp if self.dp is not None else n_gpus // (self.tp * self.pp)
         return ParallelPlan(
             tp=self.tp, pp=self.pp, dp=dp, vpp=self.vpp, micro_batch=self.micro_batch,
             global_batch=self.global_batch,

@@ -17,12 +17,12 @@ import pandas as pd
 
 from simulator.errors import InputError, SimulationError
 from simulator.hardware.catalog import GPUSpec, load_catalog
-from simulator.hardware.compute import Efficiency, default_efficiency
+from simulator.efficiency import Efficiency, default_efficiency
 from simulator.hardware.power import StateTimes, StepEnergy, gpu_energy_J
 from simulator.network.topology import Topology, load_topology
 from simulator.results.step import BREAKDOWN_KEYS, StepResult
 from simulator.scenario import Scenario
-from simulator.system.engine import StepRun, StepSimulation
+from simulator.system.engine import StepRun, StepSimulation, TimelineEvent
 from simulator.system.workplan import build_step_plan
 from simulator.workload.counting import model_flops_per_token
 from simulator.workload.loading import load_model
@@ -59,7 +59,12 @@ def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
         model = load_model(scenario.model, base_dir=scenario.base_dir, file=file)
         hw_file = scenario.resolve(scenario.hardware_file) if scenario.hardware_file else None
         catalog = load_catalog(hw_file)
-        topology = load_topology(_topology_source(scenario), scenario.gpus, file=file)
+        try:
+            topology = load_topology(_topology_source(scenario), scenario.gpus, file=file)
+        except InputError as err:
+            if err.field != "n_gpus":
+                raise
+            raise InputError(err.detail, file=file, field="gpus") from None
         gpu_name = scenario.gpu or topology.gpu
         if gpu_name is None:
             raise InputError("the topology names no GPU; set 'gpu' in the scenario", field="gpu")
@@ -72,7 +77,11 @@ def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
             plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
             n_gpus=scenario.gpus, gpus_per_node=topology.gpus_per_node,
         )
-        device.peak_flops_for(plan.precision)
+        try:
+            device.peak_flops_for(plan.precision)
+        except InputError as err:
+            raise InputError(err.detail, file=file, field="plan.precision") from None
+        scenario.variability.check_fleet(scenario.gpus, topology.gpus_per_node)
     except InputError as err:
         raise err.with_file(file) if file else err
     return Setup(scenario, model, plan, topology, device, efficiency or default_efficiency())
@@ -111,7 +120,9 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
 
     n_sim_replicas = plan.dp if run.mode == "full" else 1
     pp_wire = run.comm_s.get("pp", 0.0) / (plan.pp * n_sim_replicas)
-    dp_wire = run.comm_s.get("dp", 0.0) / plan.pp
+    m = plan.n_microbatches
+    zero3_wire = sum(c.dp_wire_s for c in sp.chunks) * m  # ZeRO-3 gathers and scatters inside the passes
+    dp_wire = (run.comm_s.get("dp", 0.0) + zero3_wire) / plan.pp
     hidden = {
         "tp_comm": 0.0,
         "pp_comm": max(0.0, pp_wire - breakdown["pp_comm"]),
@@ -119,7 +130,6 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
     }
 
     tokens = plan.global_batch * model.seq_len
-    m = plan.n_microbatches
     hw_flops_rank = sum((c.flops_forward + c.flops_backward + c.flops_recompute) * m for c in sp.chunks)
     hw_flops = hw_flops_rank * plan.tp * plan.dp
 
@@ -145,7 +155,7 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
     notes = []
     if not memory.fits:
         notes.append(f"does not fit in memory: {memory.summary()}")
-    timeline = pd.DataFrame([e.__dict__ if hasattr(e, "__dict__") else _event_dict(e) for e in run.timeline])
+    timeline = pd.DataFrame([_event_dict(e) for e in run.timeline], columns=list(TimelineEvent.__slots__))
     return StepResult(
         scenario=s.scenario.name,
         model=model.name,
@@ -177,5 +187,5 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
     )
 
 
-def _event_dict(e) -> dict:
-    return {k: getattr(e, k) for k in e.__slots__}
+def _event_dict(e: TimelineEvent) -> dict:
+    return {k: getattr(e, k) for k in TimelineEvent.__slots__}

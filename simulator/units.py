@@ -30,3 +30,9 @@ def GBps_to_Bps(gBps: float) -> float:
 
 BYTES_PER_ELEMENT = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 """Bytes per element of a tensor held in the given precision (tf32 is stored as fp32)."""
+
+
+def weight_bytes(precision: str) -> int:
+    """Bytes of one stored weight in mixed-precision training: 16-bit for bf16, fp16 and fp8
+    training (fp8 recipes keep bf16 weights), 4 for fp32 and tf32."""
+    return 4 if precision in ("fp32", "tf32") else 2

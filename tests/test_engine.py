@@ -64,8 +64,9 @@ def test_interleaved_bubble_shrinks_by_vpp(pp, m, vpp):
     tf, tb = 1.0, 2.0
     run = StepSimulation(synthetic(pp, m, tf, tb, schedule="interleaved", vpp=vpp)).run()
     assert run.step_time_s == pytest.approx((m + (pp - 1) / vpp) * (tf + tb), rel=1e-12)
-    bubble = run.accounts[(0, 0)].seconds["bubble"]
-    assert bubble / run.step_time_s == pytest.approx(bubble_fraction_1f1b(pp, m, vpp), rel=1e-12)
+    for i in range(pp):
+        bubble = run.accounts[(0, i)].seconds["bubble"]
+        assert bubble / run.step_time_s == pytest.approx(bubble_fraction_1f1b(pp, m, vpp), rel=1e-12)
 
 
 def test_breakdown_of_every_stage_adds_up_to_the_step():

@@ -87,18 +87,18 @@ def test_an_unknown_preset_lists_the_presets():
 
 def shape(m: ModelConfig) -> tuple:
     return (m.n_layers, m.d_model, m.n_heads, m.kv_heads, m.ffn, m.vocab, m.seq_len, m.gated_mlp,
-            m.tied_embeddings, m.norm, m.bias, m.position_embedding)
+            m.tied_embeddings, m.norm, m.bias, m.position_embedding, m.dropout)
 
 
 @pytest.mark.parametrize(
     "folder, expected",
     [
-        ("llama2-7b", (32, 4096, 32, 32, 11008, 32000, 4096, True, False, "rmsnorm", False, "rope")),
-        ("llama3.1-8b", (32, 4096, 32, 8, 14336, 128256, 131072, True, False, "rmsnorm", False, "rope")),
-        ("mistral-7b", (32, 4096, 32, 8, 14336, 32000, 32768, True, False, "rmsnorm", False, "rope")),
-        ("qwen2-0.5b", (24, 896, 14, 2, 4864, 151936, 131072, True, True, "rmsnorm", False, "rope")),
-        ("gpt2", (12, 768, 12, 12, 3072, 50257, 1024, False, True, "layernorm", True, "learned")),
-        ("pythia-160m", (12, 768, 12, 12, 3072, 50304, 2048, False, False, "layernorm", True, "rope")),
+        ("llama2-7b", (32, 4096, 32, 32, 11008, 32000, 4096, True, False, "rmsnorm", False, "rope", False)),
+        ("llama3.1-8b", (32, 4096, 32, 8, 14336, 128256, 131072, True, False, "rmsnorm", False, "rope", False)),
+        ("mistral-7b", (32, 4096, 32, 8, 14336, 32000, 32768, True, False, "rmsnorm", False, "rope", False)),
+        ("qwen2-0.5b", (24, 896, 14, 2, 4864, 151936, 131072, True, True, "rmsnorm", False, "rope", False)),
+        ("gpt2", (12, 768, 12, 12, 3072, 50257, 1024, False, True, "layernorm", True, "learned", True)),
+        ("pythia-160m", (12, 768, 12, 12, 3072, 50304, 2048, False, False, "layernorm", True, "rope", False)),
     ],
 )
 def test_each_hf_family_loads_to_the_expected_shape(folder, expected):

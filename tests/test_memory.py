@@ -147,7 +147,7 @@ def test_interleaved_first_stage_holds_korthikantis_count():
 def test_stage_activations_are_in_flight_times_layers_times_per_layer():
     m = get_preset("llama3-70b")
     p = plan(tp=8, pp=4, sequence_parallel=True)
-    per_layer = activation_bytes_per_layer(m, micro_batch=1, tp=8, sequence_parallel=True)
+    per_layer = activation_bytes_per_layer(m, micro_batch=1, tp=8, sequence_parallel=True, dropout=m.dropout)
     middle = memory_per_gpu(m, p, capacity_bytes=80e9, stage=1)  # no embedding, no head
     assert middle.activations == pytest.approx(3 * 20 * per_layer)
 

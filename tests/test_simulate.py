@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.hardware.compute import default_efficiency
+from simulator.efficiency import default_efficiency
 from simulator.scenario import Scenario, load_scenario
 from simulator.simulate import simulate
 
@@ -97,8 +97,8 @@ def test_a_slow_node_is_a_slow_gpu_for_each_of_its_gpus():
 def _with_network_scale(factor: float):
     eff = default_efficiency()
     net = eff.network
-    scaled = net.model_copy(update={k: min(1.0, getattr(net, k) * factor) for k in ("nvlink", "pcie", "nic", "fabric")})
-    return eff.model_copy(update={"network": scaled})
+    scaled = dataclasses.replace(net, **{k: min(1.0, getattr(net, k) * factor) for k in ("nvlink", "pcie", "nic", "fabric")})
+    return dataclasses.replace(eff, network=scaled)
 
 
 PLANS = st.sampled_from([
@@ -128,7 +128,7 @@ def test_a_faster_gpu_never_slows_a_step(plan, gemm, more):
     sc = scenario(**plan)
 
     def with_gemm(g):
-        return eff.model_copy(update={"compute": eff.compute.model_copy(update={"gemm": g, "attention": g})})
+        return dataclasses.replace(eff, compute=eff.compute.model_copy(update={"gemm": g, "attention": g}))
 
     assert (simulate(sc, with_gemm(faster), record_timeline=False).step_time_s
             <= simulate(sc, with_gemm(gemm), record_timeline=False).step_time_s * (1 + 1e-12))
@@ -140,3 +140,43 @@ def test_a_plan_that_does_not_fit_is_reported_with_its_numbers():
     assert not r.fits_in_memory
     assert r.memory["total"] > r.memory["capacity"]
     assert any("does not fit" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("case", [dict(gpus=64, tp=8, pp=1, global_batch=64), dict(gpus=64, tp=4, pp=2, global_batch=64)],
+                         ids=["tp8", "tp4-pp2"])
+def test_with_jitter_the_representative_replica_predicts_the_full_simulation_on_average(case):
+    """Order statistics stand in for the other replicas: the mean slowdown over seeds agrees
+    with simulating every replica to within a fifth of the jitter's effect."""
+    base = scenario(**case)
+    det = simulate(base, record_timeline=False).step_time_s
+
+    def mean_slowdown(mode):
+        runs = [base.with_(variability={"seed": s, "compute_jitter_cv": 0.1}, simulation={"mode": mode})
+                for s in range(10)]
+        return sum(simulate(sc, record_timeline=False).step_time_s for sc in runs) / len(runs) / det
+
+    rep, full = mean_slowdown("representative"), mean_slowdown("full")
+    assert full > 1.02
+    assert abs(rep - full) < 0.2 * (full - 1)
+
+
+def test_a_slow_gpu_gives_the_same_step_in_both_modes():
+    base = scenario(gpus=16, tp=2, pp=2, global_batch=16).with_(variability={"slow_gpus": {0: 1.5, 9: 1.2}})
+    rep = simulate(base)
+    full = simulate(base.with_(simulation={"mode": "full"}))
+    assert rep.step_time_s == pytest.approx(full.step_time_s, rel=1e-12)
+
+
+def test_zero3_hides_part_of_its_parameter_traffic_behind_compute():
+    r = simulate(scenario(gpus=16, tp=1, pp=1, global_batch=32, zero_stage=3))
+    assert r.hidden_comm_s["dp_comm"] > 0
+    assert r.breakdown_s["dp_comm"] > 0
+
+
+def test_tied_embeddings_synchronise_first_and_last_stage():
+    tied = scenario(gpus=16, tp=2, pp=2, global_batch=16).with_(model={"preset": "gpt2-small"})
+    r = simulate(tied)
+    syncs = r.timeline[r.timeline.name == "embedding_sync"]
+    assert len(syncs) == 1 and (syncs.end_s > syncs.start_s).all()
+    untied = simulate(scenario(gpus=16, tp=2, pp=2, global_batch=16))
+    assert not (untied.timeline.name == "embedding_sync").any()

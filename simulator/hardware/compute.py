@@ -6,20 +6,15 @@ For an operation with ``F`` FLOPs that moves ``Q`` bytes to and from HBM::
 
 ``eff_kind`` is the achieved fraction of peak for the op's kind (GEMM or fused
 attention); element-wise ops are memory bound. The efficiency parameters are a
-small named set loaded from ``efficiency.yaml`` (see its ``source``); a user may
-pass their own :class:`Efficiency`.
+small named set (:class:`ComputeEfficiency`), loaded with the other named
+parameters by :mod:`simulator.efficiency`.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib import resources
 from typing import Iterable, Protocol
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
-
-from simulator.units import US
 
 
 class ComputeEfficiency(BaseModel):
@@ -30,54 +25,6 @@ class ComputeEfficiency(BaseModel):
     attention: float = Field(gt=0, le=1)
     memory: float = Field(gt=0, le=1)
     kernel_overhead_s: float = Field(ge=0)
-
-
-class NetworkEfficiencyParams(BaseModel):
-    """Achieved fraction of nominal link bandwidth per link kind, and a per-collective overhead (s)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    nvlink: float = Field(gt=0, le=1)
-    pcie: float = Field(gt=0, le=1)
-    nic: float = Field(gt=0, le=1)
-    fabric: float = Field(gt=0, le=1)
-    collective_overhead_s: float = Field(ge=0)
-
-
-class PowerFractions(BaseModel):
-    """GPU power draw per state as a fraction of TDP (idle draw comes from the catalog)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    compute: float = Field(gt=0, le=1.2)
-    communicate: float = Field(gt=0, le=1.2)
-
-
-class Efficiency(BaseModel):
-    """All named efficiency parameters of one simulation, with where they came from."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    compute: ComputeEfficiency
-    network: NetworkEfficiencyParams
-    power: PowerFractions
-    source: str
-
-
-@lru_cache(maxsize=1)
-def default_efficiency() -> Efficiency:
-    """The packaged parameters (``efficiency.yaml``)."""
-    raw = yaml.safe_load(resources.files("simulator.hardware").joinpath("efficiency.yaml").read_text())
-    c, n = raw["compute"], raw["network"]
-    return Efficiency(
-        compute=ComputeEfficiency(
-            gemm=c["gemm"], attention=c["attention"], memory=c["memory"],
-            kernel_overhead_s=c["kernel_overhead_us"] * US,
-        ),
-        network=NetworkEfficiencyParams(
-            nvlink=n["nvlink"], pcie=n["pcie"], nic=n["nic"], fabric=n["fabric"],
-            collective_overhead_s=n["collective_overhead_us"] * US,
-        ),
-        power=PowerFractions(**raw["power"]),
-        source=raw["source"],
-    )
 
 
 class _Op(Protocol):

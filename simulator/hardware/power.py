@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.hardware.compute import PowerFractions
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PowerFractions(BaseModel):
+    """GPU power draw per state as a fraction of TDP (idle draw comes from the catalog)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    compute: float = Field(gt=0, le=1.2)
+    communicate: float = Field(gt=0, le=1.2)
 
 
 @dataclass(frozen=True)

@@ -91,15 +91,13 @@ from typing import Any
 import numpy as np
 
 from simulator.errors import InputError
+from simulator.network.topology import LINK_KINDS
 
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv")
 """Collective kinds :func:`plan_collective` knows."""
 
 ALGORITHMS = ("ring", "tree", "hierarchical", "direct", "p2p")
 """Algorithm names (plus ``"auto"``)."""
-
-LINK_KINDS = ("nvlink", "pcie", "nic", "fabric")
-"""Link kinds a topology may use (edge attribute ``kind``)."""
 
 _VALID_ALGORITHMS = {
     "all_reduce": ("ring", "tree", "hierarchical", "direct"),
@@ -123,8 +121,9 @@ class NetworkEfficiency:
     """Achieved fraction of nominal link bandwidth, by link kind, and a launch overhead.
 
     These are the only free parameters of the network model; a calibration fits
-    them against nccl-tests measurements. The defaults (every fraction 1.0,
-    no overhead) are UNCALIBRATED: they give the ideal, nominal-bandwidth time.
+    them against nccl-tests measurements. The simulator's values come from
+    :mod:`simulator.efficiency`; this class's defaults (every fraction 1.0, no
+    overhead) give the ideal, nominal-bandwidth time (:data:`NOMINAL`).
 
     Attributes:
         nvlink, pcie, nic, fabric: fraction in (0, 1] of the nominal bandwidth a
@@ -168,8 +167,8 @@ class NetworkEfficiency:
         return _planner_for(topology).effective_bandwidth(self)
 
 
-UNCALIBRATED = NetworkEfficiency()
-"""Default efficiency: nominal bandwidth everywhere, no overhead (not fitted to any data)."""
+NOMINAL = NetworkEfficiency()
+"""Nominal bandwidth everywhere, no overhead: the ideal time (used when no efficiency is given)."""
 
 
 # --------------------------------------------------------------------------- plans
@@ -231,7 +230,7 @@ class CollectivePlan:
         ``efficiency.overhead_s + sum(phase.time_s)``; 0 for a plan without
         phases (a group of one rank). Cached per efficiency.
         """
-        eff = efficiency or UNCALIBRATED
+        eff = efficiency or NOMINAL
         cached = self._times.get(eff)
         if cached is not None:
             return cached
@@ -625,7 +624,7 @@ class CollectivePlanner:
         efficiency: NetworkEfficiency | None = None,
     ) -> CollectivePlan:
         """See :func:`plan_collective`."""
-        eff = efficiency or UNCALIBRATED
+        eff = efficiency or NOMINAL
         try:
             key_groups = tuple(map(tuple, groups))
         except TypeError:

@@ -182,7 +182,7 @@ class FlowNetwork:
         if not plan.phases:
             return
         if efficiency is None:
-            from simulator.network.collectives import UNCALIBRATED as efficiency
+            from simulator.network.collectives import NOMINAL as efficiency
         if efficiency.overhead_s > 0:
             yield self.env.timeout(efficiency.overhead_s)
         _, occs, Ts, _ = self._prepare(plan, efficiency)
@@ -208,7 +208,7 @@ class FlowNetwork:
             proc.callbacks.append(lambda _ev: on_done())
             return None
         if efficiency is None:
-            from simulator.network.collectives import UNCALIBRATED as efficiency
+            from simulator.network.collectives import NOMINAL as efficiency
         _, occs, Ts, _ = self._prepare(plan, efficiency)
         phase = plan.phases[0]
         return self._issue(phase.link_ids, occs[0], phase.link_bytes, phase.latency_s + efficiency.overhead_s,

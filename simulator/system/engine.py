@@ -45,7 +45,7 @@ from simulator.errors import SimulationError
 from simulator.network.collectives import CollectivePlan
 from simulator.network.flows import FlowNetwork
 from simulator.system.variability import Jitter, Variability, max_of_normals
-from simulator.system.workplan import StepPlan
+from simulator.system.workplan import COMPUTE_CATEGORIES, StepPlan
 from simulator.workload.schedules import Action
 
 Mode = str  # "representative" | "full"
@@ -214,7 +214,7 @@ class StepSimulation:
                 delay = 0.0
                 if baseline is not None and dp > 1 and jitter.cv > 0:
                     own_dev = env.now - baseline.first_bucket_s.get(i, env.now)
-                    latest = max_of_normals(dp - 1, variance[(r, i)] ** 0.5, rng)
+                    latest = shift[(r, i)] + max_of_normals(dp - 1, variance[(r, i)] ** 0.5, rng)
                     delay = max(0.0, latest - own_dev)
                 late_draw[i] = delay
                 first_release[i] = env.now + delay
@@ -224,12 +224,42 @@ class StepSimulation:
             else:
                 dp_queue[i].put((bucket, chunk))
 
-        param_barrier: dict[int, list] = defaultdict(list)
-        param_done = [env.event() for _ in range(pp)]
+        barriers: dict[tuple, tuple[list[float], simpy.Event]] = {}
+
+        def barrier_collective(key: tuple, n_arrivals: int, plan_: CollectivePlan, name: str, stage: int):
+            """Arrive at a collective that starts when all ``n_arrivals`` participants are there.
+            Returns (the event of its completion, the arrival times list)."""
+            arrivals, done = barriers.setdefault(key, ([], env.event()))
+            arrivals.append(env.now)
+            if len(arrivals) == n_arrivals:
+                t_start = env.now
+
+                def finished(_e=None):
+                    comm_s["dp"] += env.now - t_start
+                    if record is not None:
+                        record(TimelineEvent(0, stage, name, -1, -1, t_start, env.now, "comm"))
+                    done.succeed()
+
+                start(plan_).callbacks.append(finished)
+            return done, arrivals
+
+        def sync(key: tuple, n_arrivals: int, plan_: CollectivePlan, name: str, r: int, i: int):
+            """Process body: take part in a barrier collective; the wait is stall (for late
+            peers) and exposed data-parallel communication (for the transfer)."""
+            t_w = env.now
+            done, arrivals = barrier_collective(key, n_arrivals, plan_, name, i)
+            pending[(r, i)] = f"waiting for {name}"
+            yield done
+            wait = env.now - t_w
+            stall = min(wait, max(arrivals) - t_w)
+            accounts[(r, i)].seconds["stall"] += stall
+            accounts[(r, i)].seconds["dp_comm"] += wait - stall
         pending: dict[tuple[int, int], Action | str] = {}  # what each stage waits for, for deadlock reports
         events = 0
 
-        deterministic = jitter.cv == 0
+        deterministic = self.var.is_deterministic
+        max_mean, max_sd = jitter.max_moments(tp)  # of the slowest of a TP group's factors
+        shift = defaultdict(float)  # (r, i) -> expected lateness accumulated from jitter (s)
 
         def stage_proc(r: int, i: int):
             nonlocal events
@@ -237,8 +267,10 @@ class StepSimulation:
             sec = acct.seconds
             members = slow[(r, i)]
             fixed = float(members.max())
+            own_mean = float(members.mean())
             healthy = fixed == 1.0 and deterministic
             own = defaultdict(float)  # (v, is_forward) -> sum of own-time factors
+            counts = defaultdict(int)  # (v, is_forward) -> passes run
             stall_s = pp_comm_s = pp_wait_s = 0.0
             for idx, a in enumerate(sp.actions[i]):
                 is_f = a.kind == "F"
@@ -257,7 +289,8 @@ class StepSimulation:
                         now = env.now
                         pp_wait_s += max(0.0, min(t_s, now) - t_w)
                         pp_comm_s += now - max(t_w, t_s)
-                base = chunk.forward_s if is_f else chunk.backward_s
+                comp = chunk.forward_compute_s if is_f else chunk.backward_compute_s
+                comm = chunk.forward_comm_s if is_f else chunk.backward_comm_s
                 if healthy:
                     f_max = f_own = 1.0
                 elif self.mode == "full":
@@ -265,21 +298,24 @@ class StepSimulation:
                     f_max, f_own = float(draws.max()), float(draws.mean())
                 else:
                     f_max = fixed * jitter.max_of(tp)
-                    f_own = min(f_max, jitter.one()) if tp > 1 else f_max
+                    f_own = f_max if tp == 1 else min(f_max, own_mean * jitter.mean_of(tp))
                 if not deterministic:
-                    variance[(r, i)] += (base * jitter.sd) ** 2
+                    shift[(r, i)] += comp * (max_mean - 1.0)
+                    variance[(r, i)] += (comp * max_sd) ** 2
                 t0 = env.now
+                duration = comp * f_max + comm
                 if not is_f and overlap and idx == last_bwd[(i, a.chunk)] and chunk.grad_buckets:
                     buckets = chunk.grad_buckets
-                    seg = base * f_max / len(buckets)
+                    seg = duration / len(buckets)
                     for k, bucket in enumerate(buckets):
                         yield env.timeout(seg)
                         issue_bucket(r, i, a.chunk, k, bucket)
                 else:
-                    yield env.timeout(base * f_max)
+                    yield env.timeout(duration)
                 events += 1
                 own[(v, is_f)] += f_own
-                stall_s += base * (f_max - f_own)
+                counts[(v, is_f)] += 1
+                stall_s += comp * (f_max - f_own)
                 if record is not None:
                     record(TimelineEvent(r, i, a.kind, a.mb, a.chunk, t0, env.now))
                 # outputs
@@ -290,7 +326,7 @@ class StepSimulation:
                     send(r, v, v - 1, (r, "B", a.mb, v - 1), a.mb, a.chunk, i)
             for (v, is_f), total in own.items():
                 for cat, sec_per in (sp.chunks[v].forward if is_f else sp.chunks[v].backward).items():
-                    sec[cat] += sec_per * total
+                    sec[cat] += sec_per * (total if cat in COMPUTE_CATEGORIES else counts[(v, is_f)])
             sec["stall"] += stall_s
             sec["pp_comm"] += pp_comm_s
             acct.pp_wait_s += pp_wait_s
@@ -308,8 +344,10 @@ class StepSimulation:
                 stall = min(wait, late)
                 sec["stall"] += stall
                 sec["dp_comm"] += wait - stall
+            if sp.embedding_sync is not None and i in (0, pp - 1):
+                yield from sync(("embedding_sync",), 2 * len(replicas), sp.embedding_sync, "embedding_sync", r, i)
             t0 = env.now
-            f_opt = float(members.max())
+            f_opt = fixed
             yield env.timeout(sp.optimizer_s[i] * f_opt)
             sec["optimizer"] += sp.optimizer_s[i]
             sec["stall"] += sp.optimizer_s[i] * (f_opt - 1.0)
@@ -317,25 +355,7 @@ class StepSimulation:
                 record(TimelineEvent(r, i, "optimizer", -1, -1, t0, env.now))
             gather = sp.param_gather[i]
             if gather is not None:
-                param_barrier[i].append(env.now)
-                t_w = env.now
-                if len(param_barrier[i]) == len(replicas):
-                    ev = start(gather)
-
-                    def gathered(_e, i=i, t_start=env.now):
-                        comm_s["dp"] += env.now - t_start
-                        if record is not None:
-                            record(TimelineEvent(0, i, "param_gather", -1, -1, t_start, env.now, "comm"))
-                        param_done[i].succeed()
-
-                    ev.callbacks.append(gathered)
-                pending[(r, i)] = "waiting for the ZeRO parameter all-gather"
-                yield param_done[i]
-                wait = env.now - t_w
-                release = max(param_barrier[i])
-                stall = min(wait, release - t_w)
-                sec["stall"] += stall
-                sec["dp_comm"] += wait - stall
+                yield from sync(("param_gather", i), len(replicas), gather, "param_gather", r, i)
             acct.finish_s = env.now
             pending.pop((r, i), None)
 

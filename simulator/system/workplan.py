@@ -2,26 +2,34 @@
 
 :func:`build_step_plan` turns (model, parallel plan, topology, device,
 efficiency) into a :class:`StepPlan`: per virtual pipeline stage, how long one
-micro-batch's forward and backward take on a healthy rank (with their
-tensor-parallel communication inside, split by category), which gradient
-buckets its data-parallel reduction has, and how long the optimizer takes.
-Pipeline and data-parallel transfers are collective *plans* on the topology;
-the engine runs them through the link-sharing network.
+micro-batch's forward and backward take on a healthy rank, split by category
+(compute, and the communication inside the pass), which gradient buckets its
+data-parallel reduction has, and how long the optimizer takes. Pipeline and
+data-parallel transfers are collective *plans* on the topology; the engine
+runs them through the link-sharing network.
 
 Modelling choices (stated here once):
 
 * Tensor-parallel collectives sit on the critical path inside the compute
   event (no TP overlap); their time is the standalone time of the collective
-  for all TP groups of the stage at once on the topology.
+  for all TP groups of the stage at once on the topology. They do not share
+  links with pipeline or data-parallel transfers in the flow model (inside an
+  NVSwitch node they use different links; on PCIe nodes this is optimistic).
 * Data-parallel gradients are reduced in buckets of ``plan.dp_bucket_bytes``
   during the last backward pass of each chunk (``overlap_grad_reduce``), on one
   communication stream per stage: all-reduce for ZeRO 0, reduce-scatter for
   ZeRO 1-2, followed after the optimizer by an all-gather of the updated
   parameters (not overlapped with the next step).
+* With tied embeddings and more than one pipeline stage, the first and last
+  stages all-reduce the embedding gradient after their data-parallel reduction
+  (Megatron-LM's embedding group).
 * ZeRO-3 gathers each layer's parameters before its forward and its backward
-  and reduce-scatters its gradients in every micro-batch's backward, prefetched
-  one layer ahead: a pass over ``n`` layers takes ``comm_1 + sum(max(compute_i,
-  comm_i))``; the excess over compute is exposed data-parallel communication.
+  and reduce-scatters its gradients after its backward, in every micro-batch,
+  prefetched one layer ahead: ``n`` equal layers of compute ``c`` with
+  communication ``g`` before and ``s`` after each take
+  ``g + (n - 1) * max(c, g + s) + c + s``; the excess over ``n * c`` is exposed
+  data-parallel communication. The embedding and the LM head are one such
+  "layer" each.
 * The optimizer is Adam on fp32 master weights: it streams 30 bytes per local
   parameter (reads grad, master, m, v; writes master, m, v and the 16-bit copy).
 """
@@ -32,10 +40,12 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from simulator.hardware.compute import ComputeEfficiency, Efficiency, ops_time_s
+from simulator.efficiency import Efficiency
+from simulator.hardware.compute import ComputeEfficiency, ops_time_s
 from simulator.network.collectives import CollectivePlan, NetworkEfficiency, plan_collective
 from simulator.network.topology import Topology
-from simulator.units import BYTES_PER_ELEMENT
+from simulator.units import BYTES_PER_ELEMENT, weight_bytes
+from simulator.workload.counting import parameter_count
 from simulator.workload.memory import block_parameters_per_rank, parameters_on_virtual_stage
 from simulator.workload.model import ModelConfig
 from simulator.workload.ops import LayerWork, embedding_work, head_work, layer_work, pipeline_message_bytes
@@ -45,12 +55,18 @@ from simulator.workload.schedules import Action, build_schedule
 ADAM_BYTES_PER_PARAM = 30.0
 """HBM bytes the Adam step streams per local parameter (see module docstring)."""
 
+COMPUTE_CATEGORIES = ("forward", "backward", "recompute")
+COMM_CATEGORIES = ("tp_comm", "dp_comm")
+
+
 @dataclass(frozen=True)
 class ChunkWork:
-    """Per-micro-batch work of one virtual stage on one healthy rank, seconds by category.
+    """Per-micro-batch work of one virtual stage on one healthy rank.
 
-    ``forward`` and ``backward`` map a category (``forward``, ``backward``,
-    ``recompute``, ``tp_comm``, ``dp_comm``) to seconds; the event lasts their sum.
+    ``forward`` and ``backward`` map a category to seconds: compute
+    (``forward``, ``backward``, ``recompute``) and the communication inside the
+    pass (``tp_comm``, and ``dp_comm`` exposed by ZeRO-3); the pass lasts their
+    sum. Variability stretches the compute part only.
     """
 
     forward: dict[str, float]
@@ -60,14 +76,23 @@ class ChunkWork:
     flops_backward: float
     flops_recompute: float
     grad_buckets: tuple[CollectivePlan, ...] = ()
+    dp_wire_s: float = 0.0  # ZeRO-3: data-parallel communication on the wire per micro-batch, seconds
 
     @cached_property
-    def forward_s(self) -> float:
-        return sum(self.forward.values())
+    def forward_compute_s(self) -> float:
+        return sum(self.forward.get(k, 0.0) for k in COMPUTE_CATEGORIES)
 
     @cached_property
-    def backward_s(self) -> float:
-        return sum(self.backward.values())
+    def forward_comm_s(self) -> float:
+        return sum(self.forward.get(k, 0.0) for k in COMM_CATEGORIES)
+
+    @cached_property
+    def backward_compute_s(self) -> float:
+        return sum(self.backward.get(k, 0.0) for k in COMPUTE_CATEGORIES)
+
+    @cached_property
+    def backward_comm_s(self) -> float:
+        return sum(self.backward.get(k, 0.0) for k in COMM_CATEGORIES)
 
 
 @dataclass
@@ -83,6 +108,7 @@ class StepPlan:
     optimizer_s: list[float]  # by stage
     param_gather: list[CollectivePlan | None]  # by stage: ZeRO 1-2 all-gather after the optimizer
     message_bytes: float  # one pipeline activation or gradient, per TP rank
+    embedding_sync: CollectivePlan | None = None  # tied embeddings: first <-> last stage gradient all-reduce
     _p2p_cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -108,124 +134,112 @@ class StepPlan:
         return self._p2p_cache[key]
 
 
-def _collectives_s(collectives, topology: Topology, groups, eff: NetworkEfficiency) -> float:
-    return sum(
-        plan_collective(topology, c.kind, groups, c.bytes, efficiency=eff).standalone_time_s(eff)
-        for c in collectives
-    )
+def _collective_s(topology: Topology, kind: str, groups, nbytes: float, eff: NetworkEfficiency) -> float:
+    return plan_collective(topology, kind, groups, nbytes, efficiency=eff).standalone_time_s(eff)
 
 
-def _work_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency,
-                tp_s_fwd: float, tp_s_bwd: float, tp_s_rec: float) -> tuple[dict, dict]:
-    fwd = {"forward": ops_time_s(work.forward, device, precision, ceff), "tp_comm": tp_s_fwd}
+def _pass_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency, topology: Topology,
+                tp_groups, eff: NetworkEfficiency) -> tuple[dict, dict]:
+    """Seconds by category of one forward and one backward pass of ``work``."""
+
+    def tp_s(collectives) -> float:
+        return sum(_collective_s(topology, c.kind, tp_groups, c.bytes, eff) for c in collectives)
+
+    fwd = {"forward": ops_time_s(work.forward, device, precision, ceff), "tp_comm": tp_s(work.tp_forward)}
     bwd = {
         "backward": ops_time_s(work.backward, device, precision, ceff),
         "recompute": ops_time_s(work.recompute, device, precision, ceff),
-        "tp_comm": tp_s_bwd + tp_s_rec,
+        "tp_comm": tp_s(work.tp_backward) + tp_s(work.tp_recompute),
     }
     return fwd, bwd
 
 
-def _add(into: dict, part: dict, times: float = 1.0) -> None:
-    for k, v in part.items():
-        into[k] = into.get(k, 0.0) + v * times
-
-
-def _zero3_pass(compute_s: float, comm_s: float, n_layers: int) -> tuple[float, float]:
-    """(total, exposed comm) of ``n_layers`` equal layers of ``compute_s`` each, whose
-    per-layer communication ``comm_s`` is prefetched one layer ahead."""
-    total = comm_s + n_layers * max(compute_s, comm_s)
-    return total, total - n_layers * compute_s
+def prefetched_pass_s(compute_s: float, before_s: float, after_s: float, n: int) -> float:
+    """Seconds for ``n`` equal layers of ``compute_s`` each, where each layer's communication
+    ``before_s`` must finish before it starts and ``after_s`` follows it, on one communication
+    stream that runs one layer ahead: ``before + (n - 1) * max(compute, before + after) + compute + after``."""
+    if n == 0:
+        return 0.0
+    return before_s + (n - 1) * max(compute_s, before_s + after_s) + compute_s + after_s
 
 
 def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, device,
                     efficiency: Efficiency) -> StepPlan:
     """Precompute per-stage work, buckets and collective plans of one step."""
-    ne = efficiency.network
-    net_eff = NetworkEfficiency(
-        nvlink=ne.nvlink, pcie=ne.pcie, nic=ne.nic, fabric=ne.fabric, overhead_s=ne.collective_overhead_s
-    )
-    ceff = efficiency.compute
+    net_eff, ceff = efficiency.network, efficiency.compute
     pp, vpp, tp, dp = plan.pp, plan.vpp, plan.tp, plan.dp
     n_virtual = pp * vpp
-    layers_per_chunk = model.n_layers // n_virtual
     kw = dict(micro_batch=plan.micro_batch, tp=tp, sequence_parallel=plan.sequence_parallel, precision=plan.precision)
     layer = layer_work(model, recompute=plan.recompute, **kw)
+    counts = parameter_count(model)
+    w_bytes = weight_bytes(plan.precision)
+    g_bytes = BYTES_PER_ELEMENT[plan.grad_reduce_precision]
+    zero3 = plan.zero_stage == 3 and dp > 1
 
     chunks: list[ChunkWork] = []
     for v in range(n_virtual):
         stage = v % pp
         tp_groups = plan.groups("tp", pp_rank=stage)
         dp_groups = plan.groups("dp", pp_rank=stage)
-        parts = [(layer, layers_per_chunk)]
+        # (work, how many times it runs per pass, parameters per TP rank of one of them)
+        parts = [(layer, model.n_layers // n_virtual, block_parameters_per_rank(model, tp))]
         if v == 0:
-            parts.append((embedding_work(model, **kw), 1))
+            parts.append((embedding_work(model, **kw), 1, counts.embedding / tp + counts.position))
         if v == n_virtual - 1:
-            parts.append((head_work(model, **kw), 1))
-        params_local = parameters_on_virtual_stage(model, plan, v)
+            tied_copy = counts.embedding / tp if model.tied_embeddings and n_virtual > 1 else 0.0
+            parts.append((head_work(model, **kw), 1, counts.final_norm + counts.lm_head / tp + tied_copy))
 
         fwd: dict[str, float] = {}
         bwd: dict[str, float] = {}
         flops = [0.0, 0.0, 0.0]
-        for work, times in parts:
-            f, b = _work_times(
-                work, device, plan.precision, ceff,
-                _collectives_s(work.tp_forward, topology, tp_groups, net_eff),
-                _collectives_s(work.tp_backward, topology, tp_groups, net_eff),
-                _collectives_s(work.tp_recompute, topology, tp_groups, net_eff),
-            )
-            if plan.zero_stage == 3 and work is layer and dp > 1:
-                f, b = _zero3_layer(f, b, block_parameters_per_rank(model, tp), times, topology, dp_groups, plan, net_eff)
-                _add(fwd, f)
-                _add(bwd, b)
-            else:
-                _add(fwd, f, times)
-                _add(bwd, b, times)
-            flops[0] += work.forward_flops * times
-            flops[1] += work.backward_flops * times
-            flops[2] += work.recompute_flops * times
+        wire = 0.0
+        for work, n, params in parts:
+            f, b = _pass_times(work, device, plan.precision, ceff, topology, tp_groups, net_eff)
+            f_total, b_total = sum(f.values()), sum(b.values())
+            for into, part in ((fwd, f), (bwd, b)):
+                for k, s in part.items():
+                    into[k] = into.get(k, 0.0) + s * n
+            if zero3 and params > 0:
+                gather = _collective_s(topology, "all_gather", dp_groups, params * w_bytes, net_eff)
+                scatter = _collective_s(topology, "reduce_scatter", dp_groups, params * g_bytes, net_eff)
+                fwd["dp_comm"] = fwd.get("dp_comm", 0.0) + prefetched_pass_s(f_total, gather, 0.0, n) - n * f_total
+                bwd["dp_comm"] = bwd.get("dp_comm", 0.0) + prefetched_pass_s(b_total, gather, scatter, n) - n * b_total
+                wire += n * (2 * gather + scatter)
+            flops[0] += work.forward_flops * n
+            flops[1] += work.backward_flops * n
+            flops[2] += work.recompute_flops * n
 
+        params_local = parameters_on_virtual_stage(model, plan, v)
         buckets: tuple[CollectivePlan, ...] = ()
-        if dp > 1 and plan.zero_stage < 3:
-            grad_bytes = params_local * BYTES_PER_ELEMENT[plan.grad_reduce_precision]
+        if dp > 1 and not zero3:
+            grad_bytes = params_local * g_bytes
             n_buckets = max(1, math.ceil(grad_bytes / plan.dp_bucket_bytes))
             kind = "all_reduce" if plan.zero_stage == 0 else "reduce_scatter"
             bucket = plan_collective(topology, kind, dp_groups, grad_bytes / n_buckets, efficiency=net_eff)
             buckets = (bucket,) * n_buckets
-        chunks.append(ChunkWork(fwd, bwd, params_local, flops[0], flops[1], flops[2], buckets))
+        chunks.append(ChunkWork(fwd, bwd, params_local, flops[0], flops[1], flops[2], buckets, wire))
 
     optimizer_s, param_gather = [], []
-    param_bytes = BYTES_PER_ELEMENT["bf16"] if plan.precision in ("bf16", "fp16", "fp8") else 4
     for stage in range(pp):
         local = sum(chunks[c * pp + stage].params_local for c in range(vpp))
         shard = local / dp if plan.zero_stage >= 1 else local
         optimizer_s.append(ceff.kernel_overhead_s + shard * ADAM_BYTES_PER_PARAM / (device.hbm_bandwidth_Bps * ceff.memory))
         if dp > 1 and plan.zero_stage in (1, 2):
             param_gather.append(plan_collective(
-                topology, "all_gather", plan.groups("dp", pp_rank=stage), local * param_bytes, efficiency=net_eff
+                topology, "all_gather", plan.groups("dp", pp_rank=stage), local * w_bytes, efficiency=net_eff
             ))
         else:
             param_gather.append(None)
+
+    embedding_sync = None
+    if model.tied_embeddings and pp > 1:
+        pairs = [(plan.gpu_of(t, r, 0), plan.gpu_of(t, r, pp - 1)) for r in range(dp) for t in range(tp)]
+        embedding_sync = plan_collective(topology, "all_reduce", pairs, counts.embedding / tp * g_bytes,
+                                         efficiency=net_eff)
 
     return StepPlan(
         model=model, plan=plan, topology=topology, net_efficiency=net_eff,
         actions=build_schedule(plan.schedule, pp, plan.n_microbatches, vpp),
         chunks=chunks, optimizer_s=optimizer_s, param_gather=param_gather,
-        message_bytes=pipeline_message_bytes(model, **kw),
+        message_bytes=pipeline_message_bytes(model, **kw), embedding_sync=embedding_sync,
     )
-
-
-def _zero3_layer(f: dict, b: dict, layer_params_local: float, n_layers: int, topology, dp_groups,
-                 plan: ParallelPlan, eff: NetworkEfficiency) -> tuple[dict, dict]:
-    """Forward and backward of ``n_layers`` layers under ZeRO-3 (see module docstring)."""
-    param_bytes = layer_params_local * (BYTES_PER_ELEMENT["bf16"] if plan.precision != "fp32" else 4)
-    grad_bytes = layer_params_local * BYTES_PER_ELEMENT[plan.grad_reduce_precision]
-    gather_s = plan_collective(topology, "all_gather", dp_groups, param_bytes, efficiency=eff).standalone_time_s(eff)
-    scatter_s = plan_collective(topology, "reduce_scatter", dp_groups, grad_bytes, efficiency=eff).standalone_time_s(eff)
-    f_total, f_exposed = _zero3_pass(sum(f.values()), gather_s, n_layers)
-    b_total, b_exposed = _zero3_pass(sum(b.values()), gather_s + scatter_s, n_layers)
-    fwd = {k: v * n_layers for k, v in f.items()}
-    bwd = {k: v * n_layers for k, v in b.items()}
-    fwd["dp_comm"] = f_exposed
-    bwd["dp_comm"] = b_exposed
-    return fwd, bwd

@@ -130,6 +130,15 @@ class _HFReader:
             raise InputError(f"must be a positive integer, got {value!r}", file=self.file, field=key)
         return value
 
+    def float(self, key: str, default: float) -> float:
+        """A number in [0, 1] at ``key`` (a probability such as a dropout rate); absent gives ``default``."""
+        value = self.data.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise InputError(f"must be a number from 0 to 1, got {value!r}", file=self.file, field=key)
+        return value
+
     def bool(self, key: str, default: bool) -> bool:
         value = self.data.get(key, default)
         if value is None:
@@ -171,6 +180,7 @@ def _llama_like(r: _HFReader) -> tuple[dict[str, Any], dict[str, str]]:
         tied_embeddings=r.bool("tie_word_embeddings", False),
         norm="rmsnorm",
         bias=bias,
+        dropout=r.float("attention_dropout", 0.0) > 0,
         position_embedding="rope",
     )
     keys = dict(n_layers="num_hidden_layers", d_model="hidden_size", n_heads="num_attention_heads",
@@ -193,6 +203,7 @@ def _gpt2(r: _HFReader) -> tuple[dict[str, Any], dict[str, str]]:
         tied_embeddings=r.bool("tie_word_embeddings", True),
         norm="layernorm",
         bias=True,
+        dropout=r.float("resid_pdrop", 0.1) > 0,
         position_embedding="learned",
     )
     keys = dict(n_layers="n_layer", d_model="n_embd", n_heads="n_head", d_ffn="n_inner",
@@ -213,6 +224,7 @@ def _gpt_neox(r: _HFReader) -> tuple[dict[str, Any], dict[str, str]]:
         tied_embeddings=r.bool("tie_word_embeddings", False),
         norm="layernorm",
         bias=r.bool("attention_bias", True),
+        dropout=max(r.float("hidden_dropout", 0.0), r.float("attention_dropout", 0.0)) > 0,
         position_embedding="rope",
     )
     keys = dict(n_layers="num_hidden_layers", d_model="hidden_size", n_heads="num_attention_heads",

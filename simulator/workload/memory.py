@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from simulator.errors import InputError, PlanError
-from simulator.units import GB
+from simulator.units import GB, weight_bytes
 from simulator.workload.counting import parameter_count
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan, Recompute
@@ -204,8 +204,8 @@ class MemoryBreakdown:
 def _state_bytes(precision: str) -> tuple[int, int, int]:
     """Bytes per parameter of (weights, gradients, optimizer state)."""
     if precision in ("fp32", "tf32"):
-        return 4, 4, 8
-    return 2, 4, 12
+        return weight_bytes(precision), 4, 8
+    return weight_bytes(precision), 4, 12
 
 
 def block_parameters_per_rank(model: ModelConfig, tp: int) -> float:
@@ -278,7 +278,7 @@ def memory_per_gpu(
     capacity_bytes: float,
     stage: int | None = None,
     attention: Attention = "flash",
-    dropout: bool = True,
+    dropout: bool | None = None,
 ) -> MemoryBreakdown:
     """Peak bytes on one GPU of pipeline stage ``stage`` (default: the stage that needs the most).
 
@@ -301,6 +301,8 @@ def memory_per_gpu(
     :class:`InputError` for a stage that does not exist.
     """
     _check_layers(model, plan)
+    if dropout is None:
+        dropout = model.dropout
     if stage is None:
         candidates = [memory_per_gpu(model, plan, capacity_bytes=capacity_bytes, stage=i,
                                      attention=attention, dropout=dropout) for i in range(plan.pp)]

@@ -33,6 +33,9 @@ class ModelConfig(BaseModel):
     tied_embeddings: bool = Field(False, description="LM head shares the input embedding matrix.")
     norm: Literal["layernorm", "rmsnorm"] = Field("layernorm", description="LayerNorm has a bias, RMSNorm not.")
     bias: bool = Field(True, description="Linear layers carry biases (GPT-2/3 yes, Llama no).")
+    dropout: bool = Field(
+        True, description="Trained with dropout (GPT-2/3, Megatron GPT); Llama-family models are not. Affects memory."
+    )
     position_embedding: Literal["learned", "rope", "alibi"] = Field(
         "learned", description="'learned' adds a seq_len x d_model table of parameters."
     )

@@ -40,7 +40,8 @@ class ParallelPlan(BaseModel):
     precision: Precision = Field("bf16", description="Math precision of GEMMs and stored activations.")
     placement: tuple[Dim, Dim, Dim] = Field(("tp", "dp", "pp"), description="Rank dimensions innermost first.")
     dp_bucket_bytes: float = Field(
-        40e6 * 4, gt=0, description="Gradient bucket for DP reduction, bytes of fp32 gradients (Megatron: 40M params)."
+        160e6, gt=0,
+        description="Gradient bucket for DP reduction, bytes of reduced gradients (160 MB: Megatron's 40M fp32 params).",
     )
     overlap_grad_reduce: bool = Field(True, description="Overlap DP gradient reduction with the last backward pass.")
     grad_reduce_precision: Literal["fp32", "bf16"] = Field(
