@@ -16,11 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simulator.bundled import bundled_dir
 from simulator.errors import InputError, PlanError, from_validation_error
+from simulator.yamlfile import parse_yaml
 from simulator.system.variability import Variability
 from simulator.workload.plan import ParallelPlan
 
@@ -177,10 +177,4 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read the file ({err.__class__.__name__}: {err})", file=file) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"not valid YAML{where}: {getattr(err, 'problem', err)}", file=file) from None
-    return _validate(data, file, path.parent)
+    return _validate(parse_yaml(text, file=file), file, path.parent)

@@ -97,3 +97,11 @@ def test_a_deadlocked_schedule_is_reported_with_what_was_pending():
     sp.actions = [[Action("B", 0), Action("F", 0)], [Action("F", 0), Action("B", 0)]]
     with pytest.raises(SimulationError, match="deadlock.*stage 0: B of micro-batch 0.*stage 1: F of micro-batch 0"):
         StepSimulation(sp).run()
+
+
+def test_interleaved_with_as_many_microbatches_as_stages_runs_all_forwards_first():
+    from simulator.workload.schedules import interleaved
+
+    for acts in interleaved(4, 4, 2):
+        kinds = [a.kind for a in acts]
+        assert kinds == ["F"] * 8 + ["B"] * 8

@@ -1,6 +1,5 @@
 """Per-rank operations of a micro-batch: FLOPs, bytes, GEMM shapes and TP collectives."""
 
-from collections import defaultdict
 
 import pytest
 from hypothesis import given, settings

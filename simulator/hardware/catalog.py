@@ -36,11 +36,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
 
 from simulator import units
 from simulator.errors import InputError, from_validation_error
+from simulator.yamlfile import parse_yaml
 
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8")
 """Precision keys a catalog entry may list, in display order."""
@@ -234,35 +234,10 @@ def load_catalog(user_file: str | Path | None = None) -> Catalog:
 @lru_cache(maxsize=1)
 def _packaged_catalog() -> Catalog:
     text = resources.files(__package__).joinpath("gpus.yaml").read_text(encoding="utf-8")
-    return _apply_layer(Catalog(()), _parse_yaml(text, file=PACKAGED_FILE), file=PACKAGED_FILE)
+    return _apply_layer(Catalog(()), parse_yaml(text, file=PACKAGED_FILE), file=PACKAGED_FILE)
 
 
 # --- YAML reading -------------------------------------------------------------------------------
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping (plain PyYAML keeps the last)."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in seen
-        except TypeError:  # unhashable key: construct_mapping reports it
-            continue
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
 def _read_yaml(path: Path) -> Any:
@@ -276,19 +251,7 @@ def _read_yaml(path: Path) -> Any:
         raise InputError(f"not UTF-8 text ({exc.reason}); expected a YAML GPU catalog", file=path) from None
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror or exc}", file=path) from None
-    return _parse_yaml(text, file=path)
-
-
-def _parse_yaml(text: str, *, file: str | Path) -> Any:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"not valid YAML{where}: {problem}", file=file) from None
+    return parse_yaml(text, file=path)
 
 
 # --- layering -----------------------------------------------------------------------------------

@@ -99,15 +99,15 @@ import os
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import networkx as nx
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.bundled import bundled_dir
 from simulator.errors import InputError, from_validation_error
+from simulator.yamlfile import parse_yaml
 from simulator.units import US, GBps_to_Bps, gbit_per_s_to_Bps
 
 Link = tuple[Hashable, Hashable]
@@ -181,14 +181,6 @@ class TopologyFile(_Strict):
     gpu: str | None = Field(None, description="Catalog slug of the nodes' GPU, e.g. a100-80gb.")
     node: NodeSpec
     fabric: FabricSpec
-
-
-_SCHEMA_AT: dict[tuple[str, ...], type[BaseModel]] = {
-    (): TopologyFile,
-    ("node",): NodeSpec,
-    ("node", "scale_up"): ScaleUpSpec,
-    ("fabric",): FabricSpec,
-}
 
 
 # --------------------------------------------------------------------------- power
@@ -548,13 +540,7 @@ def _check_consistency(spec: TopologyFile, path: str) -> None:
 
 def parse_topology_file(text: str, path: str) -> TopologyFile:
     """Validate the YAML text of a topology file. Raises :class:`InputError` naming ``path`` and the field."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"not valid YAML{at}: {problem}", file=path) from None
+    data = parse_yaml(text, file=path)
     if not isinstance(data, dict):
         raise InputError(
             f"expected a mapping with fields {', '.join(TopologyFile.model_fields)}, got {type(data).__name__}",

@@ -25,9 +25,11 @@ Two modes (``ARCHITECTURE.md``, "scale by symmetry"):
 
 Without randomness and slow GPUs both modes give exactly the same times.
 
-Where waiting time goes: waiting for a pipeline neighbour is *pipeline bubble*
-up to what the same step without variability waits (a second, deterministic run
-measures it) and *synchronisation stall* beyond it; the part of a wait during
+Where waiting time goes: waiting for other pipeline stages (pipeline fill and
+drain, waiting for a neighbour's output, and at the end of the step for the
+slowest stage to finish) is *pipeline bubble* up to what the same step without
+variability waits (a second, deterministic run measures it) and
+*synchronisation stall* beyond it; the part of a wait during
 which the awaited transfer was on the wire is *exposed PP communication*. At
 the data-parallel sync, the wait is stall up to how late the slowest peer
 arrived, and exposed DP communication after.
@@ -57,9 +59,9 @@ class TimelineEvent:
 
     replica: int
     stage: int
-    name: str  # "F", "B", "optimizer", "param_gather", "dp_bucket", "pp_send"
-    microbatch: int
-    chunk: int
+    name: str  # "F", "B", "optimizer", "pp_send", "dp_bucket", "param_gather", "embedding_sync"
+    microbatch: int  # micro-batch index; for "dp_bucket" the bucket index; -1 when neither applies
+    chunk: int  # model chunk (virtual stage // pp); -1 when it does not apply
     start_s: float
     end_s: float
     stream: str = "compute"  # "compute" or "comm"

@@ -154,6 +154,7 @@ def microbatches_in_flight(plan: ParallelPlan, stage: int) -> float:
       there are; a chunk is ``1/v`` of the stage's blocks, so the count is
       ``min(2 (p - i - 1) + (v - 1) p + 1, m v) / v``. For the first stage this is
       ``p (1 + (p - 1)/(p v))``, Korthikanti et al. 2022's figure (section 4.2.3).
+      When ``m == p`` Megatron-LM runs all forwards first: all ``m``.
     """
     p, m, v = plan.pp, plan.n_microbatches, plan.vpp
     if not 0 <= stage < p:
@@ -162,6 +163,8 @@ def microbatches_in_flight(plan: ParallelPlan, stage: int) -> float:
         return float(m)
     if plan.schedule == "1f1b":
         return float(min(p - stage, m))
+    if m == p:  # Megatron-LM runs every forward first when m == pp
+        return float(m)
     return min(2 * (p - stage - 1) + (v - 1) * p + 1, m * v) / v
 
 

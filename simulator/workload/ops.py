@@ -62,6 +62,8 @@ SWIGLU_FLOPS_PER_ELEMENT = 5.0
 """SiLU(gate) * up per output element: sigmoid (~3), two multiplies."""
 CROSS_ENTROPY_FLOPS_PER_LOGIT = 5.0
 """Softmax cross-entropy forward per logit: max, subtract, exp, sum, upcast."""
+CROSS_ENTROPY_BACKWARD_FLOPS_PER_LOGIT = 2.0
+"""Softmax cross-entropy backward per logit: softmax minus one-hot, scaled by the loss gradient."""
 BACKWARD_ELEMENTWISE_FACTOR = 2.0
 """Backward FLOPs of an element-wise op per forward FLOP."""
 FLASH_BACKWARD_FACTOR = 2.5
@@ -479,7 +481,7 @@ def head_work(
     logits = T * v_r
     ce = _elementwise("cross_entropy", CROSS_ENTROPY_FLOPS_PER_LOGIT * logits, logits * e, logits * LOSS_BYTES)
     ce_bwd = _elementwise(
-        "cross_entropy_bwd", BACKWARD_ELEMENTWISE_FACTOR * logits, logits * LOSS_BYTES, logits * e
+        "cross_entropy_bwd", CROSS_ENTROPY_BACKWARD_FLOPS_PER_LOGIT * logits, logits * LOSS_BYTES, logits * e
     )
 
     tp_fwd: tuple[Collective, ...] = ()

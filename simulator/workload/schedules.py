@@ -52,6 +52,7 @@ def interleaved(pp: int, m: int, vpp: int) -> list[list[Action]]:
     stage is micro-batch ``(k // (pp*vpp)) * pp + k % pp`` on chunk ``(k // pp) % vpp``;
     backwards visit chunks in reverse. Stage ``i`` warms up with
     ``(pp - i - 1) * 2 + (vpp - 1) * pp`` forwards (capped at all of them).
+    When ``m == pp`` every stage runs all its forwards first, as Megatron-LM does.
     Requires ``m % pp == 0``.
     """
     if m % pp:
@@ -66,7 +67,7 @@ def interleaved(pp: int, m: int, vpp: int) -> list[list[Action]]:
 
     stages = []
     for i in range(pp):
-        warmup = min((pp - i - 1) * 2 + (vpp - 1) * pp, total)
+        warmup = total if m == pp else min((pp - i - 1) * 2 + (vpp - 1) * pp, total)
         acts = [fwd(k) for k in range(warmup)]
         for j in range(total - warmup):
             acts += [fwd(warmup + j), bwd(j)]
