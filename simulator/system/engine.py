@@ -271,8 +271,8 @@ class StepSimulation:
             fixed = float(members.max())
             own_mean = float(members.mean())
             healthy = fixed == 1.0 and deterministic
-            own = defaultdict(float)  # (v, is_forward) -> sum of own-time factors
-            counts = defaultdict(int)  # (v, is_forward) -> passes run
+            own = [0.0] * (2 * n_virtual)  # [2 v + is_forward] -> sum of own-time factors
+            counts = [0] * (2 * n_virtual)  # [2 v + is_forward] -> passes run
             stall_s = pp_comm_s = pp_wait_s = 0.0
             for idx, a in enumerate(sp.actions[i]):
                 is_f = a.kind == "F"
@@ -315,8 +315,8 @@ class StepSimulation:
                 else:
                     yield env.timeout(duration)
                 events += 1
-                own[(v, is_f)] += f_own
-                counts[(v, is_f)] += 1
+                own[2 * v + is_f] += f_own
+                counts[2 * v + is_f] += 1
                 stall_s += comp * (f_max - f_own)
                 if record is not None:
                     record(TimelineEvent(r, i, a.kind, a.mb, a.chunk, t0, env.now))
@@ -326,9 +326,11 @@ class StepSimulation:
                         send(r, v, v + 1, (r, "F", a.mb, v + 1), a.mb, a.chunk, i)
                 elif v > 0:
                     send(r, v, v - 1, (r, "B", a.mb, v - 1), a.mb, a.chunk, i)
-            for (v, is_f), total in own.items():
-                for cat, sec_per in (sp.chunks[v].forward if is_f else sp.chunks[v].backward).items():
-                    sec[cat] += sec_per * (total if cat in COMPUTE_CATEGORIES else counts[(v, is_f)])
+            for slot, n_passes in enumerate(counts):
+                if n_passes:
+                    v, is_f = divmod(slot, 2)
+                    for cat, sec_per in (sp.chunks[v].forward if is_f else sp.chunks[v].backward).items():
+                        sec[cat] += sec_per * (own[slot] if cat in COMPUTE_CATEGORIES else n_passes)
             sec["stall"] += stall_s
             sec["pp_comm"] += pp_comm_s
             acct.pp_wait_s += pp_wait_s
