@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from simulator.errors import TrainsimError
 from simulator.scenario import DEFAULT_SCENARIO, bundled_scenarios, load_scenario
@@ -54,6 +55,50 @@ def run(
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
         print_report(result)
+
+
+@app.command()
+def validate(
+    cases: str = typer.Argument(..., help="CSV of published measurements (trainsim's validation format)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Write one row per case to this CSV."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (adds or overrides GPUs)."),
+) -> None:
+    """Re-simulate published measurements and report predicted vs published, with errors."""
+    from rich.progress import Progress
+
+    from simulator.hardware.catalog import load_catalog
+    from simulator.validation import read_cases, summary, validate as run_validation, write_csv_atomically
+
+    try:
+        df = read_cases(cases)
+        catalog = load_catalog(hardware)
+    except TrainsimError as err:
+        _fail(err)
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("simulating cases", total=len(df))
+        results = run_validation(df, catalog=catalog, progress=lambda done, total: bar.update(task, completed=done))
+    if out:
+        write_csv_atomically(results, out)
+    console = Console()
+    table = Table(title=f"{cases}: predicted vs published", title_justify="left")
+    for col, justify in (("case_id", "left"), ("metric", "left"), ("published", "right"), ("predicted", "right"),
+                         ("error %", "right"), ("status", "left")):
+        table.add_column(col, justify=justify)
+    for r in results.itertuples():
+        table.add_row(r.case_id, r.metric, f"{r.published:.4g}",
+                      "" if r.status != "ok" else f"{r.predicted:.4g}",
+                      "" if r.status != "ok" else f"{r.error_pct:+.1f}", r.status)
+    console.print(table)
+    summ = summary(results)
+    st = Table(title="Summary (absolute % error over rows simulated; failed rows listed above)", title_justify="left")
+    for col in ("source", "rows", "failed", "MAPE %", "median %", "max %"):
+        st.add_column(col, justify="left" if col == "source" else "right")
+    for name, r in summ.iterrows():
+        st.add_row(str(name), str(int(r.rows)), str(int(r.failed)),
+                   *(f"{x:.1f}" for x in (r.MAPE_pct, r.median_abs_pct, r.max_abs_pct)))
+    console.print(st)
+    console.print("tflops_per_gpu uses Megatron-LM eq. 3 with the recomputation term when the run recomputes "
+                  "fully, without it otherwise (column 'formula' of --out).")
 
 
 @app.command("list")

@@ -89,7 +89,12 @@ def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
 
 def simulate(scenario: Scenario, efficiency: Efficiency | None = None, *, record_timeline: bool = True) -> StepResult:
     """Simulate one optimizer step of ``scenario``."""
-    s = setup(scenario, efficiency)
+    return simulate_setup(setup(scenario, efficiency), record_timeline=record_timeline)
+
+
+def simulate_setup(s: Setup, *, record_timeline: bool = True) -> StepResult:
+    """Simulate one optimizer step of an already resolved :class:`Setup`."""
+    scenario = s.scenario
     try:
         sp = build_step_plan(s.model, s.plan, s.topology, s.device, s.efficiency)
     except InputError as err:

@@ -635,6 +635,12 @@ def load_topology(
     ``grow`` is false (field ``fabric.max_nodes``, stating the largest fleet).
     """
     text, path = _read_source(source, file, field)
-    spec = parse_topology_file(text, path)
+    return build_topology(parse_topology_file(text, path), n_gpus, path=path, file=file)
+
+
+def build_topology(spec: TopologyFile, n_gpus: int | None = None, *, path: str | None = None,
+                   file: str | None = None) -> Topology:
+    """Build a validated topology description for a fleet of ``n_gpus`` GPUs (growth rule and
+    errors as in :func:`load_topology`; ``path`` names the description in errors)."""
     n_nodes, gpus_per_node = _fleet_shape(spec, n_gpus, path, file)
     return Topology(spec, n_nodes, gpus_per_node, file=path)

@@ -1,0 +1,340 @@
+"""Re-simulate published training measurements and report the error.
+
+Input: a CSV in the format of trainsim's validation set (one configuration and
+one published number per row; columns described in ``REQUIRED_COLUMNS`` and
+``OPTIONAL_COLUMNS``). For every row, :func:`validate` builds the model, the
+fleet and the plan, simulates one step and turns it into the row's metric.
+
+Rules for what a row leaves open (each use is listed in the row's
+``defaults_used``):
+
+* model shape: ``n_kv_heads`` empty = ``n_heads``; ``d_ffn`` empty = ``4 d_model``.
+  Whether the MLP is gated, the embeddings tied and the positions learned is not
+  in the file: of the 8 combinations, the one whose parameter count is closest to
+  ``n_params_b`` is used (plain GPT first on ties). Linear layers have biases and
+  norms are LayerNorm unless the MLP is gated (then RMSNorm, no biases, no dropout:
+  the Llama recipe).
+* fleet: ``gpus_per_node`` empty = 8 (or the whole fleet if smaller);
+  ``inter_node_gbps_per_gpu`` empty = the NIC rate of the GPU's generation
+  (:data:`DEFAULT_NIC_GBPS`). The topology is a rail-optimised, non-blocking
+  two-tier fat tree of NVSwitch nodes with the catalog's intra-node bandwidth
+  (:func:`row_topology`).
+* plan: ``tp``/``pp`` empty = 1, ``dp`` empty = ``n_gpus / (tp pp)``, ``vpp`` 1,
+  ``micro_batch`` 1, ``seq_parallel`` 0, ``zero_stage`` 0, ``precision`` bf16 (fp16
+  where the GPU has no bf16). ``recompute`` empty = the least recomputation
+  (none, selective, full) with which the plan fits in memory: the published run
+  must have fitted. ``cp > 1`` cannot be simulated yet.
+* metric: ``step_time_s``; ``tflops_per_gpu`` by the Megatron-LM formula
+  (Narayanan et al. 2021, eq. 3) with its recomputation term when the simulated
+  run recomputes fully (the formula's assumption) and without otherwise — the
+  ``tflops_formula`` column says which; ``mfu`` and ``hfu`` as
+  :class:`~simulator.results.step.StepResult` defines them; ``tokens_per_s_per_gpu``.
+
+A row that cannot be simulated (unknown GPU, a plan that does not divide or does
+not fit) keeps its line with the reason in ``status`` and counts as a failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from simulator.efficiency import Efficiency, default_efficiency
+from simulator.errors import InputError, TrainsimError
+from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
+from simulator.network.topology import Topology, TopologyFile, build_topology
+from simulator.scenario import Scenario
+from simulator.simulate import Setup, simulate_setup
+from simulator.workload.counting import model_flops_per_step, parameter_count
+from simulator.workload.memory import memory_per_gpu
+from simulator.workload.model import ModelConfig
+from simulator.workload.plan import ParallelPlan, check_plan_against
+
+REQUIRED_COLUMNS = (
+    "case_id", "n_layers", "d_model", "n_heads", "vocab", "seq_len", "global_batch_seqs", "gpu", "n_gpus",
+    "metric", "value",
+)
+OPTIONAL_COLUMNS = (
+    "source_id", "model", "n_params_b", "n_kv_heads", "d_ffn", "micro_batch", "gpus_per_node", "tp", "pp", "dp",
+    "cp", "vpp", "seq_parallel", "recompute", "zero_stage", "precision", "inter_node_gbps_per_gpu", "notes",
+)
+METRICS = ("step_time_s", "tflops_per_gpu", "mfu", "hfu", "tokens_per_s_per_gpu")
+
+DEFAULT_NIC_GBPS = {"v100": 100.0, "a100": 200.0, "h100": 400.0, "h200": 400.0, "b200": 400.0, "gb200": 400.0,
+                    "mi250x": 200.0, "mi300x": 400.0}
+"""NIC rate per GPU (Gbit/s) of each generation's reference systems (DGX-2: EDR 100 Gb/s;
+DGX A100: HDR 200; DGX H100/B200: NDR 400; see shared/reference/systems.csv), used when a
+row does not say."""
+
+NODE_LATENCY_US = {"scale_up": 2.0, "nic": 1.5, "switch": 0.3}
+"""Latencies of generated topologies (same estimates as the bundled DGX files)."""
+
+RESULT_COLUMNS = ("case_id", "metric", "published", "predicted", "error_pct", "status")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_cases(path: str | Path) -> pd.DataFrame:
+    """The cases of a validation CSV; raises :class:`InputError` naming the file and column."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype={"case_id": str, "gpu": str, "metric": str, "recompute": str})
+    except FileNotFoundError:
+        raise InputError("no such file; give a CSV in trainsim's validation format", file=str(path)) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"not a readable CSV ({err})", file=str(path)) from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}",
+                         file=str(path), field=missing[0])
+    for c in OPTIONAL_COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan
+    return df
+
+
+def _blank(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x)) or (isinstance(x, str) and not x.strip())
+
+
+def _int(row: pd.Series, col: str, default: int | None = None) -> int | None:
+    x = row[col]
+    if _blank(x):
+        return default
+    value = float(x)
+    if not value.is_integer() or value < 0:
+        raise ValueError(f"{col}={x!r} is not a whole number")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- building a case
+
+
+def _model(row: pd.Series, used: list[str]) -> ModelConfig:
+    h, a = _int(row, "d_model"), _int(row, "n_heads")
+    base = dict(
+        name=str(row["model"]) if not _blank(row["model"]) else str(row["case_id"]),
+        n_layers=_int(row, "n_layers"), d_model=h, n_heads=a, n_kv_heads=_int(row, "n_kv_heads"),
+        d_ffn=_int(row, "d_ffn"), vocab=_int(row, "vocab"), seq_len=_int(row, "seq_len"),
+    )
+    if base["n_kv_heads"] is None:
+        used.append("n_kv_heads=n_heads")
+    if base["d_ffn"] is None:
+        used.append("d_ffn=4*d_model")
+    variants = []
+    for gated, tied, learned in itertools.product((False, True), (False, True), (True, False)):
+        extra = dict(gated_mlp=gated, tied_embeddings=tied, position_embedding="learned" if learned else "rope")
+        if gated:
+            extra.update(norm="rmsnorm", bias=False, dropout=False)
+        variants.append(ModelConfig(**base, **extra))
+    if _blank(row["n_params_b"]):
+        used.append("model variant: plain GPT (no n_params_b)")
+        return variants[0]
+    target = float(row["n_params_b"]) * 1e9
+    best = min(variants, key=lambda m: abs(parameter_count(m).total - target))  # stable: plain GPT first on ties
+    used.append(
+        "model variant: " + ", ".join((
+            "gated MLP" if best.gated_mlp else "4h MLP", "tied" if best.tied_embeddings else "untied",
+            f"{best.position_embedding} positions",
+        )) + f" (closest to n_params_b: {parameter_count(best).total / 1e9:.3f}B)"
+    )
+    return best
+
+
+def _generation(gpu: GPUSpec) -> str:
+    return gpu.name.split("-")[0]
+
+
+def row_topology(gpu: GPUSpec, n_gpus: int, gpus_per_node: int, nic_gbps: float) -> Topology:
+    """A fleet of NVSwitch nodes of ``gpus_per_node`` GPUs (the catalog's intra-node bandwidth),
+    one NIC of ``nic_gbps`` per GPU, on a rail-optimised non-blocking two-tier fat tree."""
+    spec = TopologyFile(
+        name=f"{gpus_per_node} x {gpu.name} per node, {nic_gbps:g} Gb/s per GPU",
+        source="generated by trainsim validate from the row's gpu, gpus_per_node and inter_node_gbps_per_gpu",
+        gpu=gpu.name,
+        node=dict(
+            gpus=gpus_per_node,
+            scale_up=dict(kind="nvswitch", bandwidth_GBps=gpu.intra_node_bandwidth_Bps / 1e9,
+                          latency_us=NODE_LATENCY_US["scale_up"]),
+            nics=gpus_per_node, nic_bandwidth_Gbps=nic_gbps, nic_latency_us=NODE_LATENCY_US["nic"],
+            power_W=0.0, power_source="not modelled in validation",
+        ),
+        fabric=dict(
+            kind="rail_optimized", tiers=2, nodes_per_unit=max(1, min(32, n_gpus // gpus_per_node)),
+            switch_latency_us=NODE_LATENCY_US["switch"], switch_ports=64, switch_power_W=0.0,
+            switch_power_source="not modelled in validation", max_nodes=max(1, n_gpus // gpus_per_node), grow=True,
+        ),
+    )
+    return build_topology(spec, n_gpus, path="(generated)")
+
+
+def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, used: list[str]) -> ParallelPlan:
+    def get(col: str, default: int) -> int:
+        value = _int(row, col)
+        if value is None:
+            used.append(f"{col}={default}")
+            return default
+        return value
+
+    tp, pp = get("tp", 1), get("pp", 1)
+    dp = _int(row, "dp") or n_gpus // (tp * pp)
+    vpp = get("vpp", 1)
+    precision = row["precision"] if not _blank(row["precision"]) else None
+    if precision is None:
+        precision = "bf16" if "bf16" in gpu.peak_flops else "fp16"
+        used.append(f"precision={precision}")
+    return ParallelPlan(
+        tp=tp, pp=pp, dp=dp, vpp=vpp, micro_batch=get("micro_batch", 1),
+        global_batch=_int(row, "global_batch_seqs"), schedule="interleaved" if vpp > 1 else "1f1b",
+        sequence_parallel=bool(get("seq_parallel", 0)), recompute=recompute, zero_stage=get("zero_stage", 0),
+        precision=precision,
+    )
+
+
+def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tuple[Setup, list[str]]:
+    """The resolved model, fleet and plan of one row, and the defaults it needed.
+
+    Raises :class:`InputError` or ``ValueError`` with the reason a row cannot be simulated."""
+    used: list[str] = []
+    if (_int(row, "cp") or 1) > 1:
+        raise ValueError("context parallelism (cp > 1) is not modelled yet")
+    model = _model(row, used)
+    gpu = catalog.get(str(row["gpu"]))
+    n_gpus = _int(row, "n_gpus")
+    gpn = _int(row, "gpus_per_node")
+    if gpn is None:
+        gpn = min(8, n_gpus)
+        used.append(f"gpus_per_node={gpn}")
+    nic = row["inter_node_gbps_per_gpu"]
+    if _blank(nic):
+        nic = DEFAULT_NIC_GBPS.get(_generation(gpu), 200.0)
+        used.append(f"inter_node_gbps_per_gpu={nic:g}")
+    topology = row_topology(gpu, n_gpus, gpn, float(nic))
+
+    recompute_given = not _blank(row["recompute"])
+    options = [str(row["recompute"]).strip()] if recompute_given else ["none", "selective", "full"]
+    for i, recompute in enumerate(options):
+        tried = list(used)
+        plan = _plan(row, gpu, n_gpus, recompute, tried)
+        check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
+                           n_gpus=n_gpus, gpus_per_node=gpn)
+        fits = memory_per_gpu(model, plan, capacity_bytes=gpu.hbm_bytes).fits
+        if fits or i == len(options) - 1:
+            if not recompute_given:
+                tried.append(f"recompute={recompute} (least that fits)" if fits else "recompute=full (nothing fits)")
+            used = tried
+            break
+    scenario = Scenario(name=str(row["case_id"]), model=model.model_dump(), topology=topology.name,
+                        gpus=n_gpus, plan={"global_batch": plan.global_batch})
+    return Setup(scenario, model, plan, topology, gpu, efficiency), used
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def predicted_metric(metric: str, setup: Setup, result) -> tuple[float, str]:
+    """(predicted value of ``metric``, the formula used)."""
+    if metric == "step_time_s":
+        return result.step_time_s, "simulated step time"
+    if metric == "tflops_per_gpu":
+        term = setup.plan.recompute == "full"
+        flops = model_flops_per_step(setup.model, setup.plan.global_batch, recompute_term=term)
+        formula = "Megatron eq. 3 " + ("with" if term else "without") + " recomputation term"
+        return flops / result.step_time_s / setup.plan.n_gpus / 1e12, formula
+    if metric == "mfu":
+        return result.mfu, "MFU: (6 N + 12 L h s) per token / peak"
+    if metric == "hfu":
+        return result.hfu, "HFU: executed FLOPs (with recomputation, causal attention) / peak"
+    if metric == "tokens_per_s_per_gpu":
+        return result.tokens_per_s / setup.plan.n_gpus, "tokens per second per GPU"
+    raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+
+
+# --------------------------------------------------------------------------- running
+
+
+def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency: Efficiency | None = None,
+             progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """One row per case: ``RESULT_COLUMNS`` first, then step time, breakdown, memory and defaults.
+
+    Rows sharing a configuration are simulated once."""
+    catalog = catalog or load_catalog()
+    efficiency = efficiency or default_efficiency()
+    config_cols = [c for c in cases.columns if c not in ("case_id", "metric", "value", "notes", "source_locator")]
+    cache: dict[tuple, Any] = {}
+    out = []
+    for n, (_, row) in enumerate(cases.iterrows()):
+        key = tuple("" if _blank(row[c]) else str(row[c]) for c in config_cols)
+        if key not in cache:
+            try:
+                setup, used = case_setup(row, catalog, efficiency)
+                result = simulate_setup(setup, record_timeline=False)
+                cache[key] = (setup, used, result, None)
+            except (TrainsimError, ValueError) as err:
+                cache[key] = (None, [], None, str(err))
+        setup, used, result, error = cache[key]
+        published = float(row["value"])
+        rec: dict[str, Any] = {"case_id": row["case_id"], "metric": row["metric"], "published": published,
+                               "predicted": np.nan, "error_pct": np.nan, "status": "ok"}
+        if error is None and not result.fits_in_memory:
+            error = f"does not fit in memory: {result.memory['total'] / 1e9:.1f} GB > {result.memory['capacity'] / 1e9:.1f} GB"
+        if error is None:
+            try:
+                value, formula = predicted_metric(str(row["metric"]), setup, result)
+            except ValueError as err:
+                error = str(err)
+        if error is not None:
+            rec["status"] = error
+        else:
+            rec.update(predicted=value, error_pct=(value - published) / published * 100, formula=formula)
+        if result is not None:
+            rec.update(
+                step_time_s=result.step_time_s,
+                **{f"{k}_s": v for k, v in result.breakdown_s.items()},
+                memory_GB=result.memory["total"] / 1e9, capacity_GB=result.memory["capacity"] / 1e9,
+                tp=setup.plan.tp, pp=setup.plan.pp, dp=setup.plan.dp, recompute=setup.plan.recompute,
+            )
+        rec["source_id"] = row["source_id"]
+        rec["defaults_used"] = "; ".join(used)
+        out.append(rec)
+        if progress:
+            progress(n + 1, len(cases))
+    df = pd.DataFrame(out)
+    return df[list(RESULT_COLUMNS) + [c for c in df.columns if c not in RESULT_COLUMNS]]
+
+
+def summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Per source and overall: rows, failures, MAPE, median and max absolute error (%)."""
+    def stats(df: pd.DataFrame) -> dict[str, float]:
+        ok = df[df.status == "ok"]
+        err = ok.error_pct.abs()
+        return {"rows": len(df), "failed": int((df.status != "ok").sum()),
+                "MAPE_pct": err.mean() if len(ok) else np.nan,
+                "median_abs_pct": err.median() if len(ok) else np.nan,
+                "max_abs_pct": err.max() if len(ok) else np.nan}
+
+    rows = {src: stats(g) for src, g in results.groupby(results.source_id.fillna("(none)"), sort=True)}
+    rows["ALL"] = stats(results)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def write_csv_atomically(df: pd.DataFrame, path: str | Path) -> None:
+    """Write ``df`` to ``path`` through a temporary file in the same folder, so a reader never
+    sees a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            df.to_csv(f, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
