@@ -97,8 +97,8 @@ def validate(
         st.add_row(str(name), str(int(r.rows)), str(int(r.failed)),
                    *(f"{x:.1f}" for x in (r.MAPE_pct, r.median_abs_pct, r.max_abs_pct)))
     console.print(st)
-    console.print("tflops_per_gpu uses Megatron-LM eq. 3 with the recomputation term when the run recomputes "
-                  "fully, without it otherwise (column 'formula' of --out).")
+    console.print("tflops_per_gpu: Megatron-LM eq. 3 with or without its recomputation term as each source "
+                  "did (column 'formula' of --out); defaults for empty cells: column 'defaults_used'.")
 
 
 @app.command("list")

@@ -20,14 +20,16 @@ Rules for what a row leaves open (each use is listed in the row's
   two-tier fat tree of NVSwitch nodes with the catalog's intra-node bandwidth
   (:func:`row_topology`).
 * plan: ``tp``/``pp`` empty = 1, ``dp`` empty = ``n_gpus / (tp pp)``, ``vpp`` 1,
-  ``micro_batch`` 1, ``seq_parallel`` 0, ``zero_stage`` 0, ``precision`` bf16 (fp16
-  where the GPU has no bf16). ``recompute`` empty = the least recomputation
-  (none, selective, full) with which the plan fits in memory: the published run
-  must have fitted. ``cp > 1`` cannot be simulated yet.
+  ``micro_batch`` 1, ``seq_parallel`` 0, ``precision`` bf16 (fp16 where the GPU
+  has no bf16). Empty ``recompute`` and ``zero_stage``: the cheapest memory saving
+  with which the plan fits (recompute none, selective, full; within each, ZeRO 0
+  then the distributed optimizer, ZeRO 1): the published run must have fitted.
+  ``cp > 1`` cannot be simulated yet.
 * metric: ``step_time_s``; ``tflops_per_gpu`` by the Megatron-LM formula
-  (Narayanan et al. 2021, eq. 3) with its recomputation term when the simulated
-  run recomputes fully (the formula's assumption) and without otherwise — the
-  ``tflops_formula`` column says which; ``mfu`` and ``hfu`` as
+  (Narayanan et al. 2021, eq. 3) with or without its recomputation term as the
+  source did (``metric_conventions.yaml``, with the source of each convention;
+  for a source not listed there: with the term when the row states full
+  recomputation) — the ``formula`` column says which; ``mfu`` and ``hfu`` as
   :class:`~simulator.results.step.StepResult` defines them; ``tokens_per_s_per_gpu``.
 
 A row that cannot be simulated (unknown GPU, a plan that does not divide or does
@@ -40,14 +42,18 @@ import itertools
 import math
 import os
 import tempfile
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import yaml
+from pydantic import ValidationError
 
 from simulator.efficiency import Efficiency, default_efficiency
-from simulator.errors import InputError, TrainsimError
+from simulator.errors import InputError, TrainsimError, from_validation_error
 from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
 from simulator.network.topology import Topology, TopologyFile, build_topology
 from simulator.scenario import Scenario
@@ -86,7 +92,8 @@ def read_cases(path: str | Path) -> pd.DataFrame:
     """The cases of a validation CSV; raises :class:`InputError` naming the file and column."""
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype={"case_id": str, "gpu": str, "metric": str, "recompute": str})
+        df = pd.read_csv(path, dtype={"case_id": str, "gpu": str, "metric": str, "recompute": str,
+                                      "n_params_b": str, "source_id": str})
     except FileNotFoundError:
         raise InputError("no such file; give a CSV in trainsim's validation format", file=str(path)) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -138,13 +145,19 @@ def _model(row: pd.Series, used: list[str]) -> ModelConfig:
     if _blank(row["n_params_b"]):
         used.append("model variant: plain GPT (no n_params_b)")
         return variants[0]
-    target = float(row["n_params_b"]) * 1e9
-    best = min(variants, key=lambda m: abs(parameter_count(m).total - target))  # stable: plain GPT first on ties
+    text = str(row["n_params_b"]).strip()
+    target = float(text) * 1e9
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    rounding = 0.5 * 10.0 ** -decimals * 1e9  # the count is as precise as the digits the source gave
+    errors = [abs(parameter_count(m).total - target) for m in variants]
+    within = [m for m, e in zip(variants, errors) if e <= rounding]
+    # the first variant (plain GPT first) that matches the stated size, else the closest
+    best = within[0] if within else variants[int(np.argmin(errors))]
     used.append(
         "model variant: " + ", ".join((
             "gated MLP" if best.gated_mlp else "4h MLP", "tied" if best.tied_embeddings else "untied",
             f"{best.position_embedding} positions",
-        )) + f" (closest to n_params_b: {parameter_count(best).total / 1e9:.3f}B)"
+        )) + f" ({parameter_count(best).total / 1e9:.3f}B for n_params_b {text})"
     )
     return best
 
@@ -176,7 +189,8 @@ def row_topology(gpu: GPUSpec, n_gpus: int, gpus_per_node: int, nic_gbps: float)
     return build_topology(spec, n_gpus, path="(generated)")
 
 
-def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, used: list[str]) -> ParallelPlan:
+def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage: int,
+          used: list[str]) -> ParallelPlan:
     def get(col: str, default: int) -> int:
         value = _int(row, col)
         if value is None:
@@ -194,7 +208,7 @@ def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, used: list[
     return ParallelPlan(
         tp=tp, pp=pp, dp=dp, vpp=vpp, micro_batch=get("micro_batch", 1),
         global_batch=_int(row, "global_batch_seqs"), schedule="interleaved" if vpp > 1 else "1f1b",
-        sequence_parallel=bool(get("seq_parallel", 0)), recompute=recompute, zero_stage=get("zero_stage", 0),
+        sequence_parallel=bool(get("seq_parallel", 0)), recompute=recompute, zero_stage=zero_stage,
         precision=precision,
     )
 
@@ -219,17 +233,22 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
         used.append(f"inter_node_gbps_per_gpu={nic:g}")
     topology = row_topology(gpu, n_gpus, gpn, float(nic))
 
-    recompute_given = not _blank(row["recompute"])
-    options = [str(row["recompute"]).strip()] if recompute_given else ["none", "selective", "full"]
-    for i, recompute in enumerate(options):
+    # empty recompute / zero_stage: the cheapest memory saving with which the plan fits
+    recomputes = [str(row["recompute"]).strip()] if not _blank(row["recompute"]) else ["none", "selective", "full"]
+    zeros = [_int(row, "zero_stage")] if not _blank(row["zero_stage"]) else [0, 1]
+    options = list(itertools.product(recomputes, zeros))
+    for i, (recompute, zero) in enumerate(options):
         tried = list(used)
-        plan = _plan(row, gpu, n_gpus, recompute, tried)
+        plan = _plan(row, gpu, n_gpus, recompute, zero, tried)
         check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
                            n_gpus=n_gpus, gpus_per_node=gpn)
         fits = memory_per_gpu(model, plan, capacity_bytes=gpu.hbm_bytes).fits
         if fits or i == len(options) - 1:
-            if not recompute_given:
-                tried.append(f"recompute={recompute} (least that fits)" if fits else "recompute=full (nothing fits)")
+            why = "the cheapest that fits" if fits else "nothing fits"
+            if len(recomputes) > 1:
+                tried.append(f"recompute={recompute} ({why})")
+            if len(zeros) > 1:
+                tried.append(f"zero_stage={zero} ({why})")
             used = tried
             break
     scenario = Scenario(name=str(row["case_id"]), model=model.model_dump(), topology=topology.name,
@@ -240,12 +259,26 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
 # --------------------------------------------------------------------------- metrics
 
 
-def predicted_metric(metric: str, setup: Setup, result) -> tuple[float, str]:
+@lru_cache(maxsize=1)
+def metric_conventions() -> dict[str, dict[str, Any]]:
+    """Per source, how it computed its metrics (``metric_conventions.yaml``)."""
+    return yaml.safe_load(resources.files("simulator").joinpath("metric_conventions.yaml").read_text())
+
+
+def recompute_term(row: pd.Series) -> bool:
+    """Whether the row's TFLOP/s count the recomputation pass (see module docstring)."""
+    convention = metric_conventions().get(str(row["source_id"]))
+    if convention is not None:
+        return bool(convention["tflops_recompute_term"])
+    return not _blank(row["recompute"]) and str(row["recompute"]).strip() == "full"
+
+
+def predicted_metric(metric: str, setup: Setup, result, *, with_recompute_term: bool = False) -> tuple[float, str]:
     """(predicted value of ``metric``, the formula used)."""
     if metric == "step_time_s":
         return result.step_time_s, "simulated step time"
     if metric == "tflops_per_gpu":
-        term = setup.plan.recompute == "full"
+        term = with_recompute_term
         flops = model_flops_per_step(setup.model, setup.plan.global_batch, recompute_term=term)
         formula = "Megatron eq. 3 " + ("with" if term else "without") + " recomputation term"
         return flops / result.step_time_s / setup.plan.n_gpus / 1e12, formula
@@ -278,6 +311,8 @@ def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency:
                 setup, used = case_setup(row, catalog, efficiency)
                 result = simulate_setup(setup, record_timeline=False)
                 cache[key] = (setup, used, result, None)
+            except ValidationError as err:
+                cache[key] = (None, [], None, str(from_validation_error(err, prefix="plan")))
             except (TrainsimError, ValueError) as err:
                 cache[key] = (None, [], None, str(err))
         setup, used, result, error = cache[key]
@@ -288,7 +323,8 @@ def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency:
             error = f"does not fit in memory: {result.memory['total'] / 1e9:.1f} GB > {result.memory['capacity'] / 1e9:.1f} GB"
         if error is None:
             try:
-                value, formula = predicted_metric(str(row["metric"]), setup, result)
+                value, formula = predicted_metric(str(row["metric"]), setup, result,
+                                                  with_recompute_term=recompute_term(row))
             except ValueError as err:
                 error = str(err)
         if error is not None:

@@ -1,0 +1,97 @@
+"""`trainsim validate`: every row comes back, with its prediction or the reason it has none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from simulator.errors import InputError
+from simulator.validation import read_cases, summary, validate
+
+COLUMNS = ("case_id,source_id,model,n_params_b,n_layers,d_model,n_heads,n_kv_heads,d_ffn,vocab,seq_len,"
+           "global_batch_seqs,micro_batch,gpu,n_gpus,gpus_per_node,tp,pp,dp,cp,vpp,seq_parallel,recompute,"
+           "zero_stage,precision,inter_node_gbps_per_gpu,metric,value,notes")
+
+ROWS = [
+    # a GPT-3 175B step on 64 A100s (Korthikanti et al. 2022, Table 5 shape)
+    "gpt3-step,src-a,GPT-3,174.6,96,12288,96,,,51200,2048,64,1,a100-80gb,64,8,8,8,1,1,,1,selective,0,bf16,200,"
+    "step_time_s,13.75,",
+    "gpt3-mfu,src-a,GPT-3,174.6,96,12288,96,,,51200,2048,64,1,a100-80gb,64,8,8,8,1,1,,1,selective,0,bf16,200,mfu,0.514,",
+    "unknown-gpu,src-b,X,1.3,24,2048,16,,,50000,2048,64,1,tpu-v9,8,8,1,1,8,1,,0,none,0,bf16,200,step_time_s,1.0,",
+    "context-parallel,src-b,X,1.3,24,2048,16,,,50000,2048,64,1,a100-80gb,8,8,1,1,4,2,,0,none,0,bf16,200,step_time_s,1.0,",
+    "small-defaults,src-b,X,,24,2048,16,,,50000,2048,64,,h100-sxm,8,,,,,,,,,,,,tokens_per_s_per_gpu,20000,",
+]
+
+
+@pytest.fixture
+def cases_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "cases.csv"
+    path.write_text("\n".join([COLUMNS, *ROWS]) + "\n")
+    return path
+
+
+def test_every_row_comes_back_with_a_prediction_or_a_reason(cases_csv):
+    out = validate(read_cases(cases_csv))
+    assert list(out.columns[:6]) == ["case_id", "metric", "published", "predicted", "error_pct", "status"]
+    assert list(out.case_id) == ["gpt3-step", "gpt3-mfu", "unknown-gpu", "context-parallel", "small-defaults"]
+    by_id = out.set_index("case_id")
+    assert by_id.loc["gpt3-step", "status"] == "ok" and by_id.loc["gpt3-step", "predicted"] > 0
+    assert by_id.loc["gpt3-step", "error_pct"] == pytest.approx(
+        (by_id.loc["gpt3-step", "predicted"] - 13.75) / 13.75 * 100)
+    assert 0 < by_id.loc["gpt3-mfu", "predicted"] < 1
+    assert "tpu-v9" in by_id.loc["unknown-gpu", "status"]
+    assert "context parallelism" in by_id.loc["context-parallel", "status"]
+
+
+def test_rows_sharing_a_configuration_share_one_simulation(cases_csv):
+    out = validate(read_cases(cases_csv)).set_index("case_id")
+    assert out.loc["gpt3-step", "step_time_s"] == out.loc["gpt3-mfu", "step_time_s"]
+
+
+def test_defaults_for_empty_cells_are_listed(cases_csv):
+    out = validate(read_cases(cases_csv)).set_index("case_id")
+    used = out.loc["small-defaults", "defaults_used"]
+    for default in ("tp=1", "pp=1", "micro_batch=1", "precision=bf16", "gpus_per_node=8",
+                    "inter_node_gbps_per_gpu=400", "recompute=none"):
+        assert default in used
+    assert out.loc["small-defaults", "status"] == "ok"
+
+
+def test_the_model_variant_is_the_one_matching_the_stated_size(cases_csv):
+    out = validate(read_cases(cases_csv)).set_index("case_id")
+    assert "4h MLP, tied" in out.loc["gpt3-step", "defaults_used"]
+
+
+def test_failures_are_counted_in_the_summary(cases_csv):
+    summ = summary(validate(read_cases(cases_csv)))
+    assert summ.loc["src-b", "failed"] == 2
+    assert summ.loc["ALL", "rows"] == 5 and summ.loc["ALL", "failed"] == 2
+    assert summ.loc["src-a", "MAPE_pct"] >= 0
+
+
+def test_a_csv_without_a_required_column_names_it(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("case_id,metric,value\nx,mfu,0.5\n")
+    with pytest.raises(InputError, match="missing column.*n_layers") as err:
+        read_cases(path)
+    assert err.value.file == str(path)
+
+
+def test_the_command_prints_a_summary_and_writes_the_table_atomically(cases_csv, tmp_path):
+    out = tmp_path / "predictions.csv"
+    result = CliRunner().invoke(app, ["validate", str(cases_csv), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "MAPE" in result.output and "ALL" in result.output
+    table = pd.read_csv(out)
+    assert len(table) == len(ROWS)
+    assert not list(tmp_path.glob(".predictions.csv.*"))  # no temporary file left behind
+
+
+def test_the_command_reports_a_missing_file(tmp_path):
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "nope.csv")])
+    assert result.exit_code == 2
+    assert "no such file" in result.output
