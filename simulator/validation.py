@@ -162,10 +162,6 @@ def _model(row: pd.Series, used: list[str]) -> ModelConfig:
     return best
 
 
-def _generation(gpu: GPUSpec) -> str:
-    return gpu.name.split("-")[0]
-
-
 def row_topology(gpu: GPUSpec, n_gpus: int, gpus_per_node: int, nic_gbps: float) -> Topology:
     """A fleet of NVSwitch nodes of ``gpus_per_node`` GPUs (the catalog's intra-node bandwidth),
     one NIC of ``nic_gbps`` per GPU, on a rail-optimised non-blocking two-tier fat tree."""
@@ -229,7 +225,7 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
         used.append(f"gpus_per_node={gpn}")
     nic = row["inter_node_gbps_per_gpu"]
     if _blank(nic):
-        nic = DEFAULT_NIC_GBPS.get(_generation(gpu), 200.0)
+        nic = DEFAULT_NIC_GBPS.get(gpu.generation, 200.0)
         used.append(f"inter_node_gbps_per_gpu={nic:g}")
     topology = row_topology(gpu, n_gpus, gpn, float(nic))
 

@@ -220,7 +220,8 @@ def test_auto_prefers_tree_for_small_and_ring_for_large_multi_node_all_reduce(a1
     groups = [list(range(32))]
     assert plan_collective(a100_32, "all_reduce", groups, 1e4).algorithm == "tree"
     assert plan_collective(a100_32, "all_reduce", groups, 4e9).algorithm == "ring"
-    assert plan_collective(a100_32, "all_reduce", [list(range(8))], 1e3).algorithm == "direct"
+    assert plan_collective(a100_32, "all_reduce", [list(range(8))], 1e3).algorithm == "ring"  # no one-shot in NCCL
+    assert plan_collective(a100_32, "all_reduce", [list(range(8))], 1e3, algorithm="direct").algorithm == "direct"
 
 
 def test_auto_keeps_nccl_algorithms_for_all_gather_in_a_node(a100_32):

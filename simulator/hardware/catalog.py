@@ -121,6 +121,12 @@ class GPUSpec(BaseModel):
     notes: str = Field("", description="Caveats, conflicts between sources, what is estimated.")
 
     @property
+    def generation(self) -> str:
+        """The GPU generation, the part of the name before the first '-' (``a100-80gb`` -> ``a100``).
+        Efficiency parameters fitted per generation apply to every part of it."""
+        return self.name.split("-")[0]
+
+    @property
     def precisions(self) -> tuple[str, ...]:
         """Precisions :meth:`peak_flops_for` accepts, in display order (tf32 included via fp32)."""
         return tuple(p for p in PRECISIONS if p in self.peak_flops or (p == "tf32" and "fp32" in self.peak_flops))

@@ -108,9 +108,10 @@ _VALID_ALGORITHMS = {
     "send_recv": ("p2p",),
 }
 
-_AUTO_SKIPS = {("all_gather", "direct"), ("reduce_scatter", "direct"), ("broadcast", "direct")}
-# NCCL's tuner has no direct all-gather/reduce-scatter/broadcast; on NVSwitch this
-# model would otherwise always prefer them to the ring (same bytes, one latency step).
+_AUTO_SKIPS = {("all_reduce", "direct"), ("all_gather", "direct"), ("reduce_scatter", "direct"), ("broadcast", "direct")}
+# NCCL's tuner picks among ring and tree (and NVLS/CollNet, not modelled) and has no
+# direct (one-shot) variants of these; on NVSwitch this model would otherwise prefer
+# them for small messages (same or fewer bytes, one latency step).
 
 
 # --------------------------------------------------------------------------- efficiency

@@ -1,0 +1,240 @@
+"""Fit the compute efficiency parameters on published measurements, and measure how well
+the fit generalises.
+
+What is fitted (few, physical): per GPU generation, the fraction of peak that large
+GEMMs reach; one GEMM size scale shared by all generations (small GEMMs reach less,
+:mod:`simulator.hardware.compute`); one attention-kernel fraction of peak. Network and
+power parameters keep their priors.
+
+How: the error of a row is ``log(predicted / published)``; the fit minimises a robust
+(soft-L1) sum of squared errors, so that a few rows the simulator cannot explain (for
+example framework overheads it does not model) do not drag the others. Simulating every
+case for every trial parameter vector would take hours, so the fit alternates:
+
+1. simulate every case at the current parameters (the real model, events and all);
+2. fit the parameters on a *local surrogate* of each case: its compute-bound time (forward,
+   backward, recompute, bubble, stall) scales with the case's total GEMM/attention/element-
+   wise time, recomputed exactly from its operations for the trial parameters, while its
+   communication and optimizer time stay as simulated;
+3. repeat from 1 until the parameters move less than 0.5 % (at most ``max_rounds``).
+
+The reported errors always come from step 1, the full simulation, never from the
+surrogate. Leave-one-source-out cross-validation refits without each source in turn and
+predicts that source's rows with the full simulation: the honest out-of-sample error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from simulator.efficiency import Efficiency, default_efficiency, efficiency_to_dict
+from simulator.hardware.catalog import Catalog, load_catalog
+from simulator.validation import case_setup, summary, validate
+from simulator.workload.ops import embedding_work, head_work, layer_work
+
+COMPUTE_SCALED = ("forward_s", "backward_s", "recompute_s", "bubble_s", "stall_s")
+FIXED = ("optimizer_s", "tp_comm_s", "pp_comm_s", "dp_comm_s")
+RATE_METRICS = ("tflops_per_gpu", "mfu", "hfu", "tokens_per_s_per_gpu")
+
+GEMM_BOUNDS = (0.3, 0.98)
+HALF_DIM_BOUNDS = (0.0, 4096.0)
+ATTENTION_BOUNDS = (0.15, 0.95)
+
+
+@dataclass
+class _Ops:
+    """One case's per-rank work of a step, as arrays of operations (for the surrogate)."""
+
+    kind: np.ndarray  # 0 gemm, 1 attention, 2 element-wise
+    flops: np.ndarray
+    bytes: np.ndarray
+    dmin: np.ndarray  # min(M, N, K) of GEMMs (1 for others)
+    count: np.ndarray  # how many times the op runs in a step on one rank
+    peak_flops: float
+    hbm_Bps: float
+    generation: str
+
+
+def _case_ops(setup) -> _Ops:
+    model, plan = setup.model, setup.plan
+    kw = dict(micro_batch=plan.micro_batch, tp=plan.tp, sequence_parallel=plan.sequence_parallel,
+              precision=plan.precision)
+    per_stage = model.n_layers / plan.pp
+    parts = [(layer_work(model, recompute=plan.recompute, **kw), per_stage),
+             (embedding_work(model, **kw), 1 / plan.pp), (head_work(model, **kw), 1 / plan.pp)]
+    rows = []
+    for work, n in parts:
+        for op in (*work.forward, *work.backward, *work.recompute):
+            kind = {"gemm": 0, "attention": 1}.get(op.kind, 2)
+            rows.append((kind, op.flops, op.bytes, min(op.gemm_mnk) if op.gemm_mnk else 1, n * plan.n_microbatches))
+    a = np.array(rows, dtype=float)
+    return _Ops(a[:, 0].astype(int), a[:, 1], a[:, 2], a[:, 3], a[:, 4],
+                setup.device.peak_flops_for(plan.precision), setup.device.hbm_bandwidth_Bps, setup.device.generation)
+
+
+def _compute_time(ops: _Ops, eff: Efficiency) -> float:
+    """Seconds of all of a case's operations under ``eff`` (the model of hardware.compute, vectorised)."""
+    c = eff.compute
+    top = c.gemm_by_generation.get(ops.generation, c.gemm)
+    gemm_eff = top * ops.dmin / (ops.dmin + c.gemm_half_dim) if c.gemm_half_dim else np.full(ops.dmin.shape, top)
+    fraction = np.where(ops.kind == 0, gemm_eff, c.attention)
+    memory = ops.bytes / (ops.hbm_Bps * c.memory)
+    t = np.where(ops.kind == 2, memory, np.maximum(ops.flops / (ops.peak_flops * fraction), memory))
+    return float(((t + c.kernel_overhead_s) * ops.count).sum())
+
+
+class Calibration:
+    """Fits :class:`Efficiency` parameters on a validation table (see module docstring)."""
+
+    def __init__(self, cases: pd.DataFrame, *, catalog: Catalog | None = None, base: Efficiency | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.cases = cases.reset_index(drop=True)
+        self.catalog = catalog or load_catalog()
+        self.base = base or default_efficiency()
+        self.log = log or (lambda msg: None)
+        gens = sorted({self.catalog.get(str(g)).generation for g in cases.gpu.dropna() if str(g) in self.catalog})
+        self.generations = gens
+        self.names = [f"gemm_{g}" for g in gens] + ["gemm_half_dim", "attention"]
+
+    # -- parameter vector <-> Efficiency ------------------------------------------------
+    def efficiency(self, x: np.ndarray) -> Efficiency:
+        gens = dict(zip(self.generations, (float(v) for v in x[: len(self.generations)])))
+        compute = self.base.compute.model_copy(update={
+            "gemm_by_generation": gens, "gemm_half_dim": float(x[-2]), "attention": float(x[-1]),
+        })
+        return dataclasses.replace(self.base, compute=compute)
+
+    def vector(self, eff: Efficiency) -> np.ndarray:
+        c = eff.compute
+        return np.array([c.gemm_by_generation.get(g, c.gemm) for g in self.generations]
+                        + [c.gemm_half_dim, c.attention], dtype=float)
+
+    def bounds(self) -> tuple[list[float], list[float]]:
+        n = len(self.generations)
+        lo = [GEMM_BOUNDS[0]] * n + [HALF_DIM_BOUNDS[0], ATTENTION_BOUNDS[0]]
+        hi = [GEMM_BOUNDS[1]] * n + [HALF_DIM_BOUNDS[1], ATTENTION_BOUNDS[1]]
+        return lo, hi
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, rows: np.ndarray | None = None, *, x0: np.ndarray | None = None, max_rounds: int = 4
+            ) -> tuple[Efficiency, pd.DataFrame]:
+        """Fit on the cases ``rows`` (all by default); returns the parameters and the full
+        simulation's table of the training rows at them."""
+        train = self.cases if rows is None else self.cases.iloc[rows]
+        x = self.vector(self.base) if x0 is None else x0
+        lo, hi = self.bounds()
+        x = np.clip(x, lo, hi)
+        for round_ in range(1, max_rounds + 1):
+            eff = self.efficiency(x)
+            table = validate(train, catalog=self.catalog, efficiency=eff)
+            surrogate = self._surrogate(train, table, eff)
+            self.log(f"round {round_}: MAPE {_mape(table):.2f} % at {self._describe(x)}")
+            if not surrogate:
+                break
+            solution = least_squares(lambda v: self._residuals(surrogate, v), x, bounds=(lo, hi),
+                                     loss="soft_l1", f_scale=0.1, x_scale=np.maximum(np.abs(x), 1e-2))
+            step = np.abs(solution.x - x) / np.maximum(np.abs(x), 1e-2)
+            x = solution.x
+            if step.max() < 0.005:
+                break
+        eff = self.efficiency(x)
+        table = validate(train, catalog=self.catalog, efficiency=eff)
+        self.log(f"final: MAPE {_mape(table):.2f} % at {self._describe(x)}")
+        return eff, table
+
+    def _describe(self, x: np.ndarray) -> str:
+        return ", ".join(f"{n}={v:.3g}" for n, v in zip(self.names, x))
+
+    def _surrogate(self, train: pd.DataFrame, table: pd.DataFrame, eff: Efficiency) -> list[tuple]:
+        """Per simulated row: (ops, compute-scaled seconds, fixed seconds, W at eff, metric, value
+        at eff, published)."""
+        out = []
+        ops_cache: dict[str, _Ops] = {}
+        for (_, row), (_, res) in zip(train.iterrows(), table.iterrows()):
+            if res.status != "ok":
+                continue
+            key = res.get("defaults_used", "") + str(tuple(row.drop(["case_id", "metric", "value"]).values))
+            if key not in ops_cache:
+                setup, _ = case_setup(row, self.catalog, eff)
+                ops_cache[key] = _case_ops(setup)
+            ops = ops_cache[key]
+            scaled = float(sum(res[c] for c in COMPUTE_SCALED))
+            fixed = float(sum(res[c] for c in FIXED))
+            out.append((ops, scaled, fixed, _compute_time(ops, eff), str(row.metric), float(res.predicted),
+                        float(row.value)))
+        return out
+
+    def _residuals(self, surrogate: list[tuple], x: np.ndarray) -> np.ndarray:
+        eff = self.efficiency(x)
+        res = np.empty(len(surrogate))
+        for i, (ops, scaled, fixed, w0, metric, value0, published) in enumerate(surrogate):
+            ratio = (scaled * _compute_time(ops, eff) / w0 + fixed) / (scaled + fixed)
+            predicted = value0 / ratio if metric in RATE_METRICS else value0 * ratio
+            res[i] = np.log(predicted / published)
+        return res
+
+    # -- cross-validation ----------------------------------------------------------------
+    def leave_one_source_out(self, x0: np.ndarray | None = None) -> pd.DataFrame:
+        """For every source: fit without it, predict it with the full simulation."""
+        tables = []
+        for source in sorted(self.cases.source_id.dropna().unique()):
+            held = (self.cases.source_id == source).to_numpy()
+            self.log(f"leave out {source}")
+            eff, _ = self.fit(np.flatnonzero(~held), x0=x0)
+            tables.append(validate(self.cases[held], catalog=self.catalog, efficiency=eff))
+        return pd.concat(tables, ignore_index=True)
+
+
+def _mape(table: pd.DataFrame) -> float:
+    ok = table[table.status == "ok"]
+    return float(ok.error_pct.abs().mean()) if len(ok) else float("nan")
+
+
+def provenance(cases_path: str | Path, cal: Calibration, eff: Efficiency, in_sample: pd.DataFrame,
+               loso: pd.DataFrame | None) -> dict[str, Any]:
+    """The ``fit`` record stored with fitted parameters: data, method, errors."""
+    data = Path(cases_path).read_bytes()
+
+    def per_source(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+        s = summary(table)
+        return {str(k): {"rows": int(r.rows), "failed": int(r.failed), "MAPE_pct": round(float(r.MAPE_pct), 2),
+                         "median_abs_pct": round(float(r.median_abs_pct), 2),
+                         "max_abs_pct": round(float(r.max_abs_pct), 2)} for k, r in s.iterrows()}
+
+    record: dict[str, Any] = {
+        "fitted_on": {"file": Path(cases_path).name, "sha256": hashlib.sha256(data).hexdigest(),
+                      "rows": int(len(cal.cases))},
+        "date": _dt.date.today().isoformat(),
+        "command": f"trainsim calibrate {cases_path}" + (" --loso" if loso is not None else ""),
+        "parameters": dict(zip(cal.names, (round(float(v), 4) for v in cal.vector(eff)))),
+        "method": "robust (soft-L1) least squares on log(predicted/published), alternating full "
+                  "simulation and a local compute-scaling surrogate (simulator/calibration.py)",
+        "in_sample": per_source(in_sample),
+    }
+    if loso is not None:
+        record["leave_one_source_out"] = per_source(loso)
+    return record
+
+
+def fitted_efficiency(eff: Efficiency, fit: dict[str, Any]) -> Efficiency:
+    """``eff`` with its provenance set to a fit record."""
+    return dataclasses.replace(
+        eff, fit=fit,
+        source=(f"compute parameters fitted by `{fit['command']}` on {fit['fitted_on']['rows']} rows of "
+                f"{fit['fitted_on']['file']} ({fit['date']}); network and power: {eff.source}"
+                if "fitted by" not in eff.source else eff.source),
+    )
+
+
+def efficiency_yaml(eff: Efficiency) -> dict[str, Any]:
+    """The document to write to ``efficiency.yaml``."""
+    return efficiency_to_dict(eff)
