@@ -101,6 +101,50 @@ def validate(
                   "did (column 'formula' of --out); defaults for empty cells: column 'defaults_used'.")
 
 
+@app.command()
+def calibrate(
+    cases: str = typer.Argument(..., help="CSV of published measurements to fit on (the calibration set)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Write the fitted parameters (efficiency.yaml format)."),
+    loso: bool = typer.Option(False, "--loso", help="Also run leave-one-source-out cross-validation."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (adds or overrides GPUs)."),
+) -> None:
+    """Fit the efficiency parameters on CASES and report in-sample (and out-of-sample) error."""
+    import yaml
+
+    from simulator.calibration import Calibration, fitted_efficiency, provenance
+    from simulator.efficiency import efficiency_to_dict
+    from simulator.hardware.catalog import load_catalog
+    from simulator.validation import read_cases, summary, write_text_atomically
+
+    try:
+        df = read_cases(cases)
+        catalog = load_catalog(hardware)
+    except TrainsimError as err:
+        _fail(err)
+    cal = Calibration(df, catalog=catalog, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    eff, table = cal.fit()
+    cv = cal.leave_one_source_out(x0=cal.vector(eff)) if loso else None
+    fit = provenance(cases, cal, eff, table, cv)
+    eff = fitted_efficiency(eff, fit)
+    console = Console()
+    console.print("[bold]fitted parameters[/bold]: " + ", ".join(f"{k}={v}" for k, v in fit["parameters"].items()))
+    for title, tab in (("in-sample", table), ("leave-one-source-out", cv)):
+        if tab is None:
+            continue
+        st = Table(title=f"{title} error (%)", title_justify="left")
+        for col in ("source", "rows", "failed", "MAPE", "median", "max"):
+            st.add_column(col, justify="left" if col == "source" else "right")
+        for name, r in summary(tab).iterrows():
+            st.add_row(str(name), str(int(r.rows)), str(int(r.failed)),
+                       *(f"{x:.1f}" for x in (r.MAPE_pct, r.median_abs_pct, r.max_abs_pct)))
+        console.print(st)
+    if out:
+        header = ("# trainsim efficiency parameters, written by `trainsim calibrate` (see `fit`).\n"
+                  "# Meanings and units: simulator/hardware/compute.py, network/collectives.py, hardware/power.py.\n")
+        write_text_atomically(header + yaml.safe_dump(efficiency_to_dict(eff), sort_keys=False, width=100), out)
+        console.print(f"written: {out}")
+
+
 @app.command("list")
 def list_things() -> None:
     """List bundled scenarios, topologies, model presets and GPUs."""

@@ -358,15 +358,20 @@ def summary(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def write_csv_atomically(df: pd.DataFrame, path: str | Path) -> None:
-    """Write ``df`` to ``path`` through a temporary file in the same folder, so a reader never
+def write_text_atomically(text: str, path: str | Path) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, so a reader never
     sees a half-written file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False)
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_csv_atomically(df: pd.DataFrame, path: str | Path) -> None:
+    """Write ``df`` as CSV to ``path`` atomically (see :func:`write_text_atomically`)."""
+    write_text_atomically(df.to_csv(index=False), path)

@@ -1,0 +1,59 @@
+"""Calibration: it recovers parameters it is given, and the packaged fit does not regress."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.calibration import Calibration
+from simulator.efficiency import default_efficiency
+from simulator.validation import OPTIONAL_COLUMNS, read_cases, summary, validate
+
+CALIBRATION_CSV = Path(__file__).resolve().parents[2] / "shared" / "validation" / "calibration.csv"
+
+
+def synthetic_cases() -> pd.DataFrame:
+    """Small GPT models on 8 A100s, shapes chosen so that GEMM size and attention both vary."""
+    rows = []
+    for i, (h, heads, s, tp) in enumerate([(512, 8, 1024, 1), (1024, 16, 1024, 2), (2048, 16, 2048, 1),
+                                           (2048, 16, 8192, 2), (4096, 32, 2048, 4), (768, 12, 16384, 1)]):
+        rows.append(dict(case_id=f"c{i}", source_id="synthetic", n_layers=4, d_model=h, n_heads=heads,
+                         vocab=32000, seq_len=s, global_batch_seqs=16, gpu="a100-80gb", n_gpus=8,
+                         gpus_per_node=8, tp=tp, pp=1, recompute="none", zero_stage=0, precision="bf16",
+                         inter_node_gbps_per_gpu=200, metric="step_time_s", value=1.0))
+    df = pd.DataFrame(rows)
+    for c in OPTIONAL_COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan
+    return df
+
+
+def test_calibration_recovers_the_parameters_that_generated_the_data():
+    base = default_efficiency()
+    truth = dataclasses.replace(base, compute=base.compute.model_copy(
+        update={"gemm_by_generation": {"a100": 0.62}, "gemm_half_dim": 300.0, "attention": 0.45}))
+    cases = synthetic_cases()
+    cases["value"] = validate(cases, efficiency=truth).predicted.to_numpy()
+    cal = Calibration(cases, base=base)
+    fitted, table = cal.fit()
+    c = fitted.compute
+    assert c.gemm_by_generation["a100"] == pytest.approx(0.62, rel=0.03)
+    assert c.gemm_half_dim == pytest.approx(300.0, rel=0.15)
+    assert c.attention == pytest.approx(0.45, rel=0.03)
+    assert table.error_pct.abs().max() < 1.0  # the full simulation, not the surrogate
+
+
+@pytest.mark.skipif(not CALIBRATION_CSV.is_file(), reason="shared/validation/calibration.csv not beside the checkout")
+def test_the_packaged_parameters_do_not_regress_on_the_calibration_set():
+    """The error the fit recorded (efficiency.yaml, `fit.in_sample`) holds, within half a point."""
+    fit = default_efficiency().fit
+    assert fit is not None, "efficiency.yaml has no fit record: run trainsim calibrate"
+    results = validate(read_cases(CALIBRATION_CSV))
+    summ = summary(results)
+    for source, recorded in fit["in_sample"].items():
+        assert summ.loc[source, "failed"] <= recorded["failed"]
+        assert summ.loc[source, "MAPE_pct"] <= recorded["MAPE_pct"] + 0.5, source
