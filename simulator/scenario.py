@@ -50,6 +50,8 @@ class PlanSpec(BaseModel):
     dp_bucket_MB: float = Field(160.0, ge=1.0, description="Gradient bucket, MB of reduced gradients (>= 1).")
     overlap_grad_reduce: bool = True
     grad_reduce_precision: Literal["fp32", "bf16"] = "fp32"
+    tp_overlap: Literal["none", "backward", "full"] = "backward"
+    overlap_param_gather: bool = False
 
     @field_validator("placement", mode="before")
     @classmethod
@@ -65,7 +67,8 @@ class PlanSpec(BaseModel):
             sequence_parallel=self.sequence_parallel, recompute=self.recompute,
             zero_stage=self.zero_stage, precision=self.precision, placement=tuple(self.placement),
             dp_bucket_bytes=self.dp_bucket_MB * 1e6, overlap_grad_reduce=self.overlap_grad_reduce,
-            grad_reduce_precision=self.grad_reduce_precision,
+            grad_reduce_precision=self.grad_reduce_precision, tp_overlap=self.tp_overlap,
+            overlap_param_gather=self.overlap_param_gather,
         )
 
 

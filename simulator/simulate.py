@@ -129,7 +129,7 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
     zero3_wire = sum(c.dp_wire_s for c in sp.chunks) * m  # ZeRO-3 gathers and scatters inside the passes
     dp_wire = (run.comm_s.get("dp", 0.0) + zero3_wire) / plan.pp
     hidden = {
-        "tp_comm": 0.0,
+        "tp_comm": sum(c.tp_hidden_s for c in sp.chunks) * m / plan.pp,
         "pp_comm": max(0.0, pp_wire - breakdown["pp_comm"]),
         "dp_comm": max(0.0, dp_wire - breakdown["dp_comm"]),
     }

@@ -180,3 +180,25 @@ def test_tied_embeddings_synchronise_first_and_last_stage():
     assert len(syncs) == 1 and (syncs.end_s > syncs.start_s).all()
     untied = simulate(scenario(gpus=16, tp=2, pp=2, global_batch=16))
     assert not (untied.timeline.name == "embedding_sync").any()
+
+
+@pytest.mark.parametrize("sequence_parallel", [False, True])
+def test_tp_communication_beside_gemms_is_hidden_not_lost(sequence_parallel):
+    """Overlap moves TP time from exposed to hidden; the total on the wire stays the same."""
+    base = scenario(gpus=8, tp=8, pp=1, global_batch=8, sequence_parallel=sequence_parallel)
+    runs = {mode: simulate(base.with_(tp_overlap=mode), record_timeline=False) for mode in ("none", "backward", "full")}
+    none, backward, full = runs["none"], runs["backward"], runs["full"]
+    assert none.hidden_comm_s["tp_comm"] == 0
+    assert 0 < backward.hidden_comm_s["tp_comm"] < full.hidden_comm_s["tp_comm"]
+    for r in (backward, full):
+        assert r.breakdown_s["tp_comm"] + r.hidden_comm_s["tp_comm"] == pytest.approx(none.breakdown_s["tp_comm"], rel=1e-9)
+    assert full.step_time_s < backward.step_time_s < none.step_time_s
+
+
+def test_overlapping_the_parameter_gather_removes_it_from_the_step():
+    base = scenario(gpus=16, tp=1, pp=1, global_batch=32, zero_stage=1)
+    at_end = simulate(base)
+    overlapped = simulate(base.with_(overlap_param_gather=True))
+    assert (at_end.timeline.name == "param_gather").sum() == 1
+    assert not (overlapped.timeline.name == "param_gather").any()
+    assert overlapped.step_time_s < at_end.step_time_s

@@ -10,16 +10,19 @@ runs them through the link-sharing network.
 
 Modelling choices (stated here once):
 
-* Tensor-parallel collectives sit on the critical path inside the compute
-  event (no TP overlap); their time is the standalone time of the collective
-  for all TP groups of the stage at once on the topology. They do not share
+* Tensor-parallel collectives sit inside the compute event; their time is the
+  standalone time of the collective for all TP groups of the stage at once on
+  the topology. With ``plan.tp_overlap`` a collective runs beside the GEMM it
+  names (``ops.Collective.overlaps_with``) and only its excess is exposed. They do not share
   links with pipeline or data-parallel transfers in the flow model (inside an
   NVSwitch node they use different links; on PCIe nodes this is optimistic).
 * Data-parallel gradients are reduced in buckets of ``plan.dp_bucket_bytes``
   during the last backward pass of each chunk (``overlap_grad_reduce``), on one
   communication stream per stage: all-reduce for ZeRO 0, reduce-scatter for
   ZeRO 1-2, followed after the optimizer by an all-gather of the updated
-  parameters (not overlapped with the next step).
+  parameters; with ``overlap_param_gather`` that gather runs during the next
+  step's forward passes instead and is assumed hidden there (a step is
+  simulated alone, so it does not appear).
 * With tied embeddings and more than one pipeline stage, the first and last
   stages all-reduce the embedding gradient after their data-parallel reduction
   (Megatron-LM's embedding group).
@@ -77,6 +80,7 @@ class ChunkWork:
     flops_recompute: float
     grad_buckets: tuple[CollectivePlan, ...] = ()
     dp_wire_s: float = 0.0  # ZeRO-3: data-parallel communication on the wire per micro-batch, seconds
+    tp_hidden_s: float = 0.0  # TP communication beside GEMMs (tp_overlap) per micro-batch, seconds
 
     @cached_property
     def forward_compute_s(self) -> float:
@@ -139,19 +143,32 @@ def _collective_s(topology: Topology, kind: str, groups, nbytes: float, eff: Net
 
 
 def _pass_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency, topology: Topology,
-                tp_groups, eff: NetworkEfficiency) -> tuple[dict, dict]:
-    """Seconds by category of one forward and one backward pass of ``work``."""
+                tp_groups, eff: NetworkEfficiency, tp_overlap: str) -> tuple[dict, dict, float]:
+    """Seconds by category of one forward and one backward pass of ``work``, and the seconds of
+    TP communication hidden beside GEMMs (``tp_overlap``: each enabled collective runs beside
+    the GEMM it names and is exposed only by what it takes beyond that GEMM)."""
+    hidden = 0.0
 
-    def tp_s(collectives) -> float:
-        return sum(_collective_s(topology, c.kind, tp_groups, c.bytes, eff) for c in collectives)
+    def tp_s(collectives, ops) -> float:
+        nonlocal hidden
+        exposed = 0.0
+        for c in collectives:
+            t = _collective_s(topology, c.kind, tp_groups, c.bytes, eff)
+            if c.overlaps_with and (tp_overlap == "full" or tp_overlap == c.overlap_needs == "backward"):
+                beside = ops_time_s((op for op in ops if op.name == c.overlaps_with), device, precision, ceff)
+                hidden += min(t, beside)
+                t = max(0.0, t - beside)
+            exposed += t
+        return exposed
 
-    fwd = {"forward": ops_time_s(work.forward, device, precision, ceff), "tp_comm": tp_s(work.tp_forward)}
+    fwd = {"forward": ops_time_s(work.forward, device, precision, ceff),
+           "tp_comm": tp_s(work.tp_forward, work.forward)}
     bwd = {
         "backward": ops_time_s(work.backward, device, precision, ceff),
         "recompute": ops_time_s(work.recompute, device, precision, ceff),
-        "tp_comm": tp_s(work.tp_backward) + tp_s(work.tp_recompute),
+        "tp_comm": tp_s(work.tp_backward, work.backward) + tp_s(work.tp_recompute, work.recompute),
     }
-    return fwd, bwd
+    return fwd, bwd, hidden
 
 
 def prefetched_pass_s(compute_s: float, before_s: float, after_s: float, n: int) -> float:
@@ -192,9 +209,11 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
         fwd: dict[str, float] = {}
         bwd: dict[str, float] = {}
         flops = [0.0, 0.0, 0.0]
-        wire = 0.0
+        wire = tp_hidden = 0.0
         for work, n, params in parts:
-            f, b = _pass_times(work, device, plan.precision, ceff, topology, tp_groups, net_eff)
+            f, b, hidden = _pass_times(work, device, plan.precision, ceff, topology, tp_groups, net_eff,
+                                       plan.tp_overlap)
+            tp_hidden += hidden * n
             f_total, b_total = sum(f.values()), sum(b.values())
             for into, part in ((fwd, f), (bwd, b)):
                 for k, s in part.items():
@@ -217,14 +236,14 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
             kind = "all_reduce" if plan.zero_stage == 0 else "reduce_scatter"
             bucket = plan_collective(topology, kind, dp_groups, grad_bytes / n_buckets, efficiency=net_eff)
             buckets = (bucket,) * n_buckets
-        chunks.append(ChunkWork(fwd, bwd, params_local, flops[0], flops[1], flops[2], buckets, wire))
+        chunks.append(ChunkWork(fwd, bwd, params_local, flops[0], flops[1], flops[2], buckets, wire, tp_hidden))
 
     optimizer_s, param_gather = [], []
     for stage in range(pp):
         local = sum(chunks[c * pp + stage].params_local for c in range(vpp))
         shard = local / dp if plan.zero_stage >= 1 else local
         optimizer_s.append(ceff.kernel_overhead_s + shard * ADAM_BYTES_PER_PARAM / (device.hbm_bandwidth_Bps * ceff.memory))
-        if dp > 1 and plan.zero_stage in (1, 2):
+        if dp > 1 and plan.zero_stage in (1, 2) and not plan.overlap_param_gather:
             param_gather.append(plan_collective(
                 topology, "all_gather", plan.groups("dp", pp_rank=stage), local * w_bytes, efficiency=net_eff
             ))

@@ -102,6 +102,13 @@ class Collective:
     kind: CollectiveKind
     bytes: float
     name: str
+    overlaps_with: str | None = None
+    """Name of the GEMM of the same pass this collective can run beside (Megatron-LM's
+    asynchronous communication), or None."""
+    overlap_needs: Literal["backward", "full"] = "full"
+    """The plan's ``tp_overlap`` that enables the overlap: ``"backward"`` (Megatron-LM's default
+    asynchronous input-gradient reduction beside the weight-gradient GEMM) or ``"full"``
+    (Transformer Engine's ``--tp-comm-overlap``, every TP collective beside its GEMM)."""
 
 
 def _sum_flops(ops: tuple[Op, ...]) -> float:
@@ -287,7 +294,10 @@ def layer_work(
     (after ``attn_proj`` and ``mlp_down``), backward 2 all-reduces (input
     gradients of ``qkv`` and ``mlp_up``); with sequence parallelism forward
     all-gather, reduce-scatter, all-gather, reduce-scatter and backward their
-    conjugates (all-gather, reduce-scatter, twice).
+    conjugates (all-gather, reduce-scatter, twice). Each names the GEMM it can
+    run beside (``Collective.overlaps_with``): the input-gradient reductions beside
+    the weight-gradient GEMM of ``qkv`` / ``mlp_up`` (Megatron-LM's asynchronous
+    default), the others beside the GEMM that produces or consumes them.
 
     Raises :class:`InputError` if ``tp`` does not split heads or ``d_ffn``, if
     sequence parallelism cannot split ``seq_len``, or for an unknown
@@ -357,31 +367,32 @@ def layer_work(
 
     forward = tuple(fwd)
     backward = tuple(op for group in reversed(bwd_groups) for op in group)
+    mlp_in = "mlp_gate_up" if model.gated_mlp else "mlp_up"
 
     if t == 1:
         tp_fwd: tuple[Collective, ...] = ()
         tp_bwd: tuple[Collective, ...] = ()
     elif sequence_parallel:
         tp_fwd = (
-            Collective("all_gather", act_bytes, "attn_all_gather"),
-            Collective("reduce_scatter", act_bytes, "attn_reduce_scatter"),
-            Collective("all_gather", act_bytes, "mlp_all_gather"),
-            Collective("reduce_scatter", act_bytes, "mlp_reduce_scatter"),
+            Collective("all_gather", act_bytes, "attn_all_gather", "qkv"),
+            Collective("reduce_scatter", act_bytes, "attn_reduce_scatter", "attn_proj"),
+            Collective("all_gather", act_bytes, "mlp_all_gather", mlp_in),
+            Collective("reduce_scatter", act_bytes, "mlp_reduce_scatter", "mlp_down"),
         )
         tp_bwd = (
-            Collective("all_gather", act_bytes, "mlp_output_grad_all_gather"),
-            Collective("reduce_scatter", act_bytes, "mlp_input_grad_reduce_scatter"),
-            Collective("all_gather", act_bytes, "attn_output_grad_all_gather"),
-            Collective("reduce_scatter", act_bytes, "attn_input_grad_reduce_scatter"),
+            Collective("all_gather", act_bytes, "mlp_output_grad_all_gather", "mlp_down_dgrad"),
+            Collective("reduce_scatter", act_bytes, "mlp_input_grad_reduce_scatter", f"{mlp_in}_wgrad", "backward"),
+            Collective("all_gather", act_bytes, "attn_output_grad_all_gather", "attn_proj_dgrad"),
+            Collective("reduce_scatter", act_bytes, "attn_input_grad_reduce_scatter", "qkv_wgrad", "backward"),
         )
     else:
         tp_fwd = (
-            Collective("all_reduce", act_bytes, "attn_all_reduce"),
-            Collective("all_reduce", act_bytes, "mlp_all_reduce"),
+            Collective("all_reduce", act_bytes, "attn_all_reduce", "attn_proj"),
+            Collective("all_reduce", act_bytes, "mlp_all_reduce", "mlp_down"),
         )
         tp_bwd = (
-            Collective("all_reduce", act_bytes, "mlp_input_grad_all_reduce"),
-            Collective("all_reduce", act_bytes, "attn_input_grad_all_reduce"),
+            Collective("all_reduce", act_bytes, "mlp_input_grad_all_reduce", f"{mlp_in}_wgrad", "backward"),
+            Collective("all_reduce", act_bytes, "attn_input_grad_all_reduce", "qkv_wgrad", "backward"),
         )
 
     full = recompute == "full"

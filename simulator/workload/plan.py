@@ -44,6 +44,16 @@ class ParallelPlan(BaseModel):
         description="Gradient bucket for DP reduction, bytes of reduced gradients (160 MB: Megatron's 40M fp32 params).",
     )
     overlap_grad_reduce: bool = Field(True, description="Overlap DP gradient reduction with the last backward pass.")
+    overlap_param_gather: bool = Field(
+        False, description="ZeRO 1-2: gather the updated parameters during the next step's forward passes "
+        "(Megatron-LM --overlap-param-gather) instead of at the end of this step.",
+    )
+    tp_overlap: Literal["none", "backward", "full"] = Field(
+        "backward",
+        description="TP communication beside GEMMs: 'backward' = Megatron-LM's asynchronous input-gradient "
+        "reduction beside the weight-gradient GEMM (its default); 'full' = also every other TP collective "
+        "beside its GEMM (Transformer Engine --tp-comm-overlap); 'none' = all exposed.",
+    )
     grad_reduce_precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="Precision gradients are reduced in across DP (Megatron-LM default: fp32 main grads)."
     )
