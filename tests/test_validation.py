@@ -95,3 +95,12 @@ def test_the_command_reports_a_missing_file(tmp_path):
     result = CliRunner().invoke(app, ["validate", str(tmp_path / "nope.csv")])
     assert result.exit_code == 2
     assert "no such file" in result.output
+
+
+def test_a_user_hardware_file_covers_a_gpu_the_catalog_lacks(cases_csv, tmp_path):
+    gpus = tmp_path / "gpus.yaml"
+    gpus.write_text("tpu-v9:\n  base: h100-sxm\n  source: test part\n")
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(app, ["validate", str(cases_csv), "--hardware", str(gpus), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out).set_index("case_id").loc["unknown-gpu", "status"] == "ok"
