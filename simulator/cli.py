@@ -15,12 +15,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from simulator.errors import TrainsimError
+from simulator.errors import InputError, TrainsimError
 from simulator.scenario import DEFAULT_SCENARIO, bundled_scenarios, load_scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="trainsim: simulate distributed LLM training before you book the hardware.")
 err_console = Console(stderr=True)
+
+
+def _check_out(out: str | None) -> None:
+    """Refuse an output path whose folder does not exist, before any work is done."""
+    if out and not Path(out).resolve().parent.is_dir():
+        raise InputError(f"the folder of {out} does not exist", field="--out")
 
 
 def _fail(err: Exception) -> None:
@@ -67,9 +73,11 @@ def validate(
     from rich.progress import Progress
 
     from simulator.hardware.catalog import load_catalog
+    from simulator.results.report import error_table
     from simulator.validation import read_cases, summary, validate as run_validation, write_csv_atomically
 
     try:
+        _check_out(out)
         df = read_cases(cases)
         catalog = load_catalog(hardware)
     except TrainsimError as err:
@@ -85,18 +93,11 @@ def validate(
                          ("error %", "right"), ("status", "left")):
         table.add_column(col, justify=justify)
     for r in results.itertuples():
-        table.add_row(r.case_id, r.metric, f"{r.published:.4g}",
+        table.add_row(str(r.case_id), str(r.metric), f"{r.published:.4g}",
                       "" if r.status != "ok" else f"{r.predicted:.4g}",
                       "" if r.status != "ok" else f"{r.error_pct:+.1f}", r.status)
     console.print(table)
-    summ = summary(results)
-    st = Table(title="Summary (absolute % error over rows simulated; failed rows listed above)", title_justify="left")
-    for col in ("source", "rows", "failed", "MAPE %", "median %", "max %"):
-        st.add_column(col, justify="left" if col == "source" else "right")
-    for name, r in summ.iterrows():
-        st.add_row(str(name), str(int(r.rows)), str(int(r.failed)),
-                   *(f"{x:.1f}" for x in (r.MAPE_pct, r.median_abs_pct, r.max_abs_pct)))
-    console.print(st)
+    console.print(error_table(summary(results), "Summary: absolute % error over rows simulated (failed rows above)"))
     console.print("tflops_per_gpu: Megatron-LM eq. 3 with or without its recomputation term as each source "
                   "did (column 'formula' of --out); defaults for empty cells: column 'defaults_used'.")
 
@@ -114,30 +115,25 @@ def calibrate(
     from simulator.calibration import Calibration, fitted_efficiency, provenance
     from simulator.efficiency import efficiency_to_dict
     from simulator.hardware.catalog import load_catalog
+    from simulator.results.report import error_table
     from simulator.validation import read_cases, summary, write_text_atomically
 
     try:
+        _check_out(out)
         df = read_cases(cases)
         catalog = load_catalog(hardware)
+        cal = Calibration(df, catalog=catalog, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+        eff, table = cal.fit()
+        cv = cal.leave_one_source_out() if loso else None
     except TrainsimError as err:
         _fail(err)
-    cal = Calibration(df, catalog=catalog, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
-    eff, table = cal.fit()
-    cv = cal.leave_one_source_out(x0=cal.vector(eff)) if loso else None
-    fit = provenance(cases, cal, eff, table, cv)
+    fit = provenance(cases, cal, eff, table, cv, hardware=hardware)
     eff = fitted_efficiency(eff, fit)
     console = Console()
     console.print("[bold]fitted parameters[/bold]: " + ", ".join(f"{k}={v}" for k, v in fit["parameters"].items()))
     for title, tab in (("in-sample", table), ("leave-one-source-out", cv)):
-        if tab is None:
-            continue
-        st = Table(title=f"{title} error (%)", title_justify="left")
-        for col in ("source", "rows", "failed", "MAPE", "median", "max"):
-            st.add_column(col, justify="left" if col == "source" else "right")
-        for name, r in summary(tab).iterrows():
-            st.add_row(str(name), str(int(r.rows)), str(int(r.failed)),
-                       *(f"{x:.1f}" for x in (r.MAPE_pct, r.median_abs_pct, r.max_abs_pct)))
-        console.print(st)
+        if tab is not None:
+            console.print(error_table(summary(tab), f"{title}: absolute % error"))
     if out:
         header = ("# trainsim efficiency parameters, written by `trainsim calibrate` (see `fit`).\n"
                   "# Meanings and units: simulator/hardware/compute.py, network/collectives.py, hardware/power.py.\n")

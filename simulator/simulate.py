@@ -24,7 +24,7 @@ from simulator.results.step import BREAKDOWN_KEYS, StepResult
 from simulator.scenario import Scenario
 from simulator.system.engine import StepRun, StepSimulation, TimelineEvent
 from simulator.system.workplan import build_step_plan
-from simulator.workload.counting import model_flops_per_token
+from simulator.workload.counting import model_flops_per_token, recompute_flops_per_token
 from simulator.workload.loading import load_model
 from simulator.workload.memory import memory_per_gpu
 from simulator.workload.model import ModelConfig
@@ -175,6 +175,7 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
         hidden_comm_s=hidden,
         tokens_per_step=tokens,
         model_flops_per_step=model_flops_per_token(model) * tokens,
+        recompute_flops_per_step=recompute_flops_per_token(model, plan.recompute) * tokens,
         hardware_flops_per_step=hw_flops,
         peak_flops_per_gpu=device.peak_flops_for(plan.precision),
         memory=memory.to_dict(),

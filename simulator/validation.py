@@ -21,9 +21,11 @@ Rules for what a row leaves open (each use is listed in the row's
   (:func:`row_topology`).
 * plan: ``tp``/``pp`` empty = 1, ``dp`` empty = ``n_gpus / (tp pp)``, ``vpp`` 1,
   ``micro_batch`` 1, ``seq_parallel`` 0, ``precision`` bf16 (fp16 where the GPU
-  has no bf16). Empty ``recompute`` and ``zero_stage``: the cheapest memory saving
-  with which the plan fits (recompute none, selective, full; within each, ZeRO 0
-  then the distributed optimizer, ZeRO 1): the published run must have fitted.
+  has no bf16). Empty ``recompute``: ``full`` when the source says its FLOP count
+  includes the recomputation pass (``metric_conventions.yaml``); otherwise, with an
+  empty ``zero_stage``, the cheapest memory saving with which the plan fits
+  (recompute none, selective, full; within each, ZeRO 0 then the distributed
+  optimizer, ZeRO 1): the published run must have fitted.
   ``cp > 1`` cannot be simulated yet.
 * metric: ``step_time_s``; ``tflops_per_gpu`` by the Megatron-LM formula
   (Narayanan et al. 2021, eq. 3) with or without its recomputation term as the
@@ -98,13 +100,18 @@ def read_cases(path: str | Path) -> pd.DataFrame:
         raise InputError("no such file; give a CSV in trainsim's validation format", file=str(path)) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"not a readable CSV ({err})", file=str(path)) from None
+    except OSError as err:
+        raise InputError(f"cannot read it ({err.strerror or err}); give a CSV file", file=str(path)) from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}",
                          file=str(path), field=missing[0])
+    if df.empty:
+        raise InputError("the file has a header but no cases", file=str(path))
     for c in OPTIONAL_COLUMNS:
         if c not in df.columns:
             df[c] = np.nan
+    df["case_id"] = [str(x) if not _blank(x) else f"(row {i + 2})" for i, x in enumerate(df["case_id"])]
     return df
 
 
@@ -112,13 +119,26 @@ def _blank(x: Any) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x)) or (isinstance(x, str) and not x.strip())
 
 
-def _int(row: pd.Series, col: str, default: int | None = None) -> int | None:
+def _number(row: pd.Series, col: str) -> float | None:
+    """The cell as a number (None if blank); a ``ValueError`` naming the column otherwise."""
     x = row[col]
     if _blank(x):
+        return None
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"column {col}: {x!r} is not a number") from None
+
+
+def _int(row: pd.Series, col: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+    """The cell as a whole number >= ``minimum`` (``default`` if blank, an error if required and blank)."""
+    value = _number(row, col)
+    if value is None:
+        if default is None and col in REQUIRED_COLUMNS:
+            raise ValueError(f"column {col} is empty")
         return default
-    value = float(x)
-    if not value.is_integer() or value < 0:
-        raise ValueError(f"{col}={x!r} is not a whole number")
+    if not value.is_integer() or value < minimum:
+        raise ValueError(f"column {col}: {row[col]!r} is not a whole number >= {minimum}")
     return int(value)
 
 
@@ -126,11 +146,11 @@ def _int(row: pd.Series, col: str, default: int | None = None) -> int | None:
 
 
 def _model(row: pd.Series, used: list[str]) -> ModelConfig:
-    h, a = _int(row, "d_model"), _int(row, "n_heads")
+    h, a = _int(row, "d_model", minimum=1), _int(row, "n_heads", minimum=1)
     base = dict(
         name=str(row["model"]) if not _blank(row["model"]) else str(row["case_id"]),
-        n_layers=_int(row, "n_layers"), d_model=h, n_heads=a, n_kv_heads=_int(row, "n_kv_heads"),
-        d_ffn=_int(row, "d_ffn"), vocab=_int(row, "vocab"), seq_len=_int(row, "seq_len"),
+        n_layers=_int(row, "n_layers", minimum=1), d_model=h, n_heads=a, n_kv_heads=_int(row, "n_kv_heads", minimum=1),
+        d_ffn=_int(row, "d_ffn", minimum=1), vocab=_int(row, "vocab", minimum=1), seq_len=_int(row, "seq_len", minimum=1),
     )
     if base["n_kv_heads"] is None:
         used.append("n_kv_heads=n_heads")
@@ -146,7 +166,7 @@ def _model(row: pd.Series, used: list[str]) -> ModelConfig:
         used.append("model variant: plain GPT (no n_params_b)")
         return variants[0]
     text = str(row["n_params_b"]).strip()
-    target = float(text) * 1e9
+    target = _number(row, "n_params_b") * 1e9
     decimals = len(text.split(".")[1]) if "." in text else 0
     rounding = 0.5 * 10.0 ** -decimals * 1e9  # the count is as precise as the digits the source gave
     errors = [abs(parameter_count(m).total - target) for m in variants]
@@ -188,14 +208,17 @@ def row_topology(gpu: GPUSpec, n_gpus: int, gpus_per_node: int, nic_gbps: float)
 def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage: int,
           used: list[str]) -> ParallelPlan:
     def get(col: str, default: int) -> int:
-        value = _int(row, col)
+        value = _int(row, col, minimum=0 if col in ("seq_parallel", "zero_stage") else 1)
         if value is None:
             used.append(f"{col}={default}")
             return default
         return value
 
     tp, pp = get("tp", 1), get("pp", 1)
-    dp = _int(row, "dp") or n_gpus // (tp * pp)
+    dp = _int(row, "dp", minimum=1)
+    if dp is None:
+        dp = n_gpus // (tp * pp)
+        used.append(f"dp={dp}")
     vpp = get("vpp", 1)
     precision = row["precision"] if not _blank(row["precision"]) else None
     if precision is None:
@@ -203,7 +226,7 @@ def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage:
         used.append(f"precision={precision}")
     return ParallelPlan(
         tp=tp, pp=pp, dp=dp, vpp=vpp, micro_batch=get("micro_batch", 1),
-        global_batch=_int(row, "global_batch_seqs"), schedule="interleaved" if vpp > 1 else "1f1b",
+        global_batch=_int(row, "global_batch_seqs", minimum=1), schedule="interleaved" if vpp > 1 else "1f1b",
         sequence_parallel=bool(get("seq_parallel", 0)), recompute=recompute, zero_stage=zero_stage,
         precision=precision,
     )
@@ -218,8 +241,8 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
         raise ValueError("context parallelism (cp > 1) is not modelled yet")
     model = _model(row, used)
     gpu = catalog.get(str(row["gpu"]))
-    n_gpus = _int(row, "n_gpus")
-    gpn = _int(row, "gpus_per_node")
+    n_gpus = _int(row, "n_gpus", minimum=1)
+    gpn = _int(row, "gpus_per_node", minimum=1)
     if gpn is None:
         gpn = min(8, n_gpus)
         used.append(f"gpus_per_node={gpn}")
@@ -229,8 +252,15 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
         used.append(f"inter_node_gbps_per_gpu={nic:g}")
     topology = row_topology(gpu, n_gpus, gpn, float(nic))
 
-    # empty recompute / zero_stage: the cheapest memory saving with which the plan fits
-    recomputes = [str(row["recompute"]).strip()] if not _blank(row["recompute"]) else ["none", "selective", "full"]
+    # empty recompute: full if the source's FLOP count assumes recomputation (metric_conventions.yaml),
+    # else, with an empty zero_stage, the cheapest memory saving with which the plan fits
+    if not _blank(row["recompute"]):
+        recomputes = [str(row["recompute"]).strip()]
+    elif _convention(row).get("tflops_recompute_term"):
+        recomputes = ["full"]
+        used.append("recompute=full (the source's FLOP count assumes recomputation)")
+    else:
+        recomputes = ["none", "selective", "full"]
     zeros = [_int(row, "zero_stage")] if not _blank(row["zero_stage"]) else [0, 1]
     options = list(itertools.product(recomputes, zeros))
     for i, (recompute, zero) in enumerate(options):
@@ -261,10 +291,14 @@ def metric_conventions() -> dict[str, dict[str, Any]]:
     return yaml.safe_load(resources.files("simulator").joinpath("metric_conventions.yaml").read_text())
 
 
+def _convention(row: pd.Series) -> dict[str, Any]:
+    return metric_conventions().get(str(row["source_id"])) or {}
+
+
 def recompute_term(row: pd.Series) -> bool:
     """Whether the row's TFLOP/s count the recomputation pass (see module docstring)."""
-    convention = metric_conventions().get(str(row["source_id"]))
-    if convention is not None:
+    convention = _convention(row)
+    if convention:
         return bool(convention["tflops_recompute_term"])
     return not _blank(row["recompute"]) and str(row["recompute"]).strip() == "full"
 
@@ -281,13 +315,22 @@ def predicted_metric(metric: str, setup: Setup, result, *, with_recompute_term: 
     if metric == "mfu":
         return result.mfu, "MFU: (6 N + 12 L h s) per token / peak"
     if metric == "hfu":
-        return result.hfu, "HFU: executed FLOPs (with recomputation, causal attention) / peak"
+        return result.hfu, "HFU: (model FLOPs + recomputed FLOPs, non-causal attention) / peak"
     if metric == "tokens_per_s_per_gpu":
         return result.tokens_per_s / setup.plan.n_gpus, "tokens per second per GPU"
     raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
 
 
 # --------------------------------------------------------------------------- running
+
+NOT_CONFIGURATION = ("case_id", "metric", "value", "notes", "source_locator")
+
+
+def config_key(row: pd.Series) -> tuple:
+    """What identifies a row's run: every column but the case, its metric, value and notes.
+    Rows with the same key are one run reported several ways (e.g. step time and TFLOP/s)."""
+    return tuple("" if _blank(row[c]) else str(row[c]) for c in row.index if c not in NOT_CONFIGURATION)
+
 
 
 def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency: Efficiency | None = None,
@@ -297,23 +340,31 @@ def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency:
     Rows sharing a configuration are simulated once."""
     catalog = catalog or load_catalog()
     efficiency = efficiency or default_efficiency()
-    config_cols = [c for c in cases.columns if c not in ("case_id", "metric", "value", "notes", "source_locator")]
     cache: dict[tuple, Any] = {}
     out = []
     for n, (_, row) in enumerate(cases.iterrows()):
-        key = tuple("" if _blank(row[c]) else str(row[c]) for c in config_cols)
+        key = config_key(row)
         if key not in cache:
             try:
                 setup, used = case_setup(row, catalog, efficiency)
                 result = simulate_setup(setup, record_timeline=False)
                 cache[key] = (setup, used, result, None)
             except ValidationError as err:
-                cache[key] = (None, [], None, str(from_validation_error(err, prefix="plan")))
-            except (TrainsimError, ValueError) as err:
+                cache[key] = (None, [], None, str(from_validation_error(err)))
+            except (TrainsimError, ValueError, ArithmeticError) as err:
                 cache[key] = (None, [], None, str(err))
         setup, used, result, error = cache[key]
-        published = float(row["value"])
-        rec: dict[str, Any] = {"case_id": row["case_id"], "metric": row["metric"], "published": published,
+        published = np.nan
+        try:
+            published = _number(row, "value")
+            if published is None or not published > 0:
+                raise ValueError(f"column value: {row['value']!r} is not a published number > 0")
+            if str(row["metric"]) not in METRICS:
+                raise ValueError(f"column metric: {row['metric']!r} is not one of {', '.join(METRICS)}")
+        except ValueError as err:
+            error = error or str(err)
+            published = np.nan if published is None else published
+        rec: dict[str, Any] = {"case_id": row["case_id"], "metric": str(row["metric"]), "published": published,
                                "predicted": np.nan, "error_pct": np.nan, "status": "ok"}
         if error is None and not result.fits_in_memory:
             error = f"does not fit in memory: {result.memory['total'] / 1e9:.1f} GB > {result.memory['capacity'] / 1e9:.1f} GB"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,13 @@ def test_calibration_recovers_the_parameters_that_generated_the_data():
     assert table.error_pct.abs().max() < 1.0  # the full simulation, not the surrogate
 
 
-@pytest.mark.skipif(not CALIBRATION_CSV.is_file(), reason="shared/validation/calibration.csv not beside the checkout")
 def test_the_packaged_parameters_do_not_regress_on_the_calibration_set():
-    """The error the fit recorded (efficiency.yaml, `fit.in_sample`) holds, within half a point."""
+    """The error the fit recorded (efficiency.yaml, `fit.in_sample`) holds, within half a point.
+    CI has shared/ beside the checkout; elsewhere the test is skipped, in CI it fails without it."""
+    if not CALIBRATION_CSV.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CALIBRATION_CSV} is missing: the calibration regression cannot run")
+        pytest.skip(f"{CALIBRATION_CSV} not beside the checkout")
     fit = default_efficiency().fit
     assert fit is not None, "efficiency.yaml has no fit record: run trainsim calibrate"
     results = validate(read_cases(CALIBRATION_CSV))

@@ -47,9 +47,45 @@ def test_every_row_comes_back_with_a_prediction_or_a_reason(cases_csv):
     assert "context parallelism" in by_id.loc["context-parallel", "status"]
 
 
-def test_rows_sharing_a_configuration_share_one_simulation(cases_csv):
-    out = validate(read_cases(cases_csv)).set_index("case_id")
+def test_rows_sharing_a_configuration_share_one_simulation(cases_csv, monkeypatch):
+    import simulator.validation as v
+
+    calls = []
+    real = v.simulate_setup
+    monkeypatch.setattr(v, "simulate_setup", lambda setup, **kw: calls.append(setup.model.name) or real(setup, **kw))
+    cases = read_cases(cases_csv)
+    out = validate(cases).set_index("case_id")
     assert out.loc["gpt3-step", "step_time_s"] == out.loc["gpt3-mfu", "step_time_s"]
+    assert calls.count("GPT-3") == 1  # two rows of one run, one simulation
+    changed = cases.copy()
+    changed.loc[changed.case_id == "gpt3-mfu", "micro_batch"] = 2  # one cell differs: another run
+    calls.clear()
+    validate(changed.iloc[:2])
+    assert calls.count("GPT-3") == 2
+
+
+def test_bad_cells_fail_their_row_with_the_column_named(cases_csv, tmp_path):
+    text = cases_csv.read_text().replace("gpt3-mfu,src-a,GPT-3,174.6,96,", "gpt3-mfu,src-a,GPT-3,174.6,ninety-six,")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(text.replace(",step_time_s,1.0,\n", ",step_time_s,,\n", 1))
+    out = validate(read_cases(bad)).set_index("case_id")
+    assert "n_layers" in out.loc["gpt3-mfu", "status"]
+    assert "column value" in out.loc["unknown-gpu", "status"] or "tpu-v9" in out.loc["unknown-gpu", "status"]
+    assert summary(validate(read_cases(bad))).loc["ALL", "failed"] >= 3
+
+
+def test_a_header_only_csv_or_a_folder_is_a_clear_error(tmp_path):
+    header = tmp_path / "empty.csv"
+    header.write_text(COLUMNS + "\n")
+    with pytest.raises(InputError, match="no cases"):
+        read_cases(header)
+    with pytest.raises(InputError, match="cannot read"):
+        read_cases(tmp_path)
+
+
+def test_an_output_folder_that_does_not_exist_is_refused_before_any_work(cases_csv, tmp_path):
+    result = CliRunner().invoke(app, ["validate", str(cases_csv), "--out", str(tmp_path / "nope" / "p.csv")])
+    assert result.exit_code == 2 and "--out" in result.output
 
 
 def test_defaults_for_empty_cells_are_listed(cases_csv):
@@ -70,7 +106,8 @@ def test_failures_are_counted_in_the_summary(cases_csv):
     summ = summary(validate(read_cases(cases_csv)))
     assert summ.loc["src-b", "failed"] == 2
     assert summ.loc["ALL", "rows"] == 5 and summ.loc["ALL", "failed"] == 2
-    assert summ.loc["src-a", "MAPE_pct"] >= 0
+    assert summ.loc["src-a", "MAPE_pct"] == pytest.approx(
+        validate(read_cases(cases_csv)).query("source_id == 'src-a'").error_pct.abs().mean())
 
 
 def test_a_csv_without_a_required_column_names_it(tmp_path):

@@ -89,3 +89,15 @@ def render(result: StepResult) -> Group:
 
 def print_report(result: StepResult, console: Console | None = None) -> None:
     (console or Console()).print(render(result))
+
+
+def error_table(summary, title: str) -> Table:
+    """A validation summary (rows per source: rows, failed, MAPE_pct, median_abs_pct, max_abs_pct)
+    as a table."""
+    table = Table(title=title, title_justify="left")
+    for col in ("source", "rows", "failed", "MAPE %", "median %", "max %"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for name, r in summary.iterrows():
+        table.add_row(str(name), str(int(r.rows)), str(int(r.failed)),
+                      *(f"{x:.1f}" for x in (r.MAPE_pct, r.median_abs_pct, r.max_abs_pct)))
+    return table

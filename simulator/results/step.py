@@ -39,6 +39,7 @@ class StepResult:
     tokens_per_step: int
     model_flops_per_step: float
     hardware_flops_per_step: float
+    recompute_flops_per_step: float
     peak_flops_per_gpu: float
     memory: dict[str, Any]
     energy_J: dict[str, float]
@@ -61,8 +62,10 @@ class StepResult:
 
     @property
     def hfu(self) -> float:
-        """Hardware FLOPs utilisation: executed FLOPs (with recomputation) over peak."""
-        return self.hardware_flops_per_step / self.step_time_s / self.n_gpus / self.peak_flops_per_gpu
+        """Hardware FLOPs utilisation: model FLOPs plus the FLOPs recomputation adds (counted the
+        same way: matmuls, non-causal attention), over peak; so HFU >= MFU."""
+        flops = self.model_flops_per_step + self.recompute_flops_per_step
+        return flops / self.step_time_s / self.n_gpus / self.peak_flops_per_gpu
 
     @property
     def fits_in_memory(self) -> bool:
@@ -101,6 +104,7 @@ class StepResult:
                 "tokens_per_s": self.tokens_per_s,
                 "model_flops_per_step": self.model_flops_per_step,
                 "hardware_flops_per_step": self.hardware_flops_per_step,
+                "recompute_flops_per_step": self.recompute_flops_per_step,
                 "model_tflops_per_gpu": self.model_flops_per_s_per_gpu / 1e12,
                 "mfu": self.mfu,
                 "hfu": self.hfu,

@@ -158,3 +158,19 @@ def model_flops_per_token(model: ModelConfig) -> float:
     """
     L, h, s, V = model.n_layers, model.d_model, model.seq_len, model.vocab
     return 6.0 * (L * matmul_parameters_per_layer(model) + V * h) + 12.0 * L * h * s
+
+
+def recompute_flops_per_token(model: ModelConfig, recompute: str) -> float:
+    """FLOPs per trained token that recomputation adds, counted as :func:`model_flops_per_token`
+    counts (matmuls only, non-causal attention), so that hardware FLOPs >= model FLOPs:
+
+    * ``"full"``: the blocks' forward again, ``2 L N_matmul + 4 L h s``;
+    * ``"selective"``: the attention core's forward, ``Q K^T`` and ``P V``: ``4 L h s``;
+    * ``"none"``: 0.
+    """
+    L, h, s = model.n_layers, model.d_model, model.seq_len
+    if recompute == "full":
+        return 2.0 * L * matmul_parameters_per_layer(model) + 4.0 * L * h * s
+    if recompute == "selective":
+        return 4.0 * L * h * s
+    return 0.0

@@ -68,6 +68,9 @@ class ParallelPlan(BaseModel):
             raise ValueError(f"vpp={self.vpp} needs schedule 'interleaved', got '{self.schedule}'")
         if self.vpp > 1 and self.pp == 1:
             raise ValueError("vpp > 1 needs pp > 1")
+        if self.tp_overlap == "full" and not self.sequence_parallel and self.tp > 1:
+            raise ValueError("tp_overlap 'full' needs sequence_parallel (Transformer Engine overlaps the "
+                             "sequence-parallel all-gathers and reduce-scatters); use 'backward' without it")
         if self.global_batch % (self.dp * self.micro_batch):
             raise ValueError(
                 f"global_batch={self.global_batch} is not divisible by dp x micro_batch = "
