@@ -23,10 +23,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err_console = Console(stderr=True)
 
 
-def _check_out(out: str | None) -> None:
-    """Refuse an output path whose folder does not exist, before any work is done."""
-    if out and not Path(out).resolve().parent.is_dir():
-        raise InputError(f"the folder of {out} does not exist", field="--out")
+def _cases_and_catalog(cases: str, out: str | None, hardware: str | None):
+    """The validation cases and GPU catalog of a command; refuses an output path whose folder
+    does not exist before any work is done."""
+    from simulator.hardware.catalog import load_catalog
+    from simulator.validation import read_cases
+
+    try:
+        if out and not Path(out).resolve().parent.is_dir():
+            raise InputError(f"the folder of {out} does not exist", field="--out")
+        return read_cases(cases), load_catalog(hardware)
+    except TrainsimError as err:
+        _fail(err)
 
 
 def _fail(err: Exception) -> None:
@@ -72,16 +80,10 @@ def validate(
     """Re-simulate published measurements and report predicted vs published, with errors."""
     from rich.progress import Progress
 
-    from simulator.hardware.catalog import load_catalog
     from simulator.results.report import error_table
-    from simulator.validation import read_cases, summary, validate as run_validation, write_csv_atomically
+    from simulator.validation import summary, validate as run_validation, write_csv_atomically
 
-    try:
-        _check_out(out)
-        df = read_cases(cases)
-        catalog = load_catalog(hardware)
-    except TrainsimError as err:
-        _fail(err)
+    df, catalog = _cases_and_catalog(cases, out, hardware)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("simulating cases", total=len(df))
         results = run_validation(df, catalog=catalog, progress=lambda done, total: bar.update(task, completed=done))
@@ -114,14 +116,11 @@ def calibrate(
 
     from simulator.calibration import Calibration, fitted_efficiency, provenance
     from simulator.efficiency import efficiency_to_dict
-    from simulator.hardware.catalog import load_catalog
     from simulator.results.report import error_table
-    from simulator.validation import read_cases, summary, write_text_atomically
+    from simulator.validation import summary, write_text_atomically
 
+    df, catalog = _cases_and_catalog(cases, out, hardware)
     try:
-        _check_out(out)
-        df = read_cases(cases)
-        catalog = load_catalog(hardware)
         cal = Calibration(df, catalog=catalog, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
         eff, table = cal.fit()
         cv = cal.leave_one_source_out() if loso else None
