@@ -59,7 +59,8 @@ class TimelineEvent:
 
     replica: int
     stage: int
-    name: str  # "F", "B", "optimizer", "pp_send", "dp_bucket", "param_gather", "embedding_sync"
+    name: str  # "F", "B", "optimizer" (compute); "pp_send", "dp_bucket", "param_gather", "embedding_sync"
+    # (comm); "wait_pp", "wait_dp", "wait_param_gather", "wait_embedding_sync" (a rank waiting, compute stream)
     microbatch: int  # micro-batch index; for "dp_bucket" the bucket index; -1 when neither applies
     chunk: int  # model chunk (virtual stage // pp); -1 when it does not apply
     start_s: float
@@ -253,6 +254,8 @@ class StepSimulation:
             pending[(r, i)] = f"waiting for {name}"
             yield done
             wait = env.now - t_w
+            if record is not None and wait > 0:
+                record(TimelineEvent(r, i, f"wait_{name}", -1, -1, t_w, env.now))
             stall = min(wait, max(arrivals) - t_w)
             accounts[(r, i)].seconds["stall"] += stall
             accounts[(r, i)].seconds["dp_comm"] += wait - stall
@@ -289,6 +292,8 @@ class StepSimulation:
                         yield ev
                         t_s = wire_start.pop(key)
                         now = env.now
+                        if record is not None:
+                            record(TimelineEvent(r, i, "wait_pp", a.mb, a.chunk, t_w, now))
                         pp_wait_s += max(0.0, min(t_s, now) - t_w)
                         pp_comm_s += now - max(t_w, t_s)
                 comp = chunk.forward_compute_s if is_f else chunk.backward_compute_s
@@ -344,6 +349,8 @@ class StepSimulation:
                 t_w = env.now
                 yield dp_done[i]
                 wait = env.now - t_w
+                if record is not None:
+                    record(TimelineEvent(r, i, "wait_dp", -1, -1, t_w, env.now))
                 late = max(0.0, first_release.get(i, t_w) - own_first_arrival.get((r, i), t_w))
                 stall = min(wait, late)
                 sec["stall"] += stall
