@@ -23,6 +23,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err_console = Console(stderr=True)
 
 
+def _check_output_file(path: str | None, option: str) -> None:
+    """Refuse, before any work is done, an output file that could not be written."""
+    if path is None:
+        return
+    if Path(path).is_dir():
+        raise InputError(f"{path} is a folder; give a file name", field=option)
+    if not Path(path).resolve().parent.is_dir():
+        raise InputError(f"the folder of {path} does not exist", field=option)
+
+
 def _cases_and_catalog(cases: str, out: str | None, hardware: str | None):
     """The validation cases and GPU catalog of a command; refuses an output path whose folder
     does not exist before any work is done."""
@@ -30,8 +40,7 @@ def _cases_and_catalog(cases: str, out: str | None, hardware: str | None):
     from simulator.validation import read_cases
 
     try:
-        if out and not Path(out).resolve().parent.is_dir():
-            raise InputError(f"the folder of {out} does not exist", field="--out")
+        _check_output_file(out, "--out")
         return read_cases(cases), load_catalog(hardware)
     except TrainsimError as err:
         _fail(err)
@@ -48,12 +57,24 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (keys documented in the README)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (overrides the scenario's)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="'representative' or 'full' (every DP replica)."),
+    trace: Optional[str] = typer.Option(None, "--trace", help="Write the step's timeline to this Chrome trace JSON "
+                                        "(open in ui.perfetto.dev or chrome://tracing)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write timeline, breakdown and memory figures "
+                                        "(PNG and SVG) to this folder (created if missing)."),
 ) -> None:
     """Simulate one optimizer step of SCENARIO and report where the time goes."""
     from simulator.results.report import print_report
     from simulator.simulate import simulate
 
     try:
+        _check_output_file(trace, "--trace")
+        if plot is not None:
+            if plot.exists() and not plot.is_dir():
+                raise InputError(f"{plot} is a file; give a folder for the figures", field="--plot")
+            try:
+                plot.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise InputError(f"cannot create the folder {plot}: {err.strerror}", field="--plot") from err
         sc = load_scenario(scenario)
         changes = {}
         if hardware:
@@ -62,13 +83,26 @@ def run(
             changes["simulation"] = {"mode": mode}
         if changes:
             sc = sc.with_(**changes)
-        result = simulate(sc, record_timeline=False)
+        result = simulate(sc, record_timeline=bool(trace) or plot is not None)
     except TrainsimError as err:
         _fail(err)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
         print_report(result)
+    if trace:
+        from simulator.atomic import write_text_atomically
+        from simulator.results.trace import chrome_trace
+
+        write_text_atomically(json.dumps(chrome_trace(result)), trace)
+        if not as_json:
+            err_console.print(f"trace written: {trace} (open in ui.perfetto.dev or chrome://tracing)")
+    if plot is not None:
+        from simulator.results.plots import write_plots
+
+        out = err_console if as_json else Console()  # keep stdout valid JSON
+        for path in write_plots(result, plot):
+            out.print(f"written: {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -117,7 +151,8 @@ def calibrate(
     from simulator.calibration import Calibration, fitted_efficiency, provenance
     from simulator.efficiency import efficiency_to_dict
     from simulator.results.report import error_table
-    from simulator.validation import summary, write_text_atomically
+    from simulator.atomic import write_text_atomically
+    from simulator.validation import summary
 
     df, catalog = _cases_and_catalog(cases, out, hardware)
     try:

@@ -42,8 +42,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -54,6 +52,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
+from simulator.atomic import write_text_atomically
 from simulator.efficiency import Efficiency, default_efficiency
 from simulator.errors import InputError, TrainsimError, from_validation_error
 from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
@@ -409,20 +408,6 @@ def summary(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def write_text_atomically(text: str, path: str | Path) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, so a reader never
-    sees a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_csv_atomically(df: pd.DataFrame, path: str | Path) -> None:
-    """Write ``df`` as CSV to ``path`` atomically (see :func:`write_text_atomically`)."""
+    """Write ``df`` as CSV to ``path`` atomically (:mod:`simulator.atomic`)."""
     write_text_atomically(df.to_csv(index=False), path)

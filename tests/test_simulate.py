@@ -210,3 +210,12 @@ def test_overlapping_the_parameter_gather_removes_it_from_the_step():
     assert (at_end.timeline.name == "param_gather").sum() == 1
     assert not (overlapped.timeline.name == "param_gather").any()
     assert overlapped.step_time_s < at_end.step_time_s
+
+
+@pytest.mark.parametrize("case", AGREEMENT_CASES + [dict(gpus=16, tp=2, pp=2, global_batch=16, zero_stage=1)],
+                         ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_without_variability_nothing_is_a_synchronisation_stall(case):
+    tied = scenario(**case).with_(model={"preset": "tiny", "seq_len": 1024, "tied_embeddings": True})  # embedding sync
+    for sc in (scenario(**case), tied):
+        r = simulate(sc, record_timeline=False)
+        assert all(row["stall"] == 0 for row in r.stage_breakdown_s)

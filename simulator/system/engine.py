@@ -246,9 +246,11 @@ class StepSimulation:
                 start(plan_).callbacks.append(finished)
             return done, arrivals
 
-        def sync(key: tuple, n_arrivals: int, plan_: CollectivePlan, name: str, r: int, i: int):
-            """Process body: take part in a barrier collective; the wait is stall (for late
-            peers) and exposed data-parallel communication (for the transfer)."""
+        def sync(key: tuple, n_arrivals: int, plan_: CollectivePlan, name: str, r: int, i: int,
+                 across_stages: bool = False):
+            """Process body: take part in a barrier collective; the wait is exposed data-parallel
+            communication (for the transfer) and waiting for late peers: stall among replicas,
+            and, ``across_stages``, pipeline waiting (bubble or stall, split as any pipeline wait)."""
             t_w = env.now
             done, arrivals = barrier_collective(key, n_arrivals, plan_, name, i)
             pending[(r, i)] = f"waiting for {name}"
@@ -256,9 +258,12 @@ class StepSimulation:
             wait = env.now - t_w
             if record is not None and wait > 0:
                 record(TimelineEvent(r, i, f"wait_{name}", -1, -1, t_w, env.now))
-            stall = min(wait, max(arrivals) - t_w)
-            accounts[(r, i)].seconds["stall"] += stall
-            accounts[(r, i)].seconds["dp_comm"] += wait - stall
+            late = min(wait, max(arrivals) - t_w)
+            if across_stages:
+                accounts[(r, i)].pp_wait_s += late
+            else:
+                accounts[(r, i)].seconds["stall"] += late
+            accounts[(r, i)].seconds["dp_comm"] += wait - late
         pending: dict[tuple[int, int], Action | str] = {}  # what each stage waits for, for deadlock reports
         events = 0
 
@@ -356,7 +361,8 @@ class StepSimulation:
                 sec["stall"] += stall
                 sec["dp_comm"] += wait - stall
             if sp.embedding_sync is not None and i in (0, pp - 1):
-                yield from sync(("embedding_sync",), 2 * len(replicas), sp.embedding_sync, "embedding_sync", r, i)
+                yield from sync(("embedding_sync",), 2 * len(replicas), sp.embedding_sync, "embedding_sync", r, i,
+                                across_stages=True)
             t0 = env.now
             f_opt = fixed
             yield env.timeout(sp.optimizer_s[i] * f_opt)
