@@ -70,7 +70,7 @@ def test_timeline_has_a_row_per_stage_and_the_scenario_in_its_title(result):
     assert result.scenario in ax.get_title()
     assert "(ms)" in ax.get_xlabel()  # a 2 ms step is shown in milliseconds
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any("bubble / stall" in t for t in legend)
+    assert any("bubble / stall / exposed comm" in t for t in legend)
     assert any(t.startswith("forward") for t in legend) and any(t.startswith("backward") for t in legend)
     # micro-batch numbers are written on the (few, wide) forward and backward bars
     numbers = [t.get_text() for t in ax.texts]

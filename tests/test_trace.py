@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from simulator.cli import app
-from simulator.results.trace import BUBBLE_KIND, _lanes, chrome_trace
+from simulator.results.trace import WAIT_KIND, _lanes, chrome_trace
 from simulator.scenario import Scenario
 from simulator.simulate import simulate
 
@@ -133,7 +133,9 @@ def test_waits_are_bubbles_and_stand_out(traced):
     waits = [e for e in x_events(doc) if e["cat"] == "bubble"]
     assert any(e["name"] == "pipeline wait" for e in waits)  # every case here is pipelined
     for e in waits:
-        assert e["args"]["kind"] == BUBBLE_KIND
+        if e["name"] == "pipeline wait":
+            assert e["args"]["kind"] == WAIT_KIND["wait_pp"]
+        assert "stall" in e["args"]["kind"]
         assert e["dur"] > 0
         assert thread_names(doc)[(e["pid"], e["tid"])].endswith("compute")
     comm = [e for e in x_events(doc) if e["cat"] == "comm"]

@@ -51,7 +51,7 @@ _COMM = {
     "param_gather": ("dp", "dp_comm", "DP grad reduce / param gather\n(comm, thin bar)"),
     "embedding_sync": ("embedding_sync", "embedding_sync", "embedding sync (comm, thin bar)"),
 }
-_WAIT_LABEL = "bubble / stall (waiting)"
+_WAIT_LABEL = "waiting: bubble / stall / exposed comm"
 _MAX_LABELLED_BARS = 200  # per stage row; above this no micro-batch numbers are written
 _DENSE = 200  # bars of one kind in one row: no edges or hatching, drawn as an image in SVG files
 

@@ -31,7 +31,12 @@ WAIT_NAMES = {
     "wait_embedding_sync": "embedding-sync wait",
 }
 COLLECTIVES = ("dp_bucket", "param_gather", "embedding_sync")
-BUBBLE_KIND = "pipeline bubble or stall"
+WAIT_KIND = {
+    "wait_pp": "pipeline bubble, stall or exposed PP communication",
+    "wait_embedding_sync": "pipeline bubble, stall or exposed DP communication",
+}
+"""What the breakdown counts a wait as (see simulator.system.engine); other waits: stall or
+exposed DP communication."""
 _WAIT_ON = {
     "wait_pp": "the previous stage's activation (F) or the next stage's gradient (B)",
     "wait_dp": "the data-parallel gradient reduction of this stage",
@@ -106,7 +111,8 @@ def chrome_trace(result: StepResult) -> dict[str, Any]:
             label, cat = "optimizer", "compute"
         elif name in WAIT_NAMES or name.startswith("wait_"):
             label, cat = WAIT_NAMES.get(name, name.replace("_", " ")), "bubble"
-            args.update(kind=BUBBLE_KIND, waiting_for=_WAIT_ON.get(name, name[5:]))
+            args.update(kind=WAIT_KIND.get(name, "stall or exposed DP communication"),
+                        waiting_for=_WAIT_ON.get(name, name[5:]))
             nxt = starts.get((rep, stage, mb, chunk, float(r["end_s"]))) if name == "wait_pp" else None
             if nxt is not None:  # the pass that waited: its input is known
                 src = (chunk * pp + stage) + (-1 if nxt == "F" else 1)
