@@ -219,3 +219,10 @@ def test_without_variability_nothing_is_a_synchronisation_stall(case):
     for sc in (scenario(**case), tied):
         r = simulate(sc, record_timeline=False)
         assert all(row["stall"] == 0 for row in r.stage_breakdown_s)
+
+
+def test_the_memory_frame_adds_up_to_the_total():
+    r = simulate(scenario(gpus=16, tp=2, pp=2, global_batch=16), record_timeline=False)
+    frame = r.memory_frame()
+    assert frame["bytes"].sum() == pytest.approx(r.memory["total"])
+    assert frame["share_of_capacity"].sum() == pytest.approx(r.memory["total"] / r.memory["capacity"])

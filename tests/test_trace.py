@@ -207,3 +207,10 @@ def test_cli_refuses_a_trace_in_a_missing_folder(tmp_path):
     assert res.exit_code == 2
     assert "--trace" in res.output
     assert not out.parent.exists()
+
+
+def test_communication_slices_carry_their_size_and_collective(traced):
+    _, doc = traced
+    comm = [e for e in x_events(doc) if e["cat"] == "comm"]
+    assert comm and all(e["args"]["bytes_per_gpu"] > 0 for e in comm)
+    assert all(" by " in e["args"]["collective"] and "GPUs" in e["args"]["collective"] for e in comm)

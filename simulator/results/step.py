@@ -85,6 +85,14 @@ class StepResult:
         df.index.name = "stage"
         return df
 
+    def memory_frame(self) -> pd.DataFrame:
+        """Bytes per GPU of the peak stage by category, with the GB and the share of capacity."""
+        keys = ("parameters", "gradients", "optimizer", "activations", "buffers")
+        df = pd.DataFrame({"bytes": [float(self.memory[k]) for k in keys]}, index=pd.Index(keys, name="category"))
+        df["GB"] = df["bytes"] / 1e9
+        df["share_of_capacity"] = df["bytes"] / self.memory["capacity"]
+        return df
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of ``trainsim run --json`` (keys documented in the README)."""
         return {

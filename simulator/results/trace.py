@@ -103,6 +103,8 @@ def chrome_trace(result: StepResult) -> dict[str, Any]:
         mb, chunk = int(r["microbatch"]), int(r["chunk"])
         ts, end = _us(r["start_s"]), _us(r["end_s"])
         args: dict[str, Any] = {"stage": stage}
+        if r.get("bytes", 0) > 0:
+            args.update(bytes_per_gpu=float(r["bytes"]), collective=r["collective"])
         if name in ("F", "B"):
             label, cat = f"{name} mb {mb}{suffix(chunk)}", "compute"
             args.update(microbatch=mb, chunk=chunk, virtual_stage=chunk * pp + stage)

@@ -66,6 +66,8 @@ class TimelineEvent:
     start_s: float
     end_s: float
     stream: str = "compute"  # "compute" or "comm"
+    bytes: float = 0.0  # communication: buffer per GPU, bytes (nccl-tests convention)
+    collective: str = ""  # communication: what ran, e.g. "all_reduce by ring over 8 group(s) of 16 GPUs"
 
 
 @dataclass
@@ -88,6 +90,10 @@ class StepRun:
     n_events: int
     mode: Mode
     first_bucket_s: dict[int, float] = field(default_factory=dict)  # stage -> when replica 0 issued its first bucket
+
+
+def _describe(plan: CollectivePlan) -> str:
+    return f"{plan.kind} by {plan.algorithm} over {plan.n_groups} group(s) of {plan.group_size} GPUs"
 
 
 class StepSimulation:
@@ -156,7 +162,7 @@ class StepSimulation:
                 now = env.now
                 comm_s["pp"] += now - t0
                 if record is not None:
-                    record(TimelineEvent(r, stage, "pp_send", mb, chunk, t0, now, "comm"))
+                    record(TimelineEvent(r, stage, "pp_send", mb, chunk, t0, now, "comm", p2p.bytes, _describe(p2p)))
                 waiting = deps.pop(key, None)
                 if waiting is None:
                     arrived_at[key] = now
@@ -164,7 +170,8 @@ class StepSimulation:
                 else:
                     waiting.succeed()
 
-            net.collective(sp.p2p(v_from, v_to, p2p_class[r]), eff, on_done=arrived)
+            p2p = sp.p2p(v_from, v_to, p2p_class[r])
+            net.collective(p2p, eff, on_done=arrived)
 
         overlap = plan.overlap_grad_reduce
         # last backward action index per (stage, chunk): its gradient buckets overlap it
@@ -189,7 +196,8 @@ class StepSimulation:
                 yield start(bucket)
                 comm_s["dp"] += env.now - t0
                 if record is not None:
-                    record(TimelineEvent(0, i, "dp_bucket", k, chunk, t0, env.now, "comm"))
+                    record(TimelineEvent(0, i, "dp_bucket", k, chunk, t0, env.now, "comm", bucket.bytes,
+                                         _describe(bucket)))
             dp_done[i].succeed()
 
         for i in range(pp):
@@ -240,7 +248,8 @@ class StepSimulation:
                 def finished(_e=None):
                     comm_s["dp"] += env.now - t_start
                     if record is not None:
-                        record(TimelineEvent(0, stage, name, -1, -1, t_start, env.now, "comm"))
+                        record(TimelineEvent(0, stage, name, -1, -1, t_start, env.now, "comm", plan_.bytes,
+                                             _describe(plan_)))
                     done.succeed()
 
                 start(plan_).callbacks.append(finished)
