@@ -214,3 +214,14 @@ def test_communication_slices_carry_their_size_and_collective(traced):
     comm = [e for e in x_events(doc) if e["cat"] == "comm"]
     assert comm and all(e["args"]["bytes_per_gpu"] > 0 for e in comm)
     assert all(" by " in e["args"]["collective"] and "GPUs" in e["args"]["collective"] for e in comm)
+
+
+def test_recomputation_is_its_own_slice_before_the_backward_pass():
+    doc = chrome_trace(simulate(scenario(recompute="full")))
+    x = x_events(doc)
+    recomputes = [e for e in x if e["name"].startswith("recompute mb")]
+    backwards = {(e["tid"], e["name"].split(" ", 1)[1]): e for e in x if e["name"].startswith("B mb")}
+    assert recomputes and len(recomputes) == len(backwards)
+    for e in recomputes:
+        b = backwards[(e["tid"], e["name"].split(" ", 1)[1])]
+        assert e["ts"] + e["dur"] == pytest.approx(b["ts"], abs=1e-3)

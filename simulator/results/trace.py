@@ -163,8 +163,16 @@ def chrome_trace(result: StepResult) -> dict[str, Any]:
             ev["cname"] = "terrible"  # red in chrome://tracing
         on_comm = r.get("stream") == "comm" or cat == "comm"
         targets = replicas if (name in COLLECTIVES and result.mode == "full") else [rep]
+        parts = [ev]
+        recompute = _us(r.get("recompute_s", 0.0))
+        if name == "B" and recompute > 0:  # the recomputed forward runs first: its own slice
+            split = round(ts + recompute, _NS)
+            parts = [dict(ev, name=f"recompute mb {mb}{suffix(chunk)}", dur=round(split - ts, _NS), _end=split,
+                          args=dict(args, **{"pass": "recompute (forward again)"})),
+                     dict(ev, ts=split, dur=round(max(0.0, end - split), _NS))]
         for t in targets:
-            (comm if on_comm else compute).setdefault((t, stage), []).append(dict(ev))
+            for part in parts:
+                (comm if on_comm else compute).setdefault((t, stage), []).append(dict(part))
 
     events: list[dict[str, Any]] = []
     meta: list[dict[str, Any]] = []

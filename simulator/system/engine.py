@@ -68,6 +68,7 @@ class TimelineEvent:
     stream: str = "compute"  # "compute" or "comm"
     bytes: float = 0.0  # communication: buffer per GPU, bytes (nccl-tests convention)
     collective: str = ""  # communication: what ran, e.g. "all_reduce by ring over 8 group(s) of 16 GPUs"
+    recompute_s: float = 0.0  # backward passes: the recomputation at their start, seconds
 
 
 @dataclass
@@ -338,7 +339,8 @@ class StepSimulation:
                 counts[2 * v + is_f] += 1
                 stall_s += comp * (f_max - f_own)
                 if record is not None:
-                    record(TimelineEvent(r, i, a.kind, a.mb, a.chunk, t0, env.now))
+                    recompute = 0.0 if is_f else chunk.backward.get("recompute", 0.0) * f_max
+                    record(TimelineEvent(r, i, a.kind, a.mb, a.chunk, t0, env.now, recompute_s=recompute))
                 # outputs
                 if is_f:
                     if v < n_virtual - 1:
