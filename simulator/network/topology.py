@@ -635,6 +635,13 @@ def load_topology(
     ``grow`` is false (field ``fabric.max_nodes``, stating the largest fleet).
     """
     text, path = _read_source(source, file, field)
+    return _built(text, path, n_gpus, file)
+
+
+@functools.lru_cache(maxsize=32)
+def _built(text: str, path: str, n_gpus: int | None, file: str | None) -> Topology:
+    """Topologies are built once per (file text, fleet size): studies and validation
+    simulate the same fleet many times, and a built topology is not changed by use."""
     return build_topology(parse_topology_file(text, path), n_gpus, path=path, file=file)
 
 
