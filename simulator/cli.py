@@ -175,6 +175,77 @@ def calibrate(
         console.print(f"written: {out}")
 
 
+@app.command()
+def plan(
+    scenario: str = typer.Argument(..., help="Scenario YAML file, or the name of a bundled scenario; the plan "
+                                   "fields it writes are kept fixed (see --free)."),
+    objective: str = typer.Option("throughput", "--objective",
+                                  help="throughput (tokens/s) | energy (J/token) | cost (USD/token) | time-to-train."),
+    gpu_hour_usd: Optional[float] = typer.Option(None, "--gpu-hour-usd", help="Price of one GPU-hour (cost objective)."),
+    tokens: Optional[float] = typer.Option(None, "--tokens", help="Training tokens (time-to-train objective)."),
+    top: int = typer.Option(10, "--top", min=1, help="Plans to show."),
+    n_simulate: int = typer.Option(64, "--simulate", min=1,
+                                   help="Plans (best first-pass estimates) to simulate event by event."),
+    free: Optional[str] = typer.Option(None, "--free", help="Plan fields to search even though the scenario writes "
+                                       "them, comma-separated (tp,pp,dp,vpp,micro_batch,schedule,"
+                                       "sequence_parallel,recompute,zero_stage), or 'all'."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes for the simulations."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
+) -> None:
+    """Find the best parallel plan for SCENARIO's model on its fleet."""
+    from simulator.planner import plan_search, process_map
+
+    try:
+        sc = load_scenario(scenario)
+        freed = [f.strip() for f in free.split(",") if f.strip()] if free else []
+        search = plan_search(sc, objective=objective, gpu_hour_usd=gpu_hour_usd, tokens=tokens,
+                             top_k=n_simulate, free=freed, map_fn=process_map(workers))
+        best = search.best
+    except TrainsimError as err:
+        _fail(err)
+    if as_json:
+        sys.stdout.write(json.dumps(search.to_dict(top), indent=2, default=str) + "\n")
+        return
+    console = Console()
+    unit = search.objective_unit
+    console.print(f"[bold]{sc.name}[/bold]: {search.n_enumerated} plans enumerated, {search.n_fit} fit in memory, "
+                  f"{search.n_estimated} estimated, {search.n_simulated} simulated "
+                  f"({sum(search.seconds.values()):.1f} s)", highlight=False)
+    table = Table(title=f"Best plans by {objective} ({unit}), ranked by simulation", title_justify="left")
+    for col in ("#", "TP", "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "step s", "tokens/s", "MFU",
+                "mem/free GB", unit):
+        table.add_column(col, justify="left" if col == "recompute" else "right")
+    for i, r in enumerate(search.results[:top], 1):
+        p = r.plan
+        table.add_row(str(i), str(p.tp), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
+                      "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage),
+                      f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
+                      f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", f"{r.objective:.4g}")
+    console.print(table)
+    bd = Table(title="Best plan: where the step time goes (mean over stages)", title_justify="left")
+    bd.add_column("category")
+    bd.add_column("seconds", justify="right")
+    bd.add_column("share", justify="right")
+    for k, v in best.breakdown_s.items():
+        bd.add_row(k, f"{v:.3f}", f"{v / best.step_time_s:.1%}")
+    console.print(bd)
+    if best.megatron_flags is not None:
+        console.print("[bold]Megatron-LM flags:[/bold] " + " ".join(best.megatron_flags), highlight=False,
+                      soft_wrap=True)
+    else:
+        console.print(f"[bold]Megatron-LM flags:[/bold] none ({best.megatron_note})", highlight=False)
+    if search.discarded:
+        console.print(f"[bold]Discarded for memory[/bold] ({len(search.discarded)}; nearest misses):")
+        for d in search.discarded[:5]:
+            p = d.plan
+            console.print(f"  TP {p.tp} PP {p.pp} DP {p.dp} VPP {p.vpp} mb {p.micro_batch} {p.recompute} "
+                          f"ZeRO {p.zero_stage}: needs {d.needed_GB:.1f} GB of {d.capacity_GB:.1f} GB "
+                          f"(stage {d.stage})", highlight=False)
+    if search.errors:
+        console.print(f"[yellow]{len(search.errors)} plans could not be simulated[/yellow]; first: "
+                      f"{search.errors[0][1]}", highlight=False)
+
+
 @app.command("list")
 def list_things() -> None:
     """List bundled scenarios, topologies, model presets and GPUs."""

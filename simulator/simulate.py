@@ -47,7 +47,9 @@ class Setup:
     efficiency: Efficiency
 
 
-def _topology_source(scenario: Scenario) -> str | Path:
+def topology_source(scenario: Scenario) -> str | Path:
+    """The scenario's topology as :func:`load_topology` takes it: a path (relative to the
+    scenario file) if it names a file, else a bundled topology name."""
     path = scenario.resolve(scenario.topology)
     return path if path.exists() or scenario.topology.endswith((".yaml", ".yml")) else scenario.topology
 
@@ -60,7 +62,7 @@ def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
         hw_file = scenario.resolve(scenario.hardware_file) if scenario.hardware_file else None
         catalog = load_catalog(hw_file)
         try:
-            topology = load_topology(_topology_source(scenario), scenario.gpus, file=file)
+            topology = load_topology(topology_source(scenario), scenario.gpus, file=file)
         except InputError as err:
             if err.field != "n_gpus":
                 raise

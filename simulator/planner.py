@@ -1,0 +1,546 @@
+"""Find the best parallel plan for a model on a fleet (``trainsim plan``).
+
+::
+
+    from simulator import load_scenario
+    from simulator.planner import plan_search
+
+    search = plan_search(load_scenario("my.yaml"), objective="throughput", top_k=64)
+    search.best.plan, search.best.step_time_s, search.best.megatron_flags
+
+The search has three passes:
+
+1. **Enumerate** (:func:`candidate_plans`): every plan of the searched fields that the
+   model and fleet allow (the rules are in :func:`candidate_plans`).
+2. **Memory**: plans whose peak stage does not fit (:func:`~simulator.workload.memory.memory_per_gpu`)
+   are discarded; the GB needed and the capacity are kept for the report.
+3. **First pass** (:func:`estimate_step`): an analytic step time from the per-micro-batch work of
+   :func:`~simulator.system.workplan.build_step_plan`, used only to choose which plans to
+   simulate. The best ``top_k`` of them by the objective's estimate are simulated event by
+   event (:func:`~simulator.simulate.simulate_setup`), and the final ranking comes from
+   those simulations only.
+
+Objectives (``OBJECTIVES``): ``throughput`` (tokens/s, higher is better), ``energy``
+(facility joules per token), ``cost`` (USD per token at ``gpu_hour_usd`` per GPU-hour),
+``time-to-train`` (hours to train on ``tokens`` tokens at the simulated throughput). On a
+fixed fleet cost and time to train rank plans like throughput; their values are reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from simulator.efficiency import Efficiency, default_efficiency
+from simulator.errors import InputError, PlanError, TrainsimError
+from simulator.hardware.catalog import load_catalog
+from simulator.hardware.power import StateTimes, gpu_energy_J
+from simulator.megatron import megatron_flags
+from simulator.network.topology import load_topology
+from simulator.results.step import StepResult
+from simulator.scenario import PlanSpec, Scenario
+from simulator.simulate import Setup, topology_source, simulate_setup
+from simulator.system.workplan import StepPlan, build_step_plan
+from simulator.units import GB
+from simulator.workload.loading import load_model
+from simulator.workload.memory import memory_per_gpu
+from simulator.workload.plan import ParallelPlan, check_plan_against
+
+OBJECTIVES = ("throughput", "energy", "cost", "time-to-train")
+VPP_CHOICES = (1, 2, 3, 4, 5, 6, 8)
+MICRO_BATCH_CHOICES = (1, 2, 4, 8)
+RECOMPUTE_CHOICES = ("none", "selective", "full")
+SEARCHED_FIELDS = ("tp", "pp", "dp", "vpp", "micro_batch", "schedule", "sequence_parallel", "recompute", "zero_stage")
+"""Plan fields the planner chooses unless the scenario states them."""
+KEPT_FIELDS = ("global_batch", "precision", "placement", "dp_bucket_MB", "overlap_grad_reduce",
+               "grad_reduce_precision", "tp_overlap", "overlap_param_gather")
+"""Plan fields always taken from the scenario (as written, or their default)."""
+
+
+# --------------------------------------------------------------------------- resolving
+
+@dataclass(frozen=True)
+class Fleet:
+    """The scenario's model, topology, GPU and efficiency, resolved once for the whole search."""
+
+    scenario: Scenario
+    model: Any
+    topology: Any
+    device: Any
+    efficiency: Efficiency
+
+    def setup(self, plan: ParallelPlan) -> Setup:
+        return Setup(self.scenario, self.model, plan, self.topology, self.device, self.efficiency)
+
+
+def resolve_fleet(scenario: Scenario, efficiency: Efficiency | None = None) -> Fleet:
+    """Load the model, topology and GPU of ``scenario`` (not its plan); :class:`InputError` naming the field."""
+    file = scenario.source_file
+    try:
+        model = load_model(scenario.model, base_dir=scenario.base_dir, file=file)
+        catalog = load_catalog(scenario.resolve(scenario.hardware_file) if scenario.hardware_file else None)
+        try:
+            topology = load_topology(topology_source(scenario), scenario.gpus, file=file)
+        except InputError as err:
+            if err.field != "n_gpus":
+                raise
+            raise InputError(err.detail, file=file, field="gpus") from None
+        gpu_name = scenario.gpu or topology.gpu
+        if gpu_name is None:
+            raise InputError("the topology names no GPU; set 'gpu' in the scenario", field="gpu")
+        try:
+            device = catalog.get(gpu_name)
+        except InputError as err:
+            raise InputError(err.detail, file=file, field="gpu") from None
+        try:
+            device.peak_flops_for(scenario.plan.precision)
+        except InputError as err:
+            raise InputError(err.detail, file=file, field="plan.precision") from None
+        scenario.variability.check_fleet(scenario.gpus, topology.gpus_per_node)
+    except InputError as err:
+        raise err.with_file(file) if file else err
+    return Fleet(scenario, model, topology, device, efficiency or default_efficiency())
+
+
+def stated_constraints(scenario: Scenario, free: Iterable[str] = ()) -> dict[str, Any]:
+    """The searched plan fields the scenario writes explicitly (``plan.model_fields_set``),
+    minus those in ``free``: the planner keeps them fixed. ``free`` may contain ``"all"``."""
+    free = set(free)
+    unknown = free - set(SEARCHED_FIELDS) - {"all"}
+    if unknown:
+        raise InputError(f"cannot free {', '.join(sorted(unknown))}; the planner searches "
+                         f"{', '.join(SEARCHED_FIELDS)} (or 'all')", field="--free")
+    if "all" in free:
+        return {}
+    spec = scenario.plan
+    return {k: getattr(spec, k) for k in SEARCHED_FIELDS
+            if k in spec.model_fields_set and k not in free and getattr(spec, k) is not None}
+
+
+# --------------------------------------------------------------------------- enumeration
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = None, *,
+                    fleet: Fleet | None = None) -> list[ParallelPlan]:
+    """Every valid plan of ``scenario``'s model on its fleet.
+
+    Searched (unless fixed by ``constraints``; default :func:`stated_constraints`, i.e. the
+    fields the scenario's ``plan:`` writes):
+
+    * ``tp``: divisors of the GPUs per node that divide the query heads, and that divide the
+      kv heads or are a multiple of them;
+    * ``pp``: divisors of the layers with ``tp x pp`` dividing the fleet; ``dp = gpus / (tp x pp)``
+      (a stated ``dp`` fixes ``tp x pp``);
+    * ``vpp`` in 1, 2, 3, 4, 5, 6, 8 with ``layers % (pp x vpp) == 0``; ``vpp > 1`` only with
+      ``pp > 1`` and micro-batches a multiple of ``pp``; ``schedule`` follows (interleaved for
+      ``vpp > 1``, else 1F1B; a stated ``gpipe``/``1f1b`` fixes ``vpp = 1``, a stated
+      ``interleaved`` needs ``vpp > 1``);
+    * ``micro_batch`` in 1, 2, 4, 8 dividing ``global_batch / dp``;
+    * ``sequence_parallel``: on whenever ``tp > 1`` (it only saves memory), off for ``tp = 1``;
+    * ``recompute`` in none, selective, full;
+    * ``zero_stage`` in 0, 1, and 3 when ``pp = 1``; only 0 when ``dp = 1`` (sharding over one
+      replica changes nothing).
+
+    Kept from the scenario (``KEPT_FIELDS``, written or default): ``global_batch``,
+    ``precision``, ``placement`` (default ``tp,dp,pp``), ``dp_bucket_MB``,
+    ``overlap_grad_reduce``, ``grad_reduce_precision``, ``tp_overlap``,
+    ``overlap_param_gather``.
+
+    Plans the simulator refuses (:func:`check_plan_against`, :class:`ParallelPlan`'s checks,
+    e.g. ``tp_overlap: full`` without sequence parallelism) are left out. Memory is not
+    checked here (see :func:`plan_search`).
+    """
+    fleet = fleet or resolve_fleet(scenario)
+    c = stated_constraints(scenario) if constraints is None else dict(constraints)
+    model, gpus, gpn = fleet.model, scenario.gpus, fleet.topology.gpus_per_node
+    spec: PlanSpec = scenario.plan
+    gb = spec.global_batch
+    kept = dict(
+        global_batch=gb, precision=spec.precision, placement=tuple(spec.placement),
+        dp_bucket_bytes=spec.dp_bucket_MB * 1e6, overlap_grad_reduce=spec.overlap_grad_reduce,
+        grad_reduce_precision=spec.grad_reduce_precision, tp_overlap=spec.tp_overlap,
+        overlap_param_gather=spec.overlap_param_gather,
+    )
+
+    def pick(name: str, options: Iterable[Any]) -> list[Any]:
+        return [c[name]] if name in c else list(options)
+
+    tps = [t for t in pick("tp", _divisors(gpn)) if model.n_heads % t == 0
+           and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
+    schedule_c = c.get("schedule")
+    plans: list[ParallelPlan] = []
+    seen: set[ParallelPlan] = set()
+    for tp in tps:
+        for pp in pick("pp", _divisors(model.n_layers)):
+            if gpus % (tp * pp):
+                continue
+            dp = gpus // (tp * pp)
+            if "dp" in c and c["dp"] != dp:
+                continue
+            if gb % dp:
+                continue
+            for mb in pick("micro_batch", MICRO_BATCH_CHOICES):
+                if (gb // dp) % mb:
+                    continue
+                m = gb // (dp * mb)
+                for vpp in pick("vpp", VPP_CHOICES):
+                    if model.n_layers % (pp * vpp):
+                        continue
+                    if vpp > 1 and (pp == 1 or m % pp):
+                        continue
+                    if schedule_c is None:
+                        schedule = "interleaved" if vpp > 1 else "1f1b"
+                    else:
+                        schedule = schedule_c
+                        if (schedule == "interleaved") != (vpp > 1):
+                            continue
+                    sp = c.get("sequence_parallel", tp > 1)
+                    for rc in pick("recompute", RECOMPUTE_CHOICES):
+                        zeros = (0, 1, 3) if pp == 1 else (0, 1)
+                        for z in pick("zero_stage", zeros if dp > 1 else (0,)):
+                            try:
+                                plan = ParallelPlan(tp=tp, pp=pp, dp=dp, vpp=vpp, micro_batch=mb, schedule=schedule,
+                                                    sequence_parallel=sp, recompute=rc, zero_stage=z, **kept)
+                                check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads,
+                                                   n_layers=model.n_layers, n_gpus=gpus, gpus_per_node=gpn)
+                            except (ValidationError, PlanError):
+                                continue
+                            if plan not in seen:
+                                seen.add(plan)
+                                plans.append(plan)
+    return plans
+
+
+# --------------------------------------------------------------------------- first pass
+
+@dataclass(frozen=True)
+class Estimate:
+    """Analytic step estimate of one plan (seconds; joules per step at the facility)."""
+
+    step_s: float
+    pipeline_s: float
+    dp_exposed_s: float
+    optimizer_s: float
+    energy_J: float
+
+
+def estimate_step(sp: StepPlan, fleet: Fleet) -> Estimate:
+    """Analytic step time from the work plan, without the event simulation.
+
+    With ``t_i`` the forward + backward seconds (compute and the communication inside the passes)
+    of one micro-batch through all ``vpp`` chunks of stage ``i``, ``m`` micro-batches, ``p``
+    stages, ``v`` chunks per stage::
+
+        pipeline = (m + (p - 1) / v) * max_i t_i + 2 (p - 1) * send     (1F1B, interleaved)
+                   (m + p - 1) * max_i t_i + 2 (p - 1) * send            (GPipe)
+        dp_i     = sum of stage i's gradient bucket times (alone on the network), minus the
+                   backward of one micro-batch through the stage when overlap_grad_reduce
+                   is on, but at least the last bucket; plus the ZeRO 1-2 parameter all-gather
+        step     = pipeline + max_i (dp_i + optimizer_i) + embedding all-reduce (tied, p > 1)
+
+    ``send`` is one pipeline transfer alone on the network. Energy uses the same power model
+    as the simulation with compute ``m t_i + optimizer_i``, communication ``dp_i``, the rest idle.
+    """
+    plan, eff = sp.plan, fleet.efficiency.network
+    p, v, m = plan.pp, plan.vpp, plan.n_microbatches
+    stage_f = [0.0] * p
+    stage_b = [0.0] * p
+    stage_compute = [0.0] * p
+    buckets: list[list[float]] = [[] for _ in range(p)]
+    for vs, chunk in enumerate(sp.chunks):
+        i = vs % p
+        stage_f[i] += sum(chunk.forward.values())
+        stage_b[i] += sum(chunk.backward.values())
+        stage_compute[i] += chunk.forward_compute_s + chunk.backward_compute_s
+        buckets[i].extend(b.standalone_time_s(eff) for b in chunk.grad_buckets)
+    t = max(f + b for f, b in zip(stage_f, stage_b))
+    send = sp.p2p(0, 1, tuple(range(plan.dp))).standalone_time_s(eff) if p > 1 else 0.0
+    fill = (p - 1) if plan.schedule == "gpipe" else (p - 1) / v
+    pipeline = (m + fill) * t + 2 * (p - 1) * send
+
+    tail = []
+    dp_exposed = []
+    for i in range(p):
+        total = sum(buckets[i])
+        if total and plan.overlap_grad_reduce:
+            exposed = max(buckets[i][-1], total - stage_b[i])
+        else:
+            exposed = total
+        gather = sp.param_gather[i]
+        if gather is not None:
+            exposed += gather.standalone_time_s(eff)
+        dp_exposed.append(exposed)
+        tail.append(exposed + sp.optimizer_s[i])
+    emb = sp.embedding_sync.standalone_time_s(eff) if sp.embedding_sync is not None else 0.0
+    step = pipeline + max(tail) + emb
+
+    dev, fr = fleet.device, fleet.efficiency.power
+    gpu_J = 0.0
+    for i in range(p):
+        compute = m * stage_compute[i] + sp.optimizer_s[i]
+        comm = dp_exposed[i] + m * (stage_f[i] + stage_b[i] - stage_compute[i])
+        idle = max(0.0, step - compute - comm)
+        gpu_J += gpu_energy_J(StateTimes(compute, comm, idle), dev.tdp_W, dev.idle_W, fr) * plan.tp * plan.dp
+    power = fleet.topology.power
+    energy = (gpu_J + (power.nodes_W + power.switches_W) * step) * fleet.scenario.energy.pue
+    return Estimate(step, pipeline, max(dp_exposed), max(sp.optimizer_s), energy)
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class PlanResult:
+    """One simulated plan, with its objective value (units in the field names)."""
+
+    plan: ParallelPlan
+    step_time_s: float
+    tokens_per_s: float
+    mfu: float
+    memory_GB: float
+    headroom_GB: float
+    breakdown_s: dict[str, float]
+    energy_per_token_J: float
+    objective: float
+    estimate_s: float
+    megatron_flags: list[str] | None
+    megatron_note: str = ""
+    result: StepResult | None = field(default=None, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        """Flat dict for tables and JSON: plan fields, then the numbers."""
+        p = self.plan
+        return {
+            "tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "micro_batch": p.micro_batch,
+            "n_microbatches": p.n_microbatches, "schedule": p.schedule, "sequence_parallel": p.sequence_parallel,
+            "recompute": p.recompute, "zero_stage": p.zero_stage,
+            "step_time_s": self.step_time_s, "estimate_s": self.estimate_s, "tokens_per_s": self.tokens_per_s,
+            "mfu": self.mfu, "memory_GB": self.memory_GB, "headroom_GB": self.headroom_GB,
+            "energy_per_token_J": self.energy_per_token_J, "objective": self.objective,
+            "breakdown_s": self.breakdown_s, "megatron_flags": self.megatron_flags,
+        }
+
+
+@dataclass(frozen=True)
+class Discarded:
+    """A plan left out because it does not fit in memory."""
+
+    plan: ParallelPlan
+    needed_GB: float
+    capacity_GB: float
+    stage: int
+
+
+@dataclass
+class PlanSearch:
+    """Outcome of :func:`plan_search`: ``results`` ranked best first by the simulation."""
+
+    objective: str
+    objective_unit: str
+    n_enumerated: int
+    n_fit: int
+    n_estimated: int
+    n_simulated: int
+    results: list[PlanResult]
+    discarded: list[Discarded]
+    errors: list[tuple[ParallelPlan, str]]
+    seconds: dict[str, float]
+
+    @property
+    def best(self) -> PlanResult:
+        if not self.results:
+            raise InputError("no plan fits in memory and runs; free more plan fields, use more GPUs or "
+                             "a smaller global batch", field="plan")
+        return self.results[0]
+
+    def to_dict(self, top: int | None = None) -> dict[str, Any]:
+        return {
+            "objective": self.objective, "objective_unit": self.objective_unit,
+            "counts": {"enumerated": self.n_enumerated, "fit_in_memory": self.n_fit,
+                       "estimated": self.n_estimated, "simulated": self.n_simulated},
+            "seconds": self.seconds,
+            "plans": [r.row() for r in self.results[:top]],
+            "discarded_for_memory": [
+                {**_short(d.plan), "needed_GB": d.needed_GB, "capacity_GB": d.capacity_GB, "stage": d.stage}
+                for d in self.discarded[:top]
+            ],
+            "errors": [{**_short(p), "error": e} for p, e in self.errors],
+        }
+
+
+def _short(plan: ParallelPlan) -> dict[str, Any]:
+    return {k: getattr(plan, k) for k in ("tp", "pp", "dp", "vpp", "micro_batch", "sequence_parallel",
+                                          "recompute", "zero_stage")}
+
+
+def objective_unit(objective: str) -> str:
+    return {"throughput": "tokens/s", "energy": "J/token", "cost": "USD/Mtoken", "time-to-train": "hours"}[objective]
+
+
+def _check_objective(objective: str, gpu_hour_usd: float | None, tokens: float | None) -> None:
+    if objective not in OBJECTIVES:
+        raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}", field="--objective")
+    if objective == "cost" and (gpu_hour_usd is None or gpu_hour_usd <= 0):
+        raise InputError("the cost objective needs the price of a GPU-hour: --gpu-hour-usd X (X > 0)",
+                         field="--gpu-hour-usd")
+    if objective == "time-to-train" and (tokens is None or tokens <= 0):
+        raise InputError("the time-to-train objective needs the number of training tokens: --tokens N (N > 0)",
+                         field="--tokens")
+
+
+def objective_value(objective: str, *, step_time_s: float, tokens_per_step: float, n_gpus: int,
+                    energy_per_step_J: float, gpu_hour_usd: float | None = None,
+                    tokens: float | None = None) -> float:
+    """The objective in its unit (``objective_unit``): tokens/s; J/token; USD per million tokens
+    (``gpu_hour_usd x n_gpus x step / 3600 / tokens_per_step x 1e6``); hours to train ``tokens``."""
+    if objective == "throughput":
+        return tokens_per_step / step_time_s
+    if objective == "energy":
+        return energy_per_step_J / tokens_per_step
+    if objective == "cost":
+        return gpu_hour_usd * n_gpus * step_time_s / 3600 / tokens_per_step * 1e6
+    if objective == "time-to-train":
+        return tokens / (tokens_per_step / step_time_s) / 3600
+    raise InputError(f"unknown objective {objective!r}", field="--objective")
+
+
+def _sort_key(objective: str) -> Callable[[float], float]:
+    return (lambda v: -v) if objective == "throughput" else (lambda v: v)
+
+
+def _simulate_candidate(s: Setup) -> StepResult | str:
+    """Simulate one plan (module level so that process pools and Dask can pickle it)."""
+    try:
+        return simulate_setup(s, record_timeline=False)
+    except TrainsimError as err:
+        return str(err)
+
+
+def _flags(plan: ParallelPlan, model) -> tuple[list[str] | None, str]:
+    try:
+        return megatron_flags(plan, model), ""
+    except InputError as err:
+        return None, err.detail if hasattr(err, "detail") else str(err)
+
+
+def plan_search(
+    scenario: Scenario,
+    *,
+    objective: str = "throughput",
+    gpu_hour_usd: float | None = None,
+    tokens: float | None = None,
+    top_k: int | None = 64,
+    constraints: dict[str, Any] | None = None,
+    free: Iterable[str] = (),
+    map_fn: Callable[..., Iterable[Any]] = map,
+    efficiency: Efficiency | None = None,
+) -> PlanSearch:
+    """Search the plans of ``scenario`` (module docstring): enumerate, drop what does not fit,
+    estimate every fitting plan, simulate the ``top_k`` best estimates (``None`` or ``0``: all) and
+    rank those by the simulated objective.
+
+    ``constraints`` fixes plan fields (default: those the scenario writes, minus ``free``).
+    ``map_fn(func, iterable)`` runs the simulations: the built-in ``map`` (default), an
+    executor's ``map`` or ``lambda f, xs: client.gather(client.map(f, list(xs)))`` for Dask.
+    Raises :class:`InputError` for an unknown objective or a missing price or token count.
+    """
+    _check_objective(objective, gpu_hour_usd, tokens)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    fleet = resolve_fleet(scenario, efficiency)
+    if constraints is None:
+        constraints = stated_constraints(scenario, free)
+    plans = candidate_plans(scenario, constraints, fleet=fleet)
+    seconds["enumerate"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fitting: list[tuple[ParallelPlan, Any]] = []
+    discarded: list[Discarded] = []
+    for plan in plans:
+        mem = memory_per_gpu(fleet.model, plan, capacity_bytes=fleet.device.hbm_bytes)
+        if mem.fits:
+            fitting.append((plan, mem))
+        else:
+            discarded.append(Discarded(plan, mem.total / GB, mem.capacity / GB, mem.stage))
+    discarded.sort(key=lambda d: d.needed_GB - d.capacity_GB)  # the nearest misses first
+    seconds["memory"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    tokens_per_step = scenario.plan.global_batch * fleet.model.seq_len
+    estimated: list[tuple[float, ParallelPlan, Any, Estimate]] = []
+    errors: list[tuple[ParallelPlan, str]] = []
+    for plan, mem in fitting:
+        try:
+            sp = build_step_plan(fleet.model, plan, fleet.topology, fleet.device, fleet.efficiency)
+        except TrainsimError as err:
+            errors.append((plan, str(err)))
+            continue
+        est = estimate_step(sp, fleet)
+        value = objective_value(objective, step_time_s=est.step_s, tokens_per_step=tokens_per_step,
+                                n_gpus=scenario.gpus, energy_per_step_J=est.energy_J,
+                                gpu_hour_usd=gpu_hour_usd, tokens=tokens)
+        estimated.append((value, plan, mem, est))
+    key = _sort_key(objective)
+    estimated.sort(key=lambda e: (key(e[0]), _tiebreak(e[1])))
+    chosen = estimated if not top_k else estimated[:top_k]
+    seconds["first_pass"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    outcomes = list(map_fn(_simulate_candidate, [fleet.setup(plan) for _, plan, _, _ in chosen]))
+    seconds["simulate"] = time.perf_counter() - t0
+
+    results: list[PlanResult] = []
+    for (_, plan, mem, est), out in zip(chosen, outcomes):
+        if isinstance(out, str):
+            errors.append((plan, out))
+            continue
+        e_tok = out.energy_per_step_J / out.tokens_per_step
+        value = objective_value(objective, step_time_s=out.step_time_s, tokens_per_step=out.tokens_per_step,
+                                n_gpus=out.n_gpus, energy_per_step_J=out.energy_per_step_J,
+                                gpu_hour_usd=gpu_hour_usd, tokens=tokens)
+        flags, note = _flags(plan, fleet.model)
+        results.append(PlanResult(
+            plan=plan, step_time_s=out.step_time_s, tokens_per_s=out.tokens_per_s, mfu=out.mfu,
+            memory_GB=mem.total / GB, headroom_GB=(mem.capacity - mem.total) / GB,
+            breakdown_s=dict(out.breakdown_s), energy_per_token_J=e_tok, objective=value,
+            estimate_s=est.step_s, megatron_flags=flags, megatron_note=note, result=out,
+        ))
+    results.sort(key=lambda r: (key(r.objective), _tiebreak(r.plan)))
+    return PlanSearch(
+        objective=objective, objective_unit=objective_unit(objective), n_enumerated=len(plans),
+        n_fit=len(fitting), n_estimated=len(estimated), n_simulated=len(chosen), results=results,
+        discarded=discarded, errors=errors, seconds=seconds,
+    )
+
+
+def _tiebreak(plan: ParallelPlan) -> tuple:
+    """Among equal objectives prefer the simpler plan: less recomputation, less sharding, fewer chunks."""
+    return (RECOMPUTE_CHOICES.index(plan.recompute), plan.zero_stage, plan.vpp, plan.pp, plan.tp, plan.micro_batch)
+
+
+def process_map(workers: int) -> Callable[..., Iterable[Any]]:
+    """A ``map_fn`` running the simulations in ``workers`` processes (1: the built-in ``map``)."""
+    if workers <= 1:
+        return map
+
+    def pmap(func, items):
+        from concurrent.futures import ProcessPoolExecutor
+
+        items = list(items)
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(func, items, chunksize=max(1, len(items) // (4 * workers))))
+
+    return pmap
+
+
+__all__ = [
+    "KEPT_FIELDS", "OBJECTIVES", "SEARCHED_FIELDS", "Discarded", "Estimate", "Fleet", "PlanResult", "PlanSearch",
+    "candidate_plans", "estimate_step", "objective_value", "plan_search", "process_map", "resolve_fleet",
+    "stated_constraints",
+]

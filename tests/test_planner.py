@@ -1,0 +1,188 @@
+"""`trainsim plan`: the planner finds the best simulated plan, respects what the scenario fixes,
+and its Megatron-LM flags read back to the same plan."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from simulator import load_scenario, simulate
+from simulator.cli import app
+from simulator.errors import InputError
+from simulator.megatron import megatron_flags, plan_from_megatron_flags
+from simulator.planner import candidate_plans, plan_search, resolve_fleet, stated_constraints
+from simulator.scenario import Scenario
+from simulator.workload.memory import memory_per_gpu
+
+PLAN_FIELDS = ("tp", "pp", "dp", "vpp", "micro_batch", "schedule", "sequence_parallel", "recompute", "zero_stage")
+
+
+def tiny(**plan) -> Scenario:
+    """The `tiny` preset on 8 GPUs of the PCIe cluster, only the global batch stated."""
+    return Scenario(name="tiny", model="tiny", topology="pcie-ethernet-small", gpus=8,
+                    plan={"global_batch": 32, **plan})
+
+
+@pytest.fixture(scope="module")
+def exhaustive():
+    sc = tiny()
+    fleet = resolve_fleet(sc)
+    plans = candidate_plans(sc, fleet=fleet)
+    fitting = [p for p in plans if memory_per_gpu(fleet.model, p, capacity_bytes=fleet.device.hbm_bytes).fits]
+    results = {p: simulate(sc.with_(**{k: getattr(p, k) for k in PLAN_FIELDS}), record_timeline=False)
+               for p in fitting}
+    return sc, fleet, plans, fitting, results
+
+
+def test_best_of_top_k_is_the_exhaustive_best(exhaustive):
+    sc, _, plans, fitting, results = exhaustive
+    assert len(plans) > 50
+    search = plan_search(sc, top_k=16)
+    assert search.n_enumerated == len(plans) and search.n_fit == len(fitting) and search.n_simulated == 16
+    best_tps = max(r.tokens_per_s for r in results.values())
+    assert search.best.tokens_per_s == pytest.approx(best_tps, rel=1e-12)
+    # the planner's numbers are the simulation's, not the estimate's
+    assert search.best.step_time_s == results[search.best.plan].step_time_s
+    tps = [r.tokens_per_s for r in search.results]
+    assert tps == sorted(tps, reverse=True)
+
+
+def test_every_reported_plan_fits(exhaustive):
+    sc, fleet, _, _, _ = exhaustive
+    search = plan_search(sc, top_k=0)  # simulate all
+    assert search.n_simulated == search.n_fit
+    for r in search.results:
+        mem = memory_per_gpu(fleet.model, r.plan, capacity_bytes=fleet.device.hbm_bytes)
+        assert mem.fits and r.headroom_GB == pytest.approx((mem.capacity - mem.total) / 1e9)
+
+
+def test_memory_discards_are_reported_with_numbers():
+    sc = Scenario(name="70b", model="llama3-70b", topology="dgx-h100-superpod", gpus=64,
+                  plan={"global_batch": 64, "tp": 8})
+    fleet = resolve_fleet(sc)
+    plans = candidate_plans(sc, fleet=fleet)
+    assert {p.tp for p in plans} == {8}
+    search = plan_search(sc, top_k=2)
+    assert search.discarded and search.n_fit + len(search.discarded) == search.n_enumerated
+    for d in search.discarded[:20]:
+        assert d.needed_GB > d.capacity_GB
+        assert not memory_per_gpu(fleet.model, d.plan, capacity_bytes=fleet.device.hbm_bytes).fits
+
+
+def test_stated_fields_are_kept_and_defaults_are_searched():
+    sc = tiny(pp=2, recompute="full", micro_batch=2)
+    assert stated_constraints(sc) == {"pp": 2, "recompute": "full", "micro_batch": 2}
+    assert stated_constraints(sc, free=["pp"]) == {"recompute": "full", "micro_batch": 2}
+    plans = candidate_plans(sc)
+    assert plans and all(p.pp == 2 and p.recompute == "full" and p.micro_batch == 2 for p in plans)
+    assert {p.tp for p in plans} == {1, 2, 4} and {p.vpp for p in plans} > {1}
+    assert all(p.sequence_parallel == (p.tp > 1) for p in plans)
+    assert all(p.schedule == ("interleaved" if p.vpp > 1 else "1f1b") for p in plans)
+    # a stated dp fixes tp x pp; a stated 'false' is kept even with tp > 1
+    sc2 = tiny(dp=2, sequence_parallel=False)
+    assert all(p.tp * p.pp == 4 and not p.sequence_parallel for p in candidate_plans(sc2))
+    with pytest.raises(InputError):
+        stated_constraints(sc, free=["precision"])
+
+
+def test_enumeration_rules():
+    for p in candidate_plans(tiny()):
+        assert 8 % p.tp == 0 and 4 % (p.pp * p.vpp) == 0 and p.tp * p.pp * p.dp == 8
+        assert p.micro_batch in (1, 2, 4, 8) and p.vpp in (1, 2, 3, 4, 5, 6, 8)
+        if p.vpp > 1:
+            assert p.pp > 1 and p.n_microbatches % p.pp == 0
+        if p.zero_stage == 3:
+            assert p.pp == 1
+        assert p.zero_stage in (0, 1, 3) and p.placement == ("tp", "dp", "pp")
+
+
+def test_megatron_flags_round_trip_on_many_plans():
+    plans = candidate_plans(tiny()) + candidate_plans(load_scenario("llama3-70b-512-h100"), {})
+    model_tiny = resolve_fleet(tiny()).model
+    model_70b = resolve_fleet(load_scenario("llama3-70b-512-h100")).model
+    n = 0
+    for p in plans:
+        model = model_tiny if p.n_gpus == 8 else model_70b
+        if p.zero_stage == 3:
+            with pytest.raises(InputError, match="ZeRO-3"):
+                megatron_flags(p, model)
+            continue
+        flags = megatron_flags(p, model)
+        assert plan_from_megatron_flags(flags, p.n_gpus) == p
+        assert plan_from_megatron_flags(" ".join(flags), p.n_gpus) == p
+        n += 1
+    assert n > 500
+    # options the planner keeps from the scenario round-trip too
+    q = plans[-1].model_copy(update=dict(precision="fp8", tp_overlap="full", sequence_parallel=True,
+                                         overlap_param_gather=True, grad_reduce_precision="bf16",
+                                         dp_bucket_bytes=80e6, overlap_grad_reduce=False))
+    assert plan_from_megatron_flags(megatron_flags(q, model_70b), q.n_gpus) == q
+
+
+def test_megatron_flags_text_and_defaults():
+    p = load_scenario("llama3-70b-512-h100").parallel_plan()
+    flags = " ".join(megatron_flags(p, resolve_fleet(load_scenario("llama3-70b-512-h100")).model))
+    for part in ("--tensor-model-parallel-size 8", "--pipeline-model-parallel-size 4",
+                 "--num-layers-per-virtual-pipeline-stage 4", "--micro-batch-size 1", "--global-batch-size 512",
+                 "--sequence-parallel", "--recompute-granularity selective", "--use-distributed-optimizer",
+                 "--overlap-grad-reduce", "--bf16"):
+        assert part in flags
+    q = plan_from_megatron_flags("torchrun pretrain_gpt.py --tensor-model-parallel-size=2 --unknown-flag 7 "
+                                 "--use-flash-attn --recompute-granularity full --fp16", 16)
+    assert (q.tp, q.pp, q.dp, q.micro_batch, q.global_batch) == (2, 1, 8, 1, 8)
+    assert q.recompute == "full" and q.precision == "fp16" and not q.overlap_grad_reduce and q.zero_stage == 0
+
+
+def test_objectives_order_correctly(exhaustive):
+    sc = exhaustive[0]
+    energy = plan_search(sc, objective="energy", top_k=12)
+    e = [r.energy_per_token_J for r in energy.results]
+    assert e == sorted(e) and energy.best.objective == e[0]
+    cost = plan_search(sc, objective="cost", gpu_hour_usd=2.0, top_k=6)
+    c = [r.objective for r in cost.results]
+    assert c == sorted(c)
+    r = cost.best
+    assert r.objective == pytest.approx(2.0 * 8 * r.step_time_s / 3600 / (32 * 256) * 1e6)
+    ttt = plan_search(sc, objective="time-to-train", tokens=1e9, top_k=6)
+    assert ttt.best.objective == pytest.approx(1e9 / ttt.best.tokens_per_s / 3600)
+    with pytest.raises(InputError, match="gpu-hour"):
+        plan_search(sc, objective="cost")
+    with pytest.raises(InputError, match="tokens"):
+        plan_search(sc, objective="time-to-train")
+
+
+def test_map_fn_is_used(exhaustive):
+    calls = []
+
+    def my_map(f, xs):
+        xs = list(xs)
+        calls.append(len(xs))
+        return [f(x) for x in xs]
+
+    search = plan_search(exhaustive[0], top_k=5, map_fn=my_map)
+    assert calls == [5] and len(search.results) == 5
+
+
+runner = CliRunner()
+
+
+def test_cli_plan_prints_the_table():
+    result = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--simulate", "4", "--top", "3"],
+                           catch_exceptions=False, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for text in ("plans enumerated", "fit in memory", "4 simulated", "ranked by simulation", "tokens/s",
+                 "Megatron-LM flags:", "--micro-batch-size 4", "Best plan", "bubble"):
+        assert text in result.output
+
+
+def test_cli_plan_json_and_errors():
+    import json
+
+    result = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--simulate", "2", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["counts"]["simulated"] == 2 and len(doc["plans"]) == 2
+    bad = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--objective", "cost"])
+    assert bad.exit_code == 2 and "--gpu-hour-usd" in bad.output
+    assert runner.invoke(app, ["plan", "no-such-scenario"]).exit_code == 2
+    assert runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--objective", "speed"]).exit_code == 2
