@@ -260,6 +260,76 @@ def list_things() -> None:
     console.print("[bold]gpus:[/bold] " + ", ".join(load_catalog().names()))
 
 
+@app.command()
+def sweep(
+    sweep_file: str = typer.Argument(..., metavar="SWEEP.yaml", help="Sweep file: a base scenario and the grid "
+                                     "and/or variants to try (see sweeps/gpu-and-fleet.yaml)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
+                                            "(e.g. tcp://host:8786); default: a local cluster for this run."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes of the local cluster "
+                                          "(default: one per core)."),
+    output: Optional[str] = typer.Option(None, "--output", help="CSV to write (default: the sweep file's "
+                                         "'output', else <sweep file stem>.csv beside it)."),
+    top: int = typer.Option(10, "--top", min=0, help="Rows to show, best tokens/s first."),
+) -> None:
+    """Simulate every variant of a what-if grid on Dask; rows go to a CSV as they finish, and a
+    rerun skips the variants already there."""
+    import pandas as pd
+
+    from simulator.sweep import SweepInterrupted, dask_client, load_sweep, run_sweep
+
+    try:
+        _check_output_file(output, "--output")
+        sw = load_sweep(sweep_file, output=output)
+        _check_output_file(str(sw.output), "output")
+    except TrainsimError as err:
+        _fail(err)
+    if scheduler and workers:
+        err_console.print("[yellow]--workers is ignored with --scheduler[/yellow]")
+    console = Console()
+    try:
+        with dask_client(scheduler, workers) as client:
+            df = run_sweep(sw, client=client)
+    except SweepInterrupted as stop:
+        s = stop.stats
+        err_console.print(f"interrupted: {s['done']} of {s['total'] - s['skipped']} variants finished this run "
+                          f"are in {s['output']}; run the same command again to go on", highlight=False)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        raise typer.Exit(130) from None
+    except TrainsimError as err:
+        _fail(err)
+    except OSError as err:  # e.g. no scheduler at that address
+        _fail(InputError(f"cannot connect or start the cluster: {err}", field="--scheduler" if scheduler else None))
+    s = df.attrs
+    console.print(f"[bold]{sw.base.name}[/bold]: {s['total']} variants; {s['done']} simulated "
+                  f"({s['failed']} failed) in {s['seconds']:.1f} s, {s['skipped']} skipped as already "
+                  f"finished; written: {s['output']}", highlight=False, soft_wrap=True)
+    if s["lost"]:
+        console.print(f"[yellow]{len(s['lost'])} tasks lost by the cluster (not written; rerun to retry)[/yellow]: "
+                      f"{s['lost'][0]}", highlight=False, soft_wrap=True)
+    failed = df[df.status != "ok"]
+    if len(failed):
+        console.print(f"[yellow]{len(failed)} variants could not run[/yellow]; first ({failed.id.iloc[0]}): "
+                      f"{failed.status.iloc[0]}", highlight=False, soft_wrap=True)
+    ok = df[df.status == "ok"].sort_values("tokens_per_s", ascending=False).head(top)
+    if top and len(ok):
+        from rich import box
+
+        table = Table(title=f"Top {len(ok)} by tokens/s (* does not fit in memory)", title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        cols = ["id", *sw.keys]
+        for col in [*cols, "TPxPPxDP", "step s", "tokens/s", "MFU", "mem GB"]:
+            table.add_column(col, justify="left" if col in cols else "right", no_wrap=col == "id")
+        for r in ok.to_dict("records"):
+            table.add_row(*("" if pd.isna(r[c]) else str(r[c]) for c in cols),
+                          "x".join(str(int(r[c])) for c in ("tp", "pp", "dp")), f"{r['step_time_s']:.3f}",
+                          f"{r['tokens_per_s']:,.0f}", f"{r['mfu']:.1%}",
+                          f"{r['memory_GB']:.1f}" + ("" if str(r["fits"]) == "True" else "*"))
+        (console if console.is_terminal else Console(width=200)).print(table)  # a pipe: no squeezing
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,535 @@
+"""What-if grids from a file, run on a Dask cluster: ``trainsim sweep SWEEP.yaml``.
+
+A sweep file names a base scenario and the changes to try::
+
+    base: ../scenarios/llama3-70b-512-h100.yaml   # a scenario file (relative to this file) or a bundled name
+    grid:                      # every combination of these values ...
+      gpu: [h100-sxm, h200]
+      gpus: [256, 512, 1024]
+      plan.tp: [4, 8]
+    variants:                  # ... and/or an explicit list of changes; with both, grid x each variant
+      - {}
+      - {plan.recompute: full}
+    output: results.csv        # default: <sweep file stem>.csv beside the sweep file
+
+Keys are scenario field paths: ``gpus``, ``gpu``, ``topology``, ``hardware_file``,
+``model`` (a preset name or mapping), ``model.X`` (merged into the base model's mapping
+or preset), ``plan.X``, ``variability.X``, ``simulation.X``, ``energy.X``. Changing
+``gpus`` without ``plan.dp`` lets dp fill the new fleet. Paths given for ``topology``
+or ``hardware_file`` are relative to the sweep file.
+
+Each variant has a stable id (a short hash of its sorted changes). :func:`run_sweep`
+simulates every variant (one Dask task each, or serially in this process without a
+client) and appends each finished row to the output CSV at once; a rerun skips the ids
+already in the file, so an interrupted sweep resumes where it stopped. A variant that
+cannot run is a row whose ``status`` is the reason; the others are ``ok``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from simulator.errors import InputError, TrainsimError, from_validation_error
+from simulator.results.step import BREAKDOWN_KEYS
+from simulator.scenario import EnergySpec, PlanSpec, Scenario, SimulationSpec, load_scenario
+from simulator.study import grid as grid_product
+from simulator.study import summary_row
+from simulator.system.variability import Variability
+from simulator.yamlfile import parse_yaml
+
+# --------------------------------------------------------------------------- the file
+
+
+class SweepSpec(BaseModel):
+    """A sweep file as written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str = Field(description="The scenario to vary: a file (relative to the sweep file) or a bundled name.")
+    grid: dict[str, list[Any]] = Field(default_factory=dict,
+                                       description="Field path -> values; every combination is a variant.")
+    variants: list[dict[str, Any]] = Field(default_factory=list,
+                                           description="Explicit changes (field path -> value), one mapping each.")
+    output: str | None = Field(None, description="CSV to write (relative to the sweep file).")
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [k for k, values in v.items() if not values]
+        if empty:
+            raise ValueError(f"'{empty[0]}' has no values; give a non-empty list")
+        return v
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "plan": PlanSpec, "variability": Variability, "simulation": SimulationSpec, "energy": EnergySpec,
+}
+_TOP_LEVEL = ("model", "topology", "gpus", "gpu", "hardware_file", "name", "description")
+_PATH_FIELDS = ("topology", "hardware_file")
+
+# Columns of every output row, before and after the changed fields.
+PLAN_COLUMNS = ("n_gpus", "tp", "pp", "dp", "vpp", "micro_batch", "n_microbatches")
+NUMBER_COLUMNS = (
+    "step_time_s", "tokens_per_s", "mfu", "hfu", "model_tflops_per_gpu", "memory_GB", "capacity_GB", "fits",
+    "energy_per_token_J", "avg_power_per_gpu_W",
+    *(f"{k}_s" for k in BREAKDOWN_KEYS),
+    *(f"hidden_{k}_s" for k in ("tp_comm", "pp_comm", "dp_comm")),
+)
+
+
+def allowed_keys() -> list[str]:
+    """Every field path a sweep may change (``model.X`` takes any model field)."""
+    return [*_TOP_LEVEL, "model.<field>",
+            *(f"{section}.{name}" for section, schema in _SECTIONS.items() for name in schema.model_fields)]
+
+
+def _check_key(key: Any, *, file: str, where: str) -> None:
+    if not isinstance(key, str):
+        raise InputError(f"field paths must be strings, got {key!r}", file=file, field=where)
+    if key in _TOP_LEVEL:
+        return
+    section, _, name = key.partition(".")
+    if section == "model" and name:
+        return
+    if section in _SECTIONS and name in _SECTIONS[section].model_fields:
+        return
+    if key in PlanSpec.model_fields:
+        hint = f"plan fields are written with their section: plan.{key}"
+    elif key in _SECTIONS:
+        hint = f"change one field at a time, e.g. {key}.{next(iter(_SECTIONS[key].model_fields))}"
+    elif section in _SECTIONS:
+        hint = f"{section} fields are: {', '.join(_SECTIONS[section].model_fields)}"
+    else:
+        hint = f"allowed: {', '.join(allowed_keys())}"
+    raise InputError(f"unknown field path '{key}'; {hint}", file=file, field=f"{where}.{key}")
+
+
+def variant_id(changes: Mapping[str, Any]) -> str:
+    """A short stable hash of the sorted changes (the same changes always give the same id)."""
+    text = json.dumps(dict(sorted(changes.items())), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def apply_changes(base: Scenario, changes: Mapping[str, Any], *, sweep_dir: Path | None = None) -> Scenario:
+    """``base`` with the field-path ``changes`` of one variant (via :meth:`Scenario.with_`)."""
+    flat: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    model = base.model
+    model_fields: dict[str, Any] = {}
+    for key, value in changes.items():
+        section, _, name = key.partition(".")
+        if key == "model":
+            model = value
+        elif section == "model":
+            model_fields[name] = value
+        elif section == "plan":
+            flat[name] = value
+        elif section in _SECTIONS:
+            sections.setdefault(section, {})[name] = value
+        else:
+            if key in _PATH_FIELDS and sweep_dir is not None and isinstance(value, str):
+                p = Path(value).expanduser()
+                if not p.is_absolute() and (sweep_dir / p).exists():
+                    value = str((sweep_dir / p).resolve())
+            flat[key] = value
+    if model_fields:
+        model = ({**model} if isinstance(model, Mapping) else {"preset": model}) | model_fields
+    if model is not base.model:
+        flat["model"] = model
+    for section, fields in sections.items():
+        flat[section] = getattr(base, section).model_dump() | fields
+    if "gpus" in changes and "plan.dp" not in changes:
+        flat["dp"] = None  # fill the new fleet
+    return base.with_(**flat) if flat else base
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    changes: dict[str, Any]
+    scenario: Scenario
+
+
+@dataclass
+class Sweep:
+    """A validated sweep: the base scenario, every variant and where the rows go."""
+
+    file: str
+    base: Scenario
+    variants: list[Variant]
+    keys: list[str]
+    output: Path
+
+    @property
+    def columns(self) -> list[str]:
+        return ["id", *self.keys, "status", *PLAN_COLUMNS, *NUMBER_COLUMNS]
+
+
+def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
+    """Read and validate a sweep file; every variant's scenario is built (not yet simulated).
+
+    Raises :class:`InputError` naming the sweep file and the field (``grid.plan.tp``,
+    ``variants[2].gpus``, ...). ``output`` overrides the file's ``output``.
+    """
+    file = str(path)
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise InputError("no such file", file=file) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the file ({err.__class__.__name__}: {err})", file=file) from None
+    data = parse_yaml(text, file=file)
+    if not isinstance(data, dict):
+        raise InputError("a sweep must be a YAML mapping with 'base' and 'grid' and/or 'variants'", file=file)
+    try:
+        spec = SweepSpec(**data)
+    except ValidationError as err:
+        raise from_validation_error(err, schema=SweepSpec, file=file) from None
+    except TypeError as err:
+        raise InputError(str(err), file=file) from None
+    if not spec.grid and not spec.variants:
+        raise InputError("nothing to vary; give 'grid' (field path -> list of values) and/or 'variants'",
+                         file=file, field="grid")
+    for key in spec.grid:
+        _check_key(key, file=file, where="grid")
+    for i, changes in enumerate(spec.variants):
+        for key in changes:
+            _check_key(key, file=file, where=f"variants[{i}]")
+
+    sweep_dir = p.resolve().parent
+    base_path = sweep_dir / spec.base
+    try:
+        base = load_scenario(base_path if base_path.is_file() else spec.base)
+    except InputError as err:
+        if base_path.is_file() or err.file != spec.base:
+            raise  # a problem inside the base scenario names that file and field
+        raise InputError(f"'{spec.base}': {err.detail}", file=file, field="base") from None
+    base = base.model_copy(update={"base_dir": base.base_dir.resolve()})  # workers may run elsewhere
+
+    combos = grid_product(**spec.grid) if spec.grid else [{}]
+    extra = spec.variants or [{}]
+    keys = list(dict.fromkeys([*spec.grid, *(k for v in spec.variants for k in v)]))
+    variants: dict[str, Variant] = {}
+    for combo in combos:
+        for j, more in enumerate(extra):
+            changes = {**combo, **more}
+            vid = variant_id(changes)
+            if vid in variants:
+                continue
+            try:
+                scenario = apply_changes(base, changes, sweep_dir=sweep_dir)
+            except InputError as err:
+                raise _blame(err, changes, combo, more, j if spec.variants else None, file) from None
+            variants[vid] = Variant(vid, changes, scenario)
+    out = Path(output) if output is not None else (sweep_dir / spec.output if spec.output else p.with_suffix(".csv"))
+    return Sweep(file=file, base=base, variants=list(variants.values()), keys=keys, output=out)
+
+
+def _blame(err: InputError, changes: dict[str, Any], combo: dict[str, Any], more: dict[str, Any],
+           j: int | None, file: str) -> InputError:
+    """An error building a variant's scenario, attributed to the sweep key that caused it."""
+    bad = err.field or ""
+    key = next((k for k in changes if bad == k or bad.startswith(k + ".") or k.startswith(bad + ".")
+                or (k.startswith("plan.") and bad == "plan")), None)
+    if key is None:
+        where = "grid" if combo else "variants"
+    elif key in more and j is not None:
+        where = f"variants[{j}].{key}"
+    else:
+        where = f"grid.{key}"
+    return InputError(f"{err.detail} (in the variant {json.dumps(changes, default=str)})", file=file, field=where)
+
+
+# --------------------------------------------------------------------------- one task
+
+
+def run_variant(vid: str, scenario: Scenario) -> dict[str, Any]:
+    """Simulate one variant: its row (id, status, plan, :func:`summary_row`). Never raises for a
+    problem inside the simulation: ``status`` is then the message. Runs on a Dask worker."""
+    from simulator.simulate import simulate
+
+    row: dict[str, Any] = {"id": vid}
+    try:
+        result = simulate(scenario, record_timeline=False)
+        plan = result.plan
+        row.update(status="ok", n_gpus=result.n_gpus, **{k: plan[k] for k in PLAN_COLUMNS[1:]},
+                   **summary_row(result))
+    except TrainsimError as err:
+        row["status"] = str(err)
+    except Exception as err:  # noqa: BLE001 - a bug in one variant must not stop the sweep
+        row["status"] = f"{err.__class__.__name__}: {err}"
+    row["status"] = " ".join(str(row["status"]).split()) or "error"  # one physical CSV line
+    return row
+
+
+# --------------------------------------------------------------------------- the CSV
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str)
+    return value
+
+
+def _line(values: list[Any]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([_cell(v) for v in values])
+    return buf.getvalue()
+
+
+def read_done(path: Path) -> tuple[list[str] | None, list[list[str]], bool]:
+    """The header and the complete rows of an existing output, and whether the file needs
+    rewriting (a truncated last line, a malformed or repeated row)."""
+    if not path.exists():
+        return None, [], False
+    with open(path, newline="") as f:
+        text = f.read()
+    dirty = False
+    if text and not text.endswith("\n"):  # the last write was cut off
+        text = text[: text.rfind("\n") + 1]
+        dirty = True
+    lines = text.split("\n")[:-1]  # every line ends with a newline (not splitlines: \r, \x0b, ...)
+    if not lines:
+        return None, [], dirty
+    header = next(csv.reader([lines[0]]))
+    rows, seen = [], set()
+    for line in lines[1:]:
+        try:
+            row = next(csv.reader([line]))
+        except (csv.Error, StopIteration):
+            dirty = True
+            continue
+        if len(row) != len(header) or not row[0] or row[0] in seen:
+            dirty = True
+            continue
+        seen.add(row[0])
+        rows.append(row)
+    return header, rows, dirty
+
+
+class CsvSink:
+    """Appends rows to the output CSV, one whole flushed line per row, header once.
+
+    The columns are fixed when the file is opened; a row with a column the file lacks
+    makes the file be rewritten (atomically) with that column added, so rows always align.
+    """
+
+    def __init__(self, path: Path, columns: list[str]):
+        from simulator.atomic import atomic_write
+
+        self.path = path
+        if not path.parent.is_dir():
+            raise InputError(f"the folder of {path} does not exist", field="output")
+        header, rows, dirty = read_done(path)
+        self.done = {r[0] for r in rows}
+        self.columns = list(dict.fromkeys([*(header or []), *columns]))
+        if header is not None and (dirty or self.columns != header):
+            with atomic_write(path) as f:
+                f.write(_line(self.columns))
+                for r in rows:
+                    f.write(_line([*r, *[""] * (len(self.columns) - len(header))]))
+        elif header is None:
+            with atomic_write(path) as f:
+                f.write(_line(self.columns))
+        self._f = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        new = [k for k in row if k not in self.columns]
+        if new:
+            self._grow(new)
+        self._f.write(_line([row.get(c) for c in self.columns]))
+        self._f.flush()
+        self.done.add(str(row["id"]))
+
+    def _grow(self, new: list[str]) -> None:
+        from simulator.atomic import atomic_write
+
+        self._f.close()
+        header, rows, _ = read_done(self.path)
+        old = len(header or self.columns)
+        self.columns = [*self.columns, *new]
+        with atomic_write(self.path) as f:
+            f.write(_line(self.columns))
+            for r in rows:
+                f.write(_line([*r, *[""] * (len(self.columns) - old)]))
+        self._f = open(self.path, "a", newline="")  # noqa: SIM115
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """An output CSV as a DataFrame, floats read back exactly."""
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}  # 3: the default
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], **exact)
+
+
+# --------------------------------------------------------------------------- running
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep: every finished row is in the output; ``stats`` says how far it got."""
+
+    def __init__(self, stats: dict[str, Any]):
+        super().__init__("sweep interrupted")
+        self.stats = stats
+
+
+@dataclass
+class _Stats:
+    output: str
+    total: int
+    skipped: int = 0
+    done: int = 0
+    failed: int = 0
+    lost: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, total: int) -> Iterator[Any]:
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} variants/s" if speed else "- variants/s")
+
+    with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("sweep", total=total)
+        yield lambda n: bar.update(task, advance=n)
+
+
+def run_sweep(sweep: Sweep | str | Path, *, client: Any = None, progress: bool = True,
+              output: str | Path | None = None) -> pd.DataFrame:
+    """Simulate every variant of ``sweep`` not yet in its output CSV; returns the whole CSV.
+
+    ``client``: a ``dask.distributed.Client`` (one task per variant, rows written as tasks
+    finish), or ``None`` to run serially in this process (same rows, same numbers).
+    The frame's ``attrs`` hold ``output``, ``total``, ``skipped`` (already in the file),
+    ``done`` (run now), ``failed`` (of those, status other than ok), ``lost`` (tasks the
+    cluster lost, e.g. a worker died; not written, they run again next time) and ``seconds``.
+    Ctrl-C raises :class:`SweepInterrupted` after closing the file; every finished row is kept.
+    """
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep, output=output)
+    elif output is not None:
+        sweep = Sweep(sweep.file, sweep.base, sweep.variants, sweep.keys, Path(output))
+    sink = CsvSink(sweep.output, sweep.columns)
+    todo = [v for v in sweep.variants if v.id not in sink.done]
+    stats = _Stats(output=str(sweep.output), total=len(sweep.variants), skipped=len(sweep.variants) - len(todo))
+    changes = {v.id: v.changes for v in todo}
+    start = time.perf_counter()
+
+    def record(row: dict[str, Any]) -> None:
+        vid = row["id"]
+        sink.append({"id": vid, **changes[vid], **row})
+        stats.done += 1
+        stats.failed += row["status"] != "ok"
+
+    futures: list[Any] = []
+    try:
+        with _progress_bar(progress and bool(todo), len(todo)) as advance:
+            if client is None:
+                for v in todo:
+                    record(run_variant(v.id, v.scenario))
+                    advance(1)
+            else:
+                from dask.distributed import as_completed
+
+                tag = uuid.uuid4().hex[:8]
+                futures = [client.submit(run_variant, v.id, v.scenario, key=f"trainsim-sweep-{v.id}-{tag}",
+                                         pure=False) for v in todo]
+                for fut in as_completed(futures):
+                    if fut.status == "finished":
+                        record(fut.result())
+                    else:  # the cluster lost the task (run_variant itself never raises)
+                        stats.lost.append(f"{fut.key}: {fut.exception()!r}" if fut.status == "error" else
+                                          f"{fut.key}: {fut.status}")
+                    fut.release()
+                    advance(1)
+    except KeyboardInterrupt:
+        stats.interrupted = True
+        raise SweepInterrupted(stats.as_dict()) from None
+    finally:
+        stats.seconds = time.perf_counter() - start
+        sink.close()
+        if futures and client is not None:
+            with contextlib.suppress(Exception):
+                client.cancel([f for f in futures if not f.done()])
+    df = read_results(sweep.output)
+    df.attrs.update(stats.as_dict())
+    return df
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A Dask client: connected to ``scheduler`` (an address, left running), or to a new
+    ``LocalCluster`` of ``workers`` single-threaded processes (default: one per core),
+    closed on exit."""
+    import logging
+
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        client = Client(scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with _sigint_ignored():  # the worker processes inherit it: Ctrl-C stops this process only, quietly
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", silence_logs=logging.ERROR)
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+__all__ = ["Sweep", "SweepInterrupted", "SweepSpec", "apply_changes", "dask_client", "load_sweep",
+           "read_results", "run_sweep", "run_variant", "variant_id"]
