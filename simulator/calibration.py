@@ -1,7 +1,8 @@
 """Fit the compute efficiency parameters on published measurements, and measure how well
 the fit generalises.
 
-What is fitted (few, physical): per GPU generation, the fraction of peak that large
+What is fitted (few, physical): per GPU generation (the catalog's ``architecture``:
+ampere, hopper, ...), the fraction of peak that large
 GEMMs reach; one GEMM size scale shared by all generations (small GEMMs reach less,
 :mod:`simulator.hardware.compute`); one attention-kernel fraction of peak. Network and
 power parameters are stated priors (``efficiency.yaml``'s ``source``), not fitted;

@@ -74,9 +74,9 @@ OPTIONAL_COLUMNS = (
 )
 METRICS = ("step_time_s", "tflops_per_gpu", "mfu", "hfu", "tokens_per_s_per_gpu")
 
-DEFAULT_NIC_GBPS = {"v100": 100.0, "a100": 200.0, "h100": 400.0, "h200": 400.0, "b200": 400.0, "gb200": 400.0,
-                    "mi250x": 200.0, "mi300x": 400.0}
-"""NIC rate per GPU (Gbit/s) of each generation's reference systems (DGX-2: EDR 100 Gb/s;
+DEFAULT_NIC_GBPS = {"volta": 100.0, "ampere": 200.0, "hopper": 400.0, "blackwell": 400.0, "cdna2": 200.0,
+                    "cdna3": 400.0}
+"""NIC rate per GPU (Gbit/s) of each architecture's reference systems (DGX-2: EDR 100 Gb/s;
 DGX A100: HDR 200; DGX H100/B200: NDR 400; see shared/reference/systems.csv), used when a
 row does not say."""
 

@@ -36,13 +36,13 @@ def synthetic_cases() -> pd.DataFrame:
 def test_calibration_recovers_the_parameters_that_generated_the_data():
     base = default_efficiency()
     truth = dataclasses.replace(base, compute=base.compute.model_copy(
-        update={"gemm_by_generation": {"a100": 0.62}, "gemm_half_dim": 300.0, "attention": 0.45}))
+        update={"gemm_by_generation": {"ampere": 0.62}, "gemm_half_dim": 300.0, "attention": 0.45}))
     cases = synthetic_cases()
     cases["value"] = validate(cases, efficiency=truth).predicted.to_numpy()
     cal = Calibration(cases, base=base)
     fitted, table = cal.fit()
     c = fitted.compute
-    assert c.gemm_by_generation["a100"] == pytest.approx(0.62, rel=0.03)
+    assert c.gemm_by_generation["ampere"] == pytest.approx(0.62, rel=0.03)
     assert c.gemm_half_dim == pytest.approx(300.0, rel=0.15)
     assert c.attention == pytest.approx(0.45, rel=0.03)
     assert table.error_pct.abs().max() < 1.0  # the full simulation, not the surrogate

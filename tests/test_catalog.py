@@ -27,6 +27,7 @@ FULL_ENTRY = """
     toy-1:
       aliases: [Toy One]
       vendor: Acme
+      architecture: toy
       peak_tflops: {fp32: 10, bf16: 100}
       hbm_GB: 24
       hbm_bandwidth_TBps: 1.5
@@ -213,7 +214,7 @@ def test_full_override_without_base_replaces_the_entry(tmp_path):
 
 BAD_ENTRIES = [
     ("unknown field", "x: {base: h100-sxm, tdp_watts: 5}", "x.tdp_watts", "allowed here: aliases"),
-    ("missing field", "x: {vendor: Acme, source: s}", "x.peak_tflops", "required"),
+    ("missing field", "x: {vendor: Acme, source: s}", "x.architecture", "required"),
     ("wrong type", "x: {base: h100-sxm, tdp_W: lots}", "x.tdp_W", "valid number"),
     ("string number", "x: {base: h100-sxm, tdp_W: '500'}", "x.tdp_W", "valid number"),
     ("negative value", "x: {base: h100-sxm, hbm_GB: -80}", "x.hbm_GB", "greater than 0"),

@@ -64,6 +64,7 @@ class _GPUEntry(BaseModel):
 
     aliases: list[_Text] = Field(default_factory=list)
     vendor: _Text
+    architecture: _Text
     peak_tflops: dict[Precision, _Positive]
     hbm_GB: _Positive
     hbm_bandwidth_TBps: _Positive
@@ -111,6 +112,7 @@ class GPUSpec(BaseModel):
     name: str = Field(description="Catalog slug, lowercase, e.g. 'h100-sxm'.")
     aliases: tuple[str, ...] = Field((), description="Other names accepted by Catalog.get.")
     vendor: str
+    architecture: str = Field(description="GPU architecture, e.g. ampere, hopper (efficiency fits apply per architecture).")
     peak_flops: dict[str, float] = Field(description="Precision -> dense peak FLOP/s.")
     hbm_bytes: float = Field(gt=0, description="Device memory, bytes.")
     hbm_bandwidth_Bps: float = Field(gt=0, description="Device memory bandwidth, bytes/s.")
@@ -122,9 +124,9 @@ class GPUSpec(BaseModel):
 
     @property
     def generation(self) -> str:
-        """The GPU generation, the part of the name before the first '-' (``a100-80gb`` -> ``a100``).
-        Efficiency parameters fitted per generation apply to every part of it."""
-        return self.name.split("-")[0]
+        """The GPU architecture (``ampere``, ``hopper``, ...): efficiency parameters fitted per
+        generation apply to every part of it (an H200 computes like an H100)."""
+        return self.architecture
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -153,6 +155,7 @@ class GPUSpec(BaseModel):
             name=name,
             aliases=tuple(entry.aliases),
             vendor=entry.vendor,
+            architecture=entry.architecture,
             peak_flops={p: entry.peak_tflops[p] * units.TFLOPS for p in PRECISIONS if p in entry.peak_tflops},
             hbm_bytes=entry.hbm_GB * units.GB,
             hbm_bandwidth_Bps=entry.hbm_bandwidth_TBps * units.TB,

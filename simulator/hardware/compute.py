@@ -9,7 +9,8 @@ number. For a GEMM of shape ``(M, N, K)``::
 
     eff = gemm_max(generation) * d / (d + gemm_half_dim),   d = min(M, N, K)
 
-the achieved fraction of peak of large GEMMs on that GPU generation, reduced for
+the achieved fraction of peak of large GEMMs on that GPU generation (its
+architecture in the catalog: ampere, hopper, ...), reduced for
 small GEMMs, which fill the GPU's tiles and waves less well and are more bound
 by memory traffic (``gemm_half_dim`` is the size at which half of ``gemm_max``
 is reached; 0 turns the size effect off). These are the named parameters
