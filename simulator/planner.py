@@ -35,18 +35,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from simulator.efficiency import Efficiency, default_efficiency
+from simulator.efficiency import Efficiency
 from simulator.errors import InputError, PlanError, TrainsimError
-from simulator.hardware.catalog import load_catalog
 from simulator.hardware.power import StateTimes, gpu_energy_J
 from simulator.megatron import megatron_flags
-from simulator.network.topology import load_topology
 from simulator.results.step import StepResult
 from simulator.scenario import PlanSpec, Scenario
-from simulator.simulate import Setup, topology_source, simulate_setup
+from simulator.simulate import Fleet, Setup, resolve_fleet, simulate_setup
 from simulator.system.workplan import StepPlan, build_step_plan
 from simulator.units import GB
-from simulator.workload.loading import load_model
 from simulator.workload.memory import memory_per_gpu
 from simulator.workload.plan import ParallelPlan, check_plan_against
 
@@ -59,51 +56,6 @@ SEARCHED_FIELDS = ("tp", "pp", "dp", "vpp", "micro_batch", "schedule", "sequence
 KEPT_FIELDS = ("global_batch", "precision", "placement", "dp_bucket_MB", "overlap_grad_reduce",
                "grad_reduce_precision", "tp_overlap", "overlap_param_gather")
 """Plan fields always taken from the scenario (as written, or their default)."""
-
-
-# --------------------------------------------------------------------------- resolving
-
-@dataclass(frozen=True)
-class Fleet:
-    """The scenario's model, topology, GPU and efficiency, resolved once for the whole search."""
-
-    scenario: Scenario
-    model: Any
-    topology: Any
-    device: Any
-    efficiency: Efficiency
-
-    def setup(self, plan: ParallelPlan) -> Setup:
-        return Setup(self.scenario, self.model, plan, self.topology, self.device, self.efficiency)
-
-
-def resolve_fleet(scenario: Scenario, efficiency: Efficiency | None = None) -> Fleet:
-    """Load the model, topology and GPU of ``scenario`` (not its plan); :class:`InputError` naming the field."""
-    file = scenario.source_file
-    try:
-        model = load_model(scenario.model, base_dir=scenario.base_dir, file=file)
-        catalog = load_catalog(scenario.resolve(scenario.hardware_file) if scenario.hardware_file else None)
-        try:
-            topology = load_topology(topology_source(scenario), scenario.gpus, file=file)
-        except InputError as err:
-            if err.field != "n_gpus":
-                raise
-            raise InputError(err.detail, file=file, field="gpus") from None
-        gpu_name = scenario.gpu or topology.gpu
-        if gpu_name is None:
-            raise InputError("the topology names no GPU; set 'gpu' in the scenario", field="gpu")
-        try:
-            device = catalog.get(gpu_name)
-        except InputError as err:
-            raise InputError(err.detail, file=file, field="gpu") from None
-        try:
-            device.peak_flops_for(scenario.plan.precision)
-        except InputError as err:
-            raise InputError(err.detail, file=file, field="plan.precision") from None
-        scenario.variability.check_fleet(scenario.gpus, topology.gpus_per_node)
-    except InputError as err:
-        raise err.with_file(file) if file else err
-    return Fleet(scenario, model, topology, device, efficiency or default_efficiency())
 
 
 def stated_constraints(scenario: Scenario, free: Iterable[str] = ()) -> dict[str, Any]:

@@ -54,13 +54,26 @@ def topology_source(scenario: Scenario) -> str | Path:
     return path if path.exists() or scenario.topology.endswith((".yaml", ".yml")) else scenario.topology
 
 
-def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
-    """Resolve and check everything before simulating; raises :class:`InputError` naming the field."""
+@dataclass(frozen=True)
+class Fleet:
+    """The scenario's model, topology, GPU and efficiency, resolved once; a plan completes it into a Setup."""
+
+    scenario: Scenario
+    model: ModelConfig
+    topology: Topology
+    device: GPUSpec
+    efficiency: Efficiency
+
+    def setup(self, plan: ParallelPlan) -> Setup:
+        return Setup(self.scenario, self.model, plan, self.topology, self.device, self.efficiency)
+
+
+def resolve_fleet(scenario: Scenario, efficiency: Efficiency | None = None) -> Fleet:
+    """Load the model, topology and GPU of ``scenario`` (not its plan); :class:`InputError` naming the field."""
     file = scenario.source_file
     try:
         model = load_model(scenario.model, base_dir=scenario.base_dir, file=file)
-        hw_file = scenario.resolve(scenario.hardware_file) if scenario.hardware_file else None
-        catalog = load_catalog(hw_file)
+        catalog = load_catalog(scenario.resolve(scenario.hardware_file) if scenario.hardware_file else None)
         try:
             topology = load_topology(topology_source(scenario), scenario.gpus, file=file)
         except InputError as err:
@@ -74,19 +87,29 @@ def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
             device = catalog.get(gpu_name)
         except InputError as err:
             raise InputError(err.detail, file=file, field="gpu") from None
-        plan = scenario.parallel_plan()
-        check_plan_against(
-            plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
-            n_gpus=scenario.gpus, gpus_per_node=topology.gpus_per_node,
-        )
         try:
-            device.peak_flops_for(plan.precision)
+            device.peak_flops_for(scenario.plan.precision)
         except InputError as err:
             raise InputError(err.detail, file=file, field="plan.precision") from None
         scenario.variability.check_fleet(scenario.gpus, topology.gpus_per_node)
     except InputError as err:
         raise err.with_file(file) if file else err
-    return Setup(scenario, model, plan, topology, device, efficiency or default_efficiency())
+    return Fleet(scenario, model, topology, device, efficiency or default_efficiency())
+
+
+def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
+    """Resolve and check everything before simulating; raises :class:`InputError` naming the field."""
+    fleet = resolve_fleet(scenario, efficiency)
+    try:
+        plan = scenario.parallel_plan()
+        model = fleet.model
+        check_plan_against(
+            plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
+            n_gpus=scenario.gpus, gpus_per_node=fleet.topology.gpus_per_node,
+        )
+    except InputError as err:
+        raise err.with_file(scenario.source_file) if scenario.source_file else err
+    return fleet.setup(plan)
 
 
 def simulate(scenario: Scenario, efficiency: Efficiency | None = None, *, record_timeline: bool = True) -> StepResult:
