@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from simulator.efficiency import Efficiency
 from simulator.errors import InputError, PlanError, TrainsimError
-from simulator.hardware.power import StateTimes, gpu_energy_J
+from simulator.hardware.power import StateTimes, step_energy
 from simulator.megatron import megatron_flags
 from simulator.results.step import StepResult
 from simulator.scenario import PlanSpec, Scenario
@@ -233,15 +233,15 @@ def estimate_step(sp: StepPlan, fleet: Fleet) -> Estimate:
     emb = sp.embedding_sync.standalone_time_s(eff) if sp.embedding_sync is not None else 0.0
     step = pipeline + max(tail) + emb
 
-    dev, fr = fleet.device, fleet.efficiency.power
-    gpu_J = 0.0
+    times = []
     for i in range(p):
         compute = m * stage_compute[i] + sp.optimizer_s[i]
         comm = dp_exposed[i] + m * (stage_f[i] + stage_b[i] - stage_compute[i])
-        idle = max(0.0, step - compute - comm)
-        gpu_J += gpu_energy_J(StateTimes(compute, comm, idle), dev.tdp_W, dev.idle_W, fr) * plan.tp * plan.dp
-    power = fleet.topology.power
-    energy = (gpu_J + (power.nodes_W + power.switches_W) * step) * fleet.scenario.energy.pue
+        times.append(StateTimes(compute, comm, max(0.0, step - compute - comm)))
+    dev, power = fleet.device, fleet.topology.power
+    energy = step_energy(times, plan.tp * plan.dp, tdp_W=dev.tdp_W, idle_W=dev.idle_W,
+                         fractions=fleet.efficiency.power, nodes_W=power.nodes_W, switches_W=power.switches_W,
+                         step_s=step, pue=fleet.scenario.energy.pue).facility_J
     return Estimate(step, pipeline, max(dp_exposed), max(sp.optimizer_s), energy)
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from simulator.errors import InputError, SimulationError
 from simulator.hardware.catalog import GPUSpec, load_catalog
 from simulator.efficiency import Efficiency, default_efficiency
-from simulator.hardware.power import StateTimes, StepEnergy, gpu_energy_J
+from simulator.hardware.power import StateTimes, step_energy
 from simulator.network.topology import Topology, load_topology
 from simulator.results.step import BREAKDOWN_KEYS, StepResult
 from simulator.scenario import Scenario
@@ -165,22 +165,12 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
 
     memory = memory_per_gpu(model, plan, capacity_bytes=device.hbm_bytes)
 
-    fr = s.efficiency.power
-    gpu_J = 0.0
-    for row in stages:
-        times = StateTimes(
-            compute_s=sum(row[k] for k in COMPUTE_STATE),
-            communicate_s=sum(row[k] for k in COMM_STATE),
-            idle_s=sum(row[k] for k in IDLE_STATE),
-        )
-        gpu_J += gpu_energy_J(times, device.tdp_W, device.idle_W, fr) * plan.tp * plan.dp
+    times = [StateTimes(compute_s=sum(row[k] for k in COMPUTE_STATE), communicate_s=sum(row[k] for k in COMM_STATE),
+                        idle_s=sum(row[k] for k in IDLE_STATE)) for row in stages]
     power = s.topology.power
-    energy = StepEnergy(
-        gpu_J=gpu_J,
-        node_overhead_J=power.nodes_W * run.step_time_s,
-        network_J=power.switches_W * run.step_time_s,
-        pue=s.scenario.energy.pue,
-    )
+    energy = step_energy(times, plan.tp * plan.dp, tdp_W=device.tdp_W, idle_W=device.idle_W,
+                         fractions=s.efficiency.power, nodes_W=power.nodes_W, switches_W=power.switches_W,
+                         step_s=run.step_time_s, pue=s.scenario.energy.pue)
 
     notes = []
     if not memory.fits:

@@ -35,6 +35,15 @@ def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, values)) for values in itertools.product(*(list(v) for v in axes.values()))]
 
 
+PLAN_COLUMNS = ("n_gpus", "tp", "pp", "dp", "vpp", "micro_batch", "n_microbatches")
+"""The plan a result actually ran, as flat columns (see :func:`plan_row`)."""
+
+
+def plan_row(result: StepResult) -> dict[str, Any]:
+    """The plan one result ran: fleet size, parallel sizes and micro-batches."""
+    return {"n_gpus": result.n_gpus, **{k: result.plan[k] for k in PLAN_COLUMNS[1:]}}
+
+
 def summary_row(result: StepResult) -> dict[str, Any]:
     """The headline numbers of one result, flat (SI units; ``*_s`` columns are the breakdown)."""
     return {
@@ -64,13 +73,10 @@ def compare(base: Scenario, variants: Iterable[Mapping[str, Any]]) -> pd.DataFra
         except TrainsimError as err:
             row["error"] = str(err)
         else:
-            plan = result.plan
-            row.update(n_gpus=result.n_gpus, tp=plan["tp"], pp=plan["pp"], dp=plan["dp"], vpp=plan["vpp"],
-                       micro_batch=plan["micro_batch"], n_microbatches=plan["n_microbatches"],
-                       **summary_row(result), error=None)
+            row.update(**plan_row(result), **summary_row(result), error=None)
         rows.append(row)
     columns = list(dict.fromkeys(k for r in rows for k in r))
     return pd.DataFrame(rows, columns=columns)
 
 
-__all__ = ["BREAKDOWN_KEYS", "compare", "grid", "summary_row"]
+__all__ = ["BREAKDOWN_KEYS", "PLAN_COLUMNS", "compare", "grid", "plan_row", "summary_row"]

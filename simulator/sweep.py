@@ -47,7 +47,7 @@ from simulator.errors import InputError, TrainsimError, from_validation_error
 from simulator.results.step import BREAKDOWN_KEYS
 from simulator.scenario import EnergySpec, PlanSpec, Scenario, SimulationSpec, load_scenario
 from simulator.study import grid as grid_product
-from simulator.study import summary_row
+from simulator.study import PLAN_COLUMNS, plan_row, summary_row
 from simulator.system.variability import Variability
 from simulator.yamlfile import parse_yaml
 
@@ -81,8 +81,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
 _TOP_LEVEL = ("model", "topology", "gpus", "gpu", "hardware_file", "name", "description")
 _PATH_FIELDS = ("topology", "hardware_file")
 
-# Columns of every output row, before and after the changed fields.
-PLAN_COLUMNS = ("n_gpus", "tp", "pp", "dp", "vpp", "micro_batch", "n_microbatches")
+# Columns of every output row after the changed fields (PLAN_COLUMNS from simulator.study first).
 NUMBER_COLUMNS = (
     "step_time_s", "tokens_per_s", "mfu", "hfu", "model_tflops_per_gpu", "memory_GB", "capacity_GB", "fits",
     "energy_per_token_J", "avg_power_per_gpu_W",
@@ -266,9 +265,7 @@ def run_variant(vid: str, scenario: Scenario) -> dict[str, Any]:
     row: dict[str, Any] = {"id": vid}
     try:
         result = simulate(scenario, record_timeline=False)
-        plan = result.plan
-        row.update(status="ok", n_gpus=result.n_gpus, **{k: plan[k] for k in PLAN_COLUMNS[1:]},
-                   **summary_row(result))
+        row.update(status="ok", **plan_row(result), **summary_row(result))
     except TrainsimError as err:
         row["status"] = str(err)
     except Exception as err:  # noqa: BLE001 - a bug in one variant must not stop the sweep

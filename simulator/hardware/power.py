@@ -59,3 +59,13 @@ class StepEnergy:
     def facility_J(self) -> float:
         """IT energy times PUE."""
         return self.it_J * self.pue
+
+
+def step_energy(stage_times: list[StateTimes], gpus_per_stage: int, *, tdp_W: float, idle_W: float,
+                fractions: PowerFractions, nodes_W: float, switches_W: float, step_s: float,
+                pue: float) -> StepEnergy:
+    """Energy of one step of the fleet: each pipeline stage's GPU state times (one GPU's),
+    times the ``gpus_per_stage`` GPUs that behave like it, plus node and switch power for the
+    whole step, joules."""
+    gpu_J = sum(gpu_energy_J(t, tdp_W, idle_W, fractions) for t in stage_times) * gpus_per_stage
+    return StepEnergy(gpu_J=gpu_J, node_overhead_J=nodes_W * step_s, network_J=switches_W * step_s, pue=pue)
