@@ -7,7 +7,8 @@ batch (512 sequences of 8,192 tokens) and the precision (bf16) stated, so every 
 plan field is open. Prints the plans enumerated / fitting in memory / estimated by the
 analytic first pass / simulated event by event, the wall time of each phase, and the
 configurations evaluated per second per core: first pass (one process) and full step
-simulations (simulations / (wall seconds x worker processes)) separately.
+simulations (simulations / (wall seconds x worker processes)) separately. With ``--workers`` > 1 the
+simulations run on a local Dask cluster (:func:`simulator.cluster.dask_client`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import argparse
 import os
 import time
 
-from simulator.planner import plan_search, process_map
+from simulator.cluster import dask_client
+from simulator.planner import plan_search
 from simulator.scenario import Scenario
 
 
@@ -32,22 +34,28 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    search = plan_search(scenario(), top_k=args.simulate, map_fn=process_map(args.workers))
+    if args.workers > 1:
+        with dask_client(workers=args.workers) as client:
+            started = time.perf_counter() - t0
+            search = plan_search(scenario(), top_k=args.simulate, client=client)
+    else:
+        started = 0.0
+        search = plan_search(scenario(), top_k=args.simulate)
     wall = time.perf_counter() - t0
     s = search.seconds
     print(f"plans enumerated       {search.n_enumerated}")
     print(f"fit in memory          {search.n_fit}")
     print(f"first-pass estimated   {search.n_estimated}")
     print(f"simulated              {search.n_simulated} ({args.workers} worker processes)")
-    print(f"wall time              {wall:.2f} s (enumerate {s['enumerate']:.2f}, memory {s['memory']:.2f}, "
-          f"first pass {s['first_pass']:.2f}, simulations {s['simulate']:.2f})")
+    print(f"wall time              {wall:.2f} s (Dask local cluster start {started:.2f}, "
+          f"enumerate {s['enumerate']:.2f}, memory {s['memory']:.2f}, first pass {s['first_pass']:.2f}, simulations {s['simulate']:.2f})")
     print(f"memory check           {search.n_enumerated / s['memory']:.0f} plans/s (one core)")
     print(f"first pass             {search.n_estimated / s['first_pass']:.0f} plans/s per core "
           "(build_step_plan + analytic estimate, one process)")
     per_core = search.n_simulated / (s["simulate"] * args.workers)
     print(f"full step simulations  {per_core:.1f} per second per core "
-          f"({search.n_simulated} in {s['simulate']:.2f} s on {args.workers} processes"
-          + (", incl. process start-up and pickling)" if args.workers > 1 else ")"))
+          f"({search.n_simulated} in {s['simulate']:.2f} s on {args.workers} "
+          + ("Dask workers, incl. shipping plans and results)" if args.workers > 1 else "process)"))
     b = search.best
     p = b.plan
     print(f"best: TP {p.tp} PP {p.pp} DP {p.dp} VPP {p.vpp} mb {p.micro_batch} SP {p.sequence_parallel} "

@@ -6,7 +6,9 @@ one message naming the file and field, with exit code 2; nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -189,20 +191,31 @@ def plan(
     free: Optional[str] = typer.Option(None, "--free", help="Plan fields to search even though the scenario writes "
                                        "them, comma-separated (tp,pp,dp,vpp,micro_batch,schedule,"
                                        "sequence_parallel,recompute,zero_stage), or 'all'."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes for the simulations."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
+                                            "(e.g. tcp://host:8786) to simulate on."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes of a local Dask "
+                                          "cluster (default: one per core; 1: simulate in this process)."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
 ) -> None:
     """Find the best parallel plan for SCENARIO's model on its fleet."""
-    from simulator.planner import plan_search, process_map
+    from simulator.cluster import dask_client
+    from simulator.planner import check_objective, plan_search
 
+    if scheduler and workers:
+        err_console.print("[yellow]--workers is ignored with --scheduler[/yellow]")
+    local = not scheduler and (workers or os.cpu_count() or 1) == 1
     try:
         sc = load_scenario(scenario)
+        check_objective(objective, gpu_hour_usd, tokens)
         freed = [f.strip() for f in free.split(",") if f.strip()] if free else []
-        search = plan_search(sc, objective=objective, gpu_hour_usd=gpu_hour_usd, tokens=tokens,
-                             top_k=n_simulate, free=freed, map_fn=process_map(workers))
+        with contextlib.nullcontext() if local else dask_client(scheduler, workers) as client:
+            search = plan_search(sc, objective=objective, gpu_hour_usd=gpu_hour_usd, tokens=tokens,
+                                 top_k=n_simulate, free=freed, client=client)
         best = search.best
     except TrainsimError as err:
         _fail(err)
+    except OSError as err:  # e.g. no scheduler at that address
+        _fail(InputError(f"cannot connect or start the cluster: {err}", field="--scheduler" if scheduler else None))
     if as_json:
         sys.stdout.write(json.dumps(search.to_dict(top), indent=2, default=str) + "\n")
         return
@@ -276,7 +289,8 @@ def sweep(
     rerun skips the variants already there."""
     import pandas as pd
 
-    from simulator.sweep import SweepInterrupted, dask_client, load_sweep, run_sweep
+    from simulator.cluster import dask_client
+    from simulator.sweep import SweepInterrupted, load_sweep, run_sweep
 
     try:
         _check_output_file(output, "--output")

@@ -39,6 +39,7 @@ Unknown flags are ignored when reading; missing ones take Megatron-LM's defaults
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from simulator.errors import InputError
@@ -244,4 +245,35 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
         raise from_validation_error(err, schema=ParallelPlan, prefix="megatron") from None
 
 
-__all__ = ["megatron_flags", "plan_from_megatron_flags"]
+# Switches that change how a run overlaps or shards, with the plan fields they set. Megatron-LM
+# refuses --tp-comm-overlap without --sequence-parallel and --overlap-param-gather without
+# --use-distributed-optimizer (argument checks in megatron/training/arguments.py), so those
+# switches also state the feature they need.
+_OPTION_SWITCHES: dict[str, dict[str, object]] = {
+    "--sequence-parallel": {"sequence_parallel": True},
+    "--use-distributed-optimizer": {"zero_stage": 1},
+    "--overlap-grad-reduce": {"overlap_grad_reduce": True},
+    "--overlap-param-gather": {"overlap_param_gather": True, "zero_stage": 1},
+    "--tp-comm-overlap": {"tp_overlap": "full", "sequence_parallel": True},
+    "--grad-reduce-in-bf16": {"grad_reduce_precision": "bf16"},
+}
+
+
+def options_in_text(text: str) -> tuple[dict[str, object], list[str]]:
+    """Plan fields set by the Megatron-LM option switches quoted in free text, and those switches.
+
+    For prose that names the flags a run used (a validation row's notes, say): only
+    switches, never sizes, are read, so a number in the text is never mistaken for a
+    setting. Recognised: ``--sequence-parallel``, ``--use-distributed-optimizer``,
+    ``--overlap-grad-reduce``, ``--overlap-param-gather`` (implies the distributed
+    optimizer), ``--tp-comm-overlap`` (``tp_overlap: full``; implies sequence
+    parallelism), ``--grad-reduce-in-bf16``.
+    """
+    found = [flag for flag in _OPTION_SWITCHES if re.search(re.escape(flag) + r"(?![\w-])", text)]
+    fields: dict[str, object] = {}
+    for flag in found:
+        fields.update(_OPTION_SWITCHES[flag])
+    return fields, found
+
+
+__all__ = ["megatron_flags", "options_in_text", "plan_from_megatron_flags"]

@@ -35,13 +35,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from simulator.cluster import scatter_once
 from simulator.efficiency import Efficiency
 from simulator.errors import InputError, PlanError, TrainsimError
 from simulator.hardware.power import StateTimes, step_energy
 from simulator.megatron import megatron_flags
 from simulator.results.step import StepResult
 from simulator.scenario import PlanSpec, Scenario
-from simulator.simulate import Fleet, Setup, resolve_fleet, simulate_setup
+from simulator.simulate import Fleet, resolve_fleet, simulate_setup
 from simulator.system.workplan import StepPlan, build_step_plan
 from simulator.units import GB
 from simulator.workload.memory import memory_per_gpu
@@ -335,7 +336,8 @@ def objective_unit(objective: str) -> str:
     return {"throughput": "tokens/s", "energy": "J/token", "cost": "USD/Mtoken", "time-to-train": "hours"}[objective]
 
 
-def _check_objective(objective: str, gpu_hour_usd: float | None, tokens: float | None) -> None:
+def check_objective(objective: str, gpu_hour_usd: float | None, tokens: float | None) -> None:
+    """Raise :class:`InputError` for an unknown objective, or one missing its price or token count."""
     if objective not in OBJECTIVES:
         raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}", field="--objective")
     if objective == "cost" and (gpu_hour_usd is None or gpu_hour_usd <= 0):
@@ -366,12 +368,34 @@ def _sort_key(objective: str) -> Callable[[float], float]:
     return (lambda v: -v) if objective == "throughput" else (lambda v: v)
 
 
-def _simulate_candidate(s: Setup) -> StepResult | str:
-    """Simulate one plan (module level so that process pools and Dask can pickle it)."""
-    try:
-        return simulate_setup(s, record_timeline=False)
-    except TrainsimError as err:
-        return str(err)
+def _simulate_plans(plans: list[ParallelPlan], fleet: Fleet) -> list[StepResult | str]:
+    """Simulate plans on one fleet, in order; a plan that cannot run gives its error message.
+    Module level so that Dask can ship it; the fleet is sent to each worker once."""
+    out: list[StepResult | str] = []
+    for plan in plans:
+        try:
+            out.append(simulate_setup(fleet.setup(plan), record_timeline=False))
+        except TrainsimError as err:
+            out.append(str(err))
+    return out
+
+
+def simulate_plans(fleet: Fleet, plans: list[ParallelPlan], client: Any | None = None) -> list[StepResult | str]:
+    """Simulate ``plans`` on ``fleet``: in this process, or on the workers of a Dask ``client``.
+
+    On Dask the fleet (topology included) is scattered to every worker once and the plans
+    go out in about four batches per worker, dealt round-robin so that the batches mix
+    cheap and expensive plans. The results come back in the order of ``plans``."""
+    if client is None or not plans:
+        return _simulate_plans(plans, fleet)
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    n_batches = min(len(plans), 4 * n_workers)
+    batches = [plans[i::n_batches] for i in range(n_batches)]
+    futures = client.map(_simulate_plans, batches, fleet=scatter_once(client, fleet), pure=False)
+    out: list[StepResult | str] = [""] * len(plans)
+    for i, batch_out in enumerate(client.gather(futures)):
+        out[i::n_batches] = batch_out
+    return out
 
 
 def _flags(plan: ParallelPlan, model) -> tuple[list[str] | None, str]:
@@ -390,7 +414,7 @@ def plan_search(
     top_k: int | None = 64,
     constraints: dict[str, Any] | None = None,
     free: Iterable[str] = (),
-    map_fn: Callable[..., Iterable[Any]] = map,
+    client: Any | None = None,
     efficiency: Efficiency | None = None,
 ) -> PlanSearch:
     """Search the plans of ``scenario`` (module docstring): enumerate, drop what does not fit,
@@ -398,11 +422,11 @@ def plan_search(
     rank those by the simulated objective.
 
     ``constraints`` fixes plan fields (default: those the scenario writes, minus ``free``).
-    ``map_fn(func, iterable)`` runs the simulations: the built-in ``map`` (default), an
-    executor's ``map`` or ``lambda f, xs: client.gather(client.map(f, list(xs)))`` for Dask.
+    ``client``: a ``dask.distributed.Client`` to run the simulations on (:func:`simulate_plans`);
+    ``None`` runs them in this process.
     Raises :class:`InputError` for an unknown objective or a missing price or token count.
     """
-    _check_objective(objective, gpu_hour_usd, tokens)
+    check_objective(objective, gpu_hour_usd, tokens)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     fleet = resolve_fleet(scenario, efficiency)
@@ -444,7 +468,7 @@ def plan_search(
     seconds["first_pass"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    outcomes = list(map_fn(_simulate_candidate, [fleet.setup(plan) for _, plan, _, _ in chosen]))
+    outcomes = simulate_plans(fleet, [plan for _, plan, _, _ in chosen], client)
     seconds["simulate"] = time.perf_counter() - t0
 
     results: list[PlanResult] = []
@@ -476,23 +500,8 @@ def _tiebreak(plan: ParallelPlan) -> tuple:
     return (RECOMPUTE_CHOICES.index(plan.recompute), plan.zero_stage, plan.vpp, plan.pp, plan.tp, plan.micro_batch)
 
 
-def process_map(workers: int) -> Callable[..., Iterable[Any]]:
-    """A ``map_fn`` running the simulations in ``workers`` processes (1: the built-in ``map``)."""
-    if workers <= 1:
-        return map
-
-    def pmap(func, items):
-        from concurrent.futures import ProcessPoolExecutor
-
-        items = list(items)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(func, items, chunksize=max(1, len(items) // (4 * workers))))
-
-    return pmap
-
-
 __all__ = [
     "KEPT_FIELDS", "OBJECTIVES", "SEARCHED_FIELDS", "Discarded", "Estimate", "Fleet", "PlanResult", "PlanSearch",
-    "candidate_plans", "estimate_step", "objective_value", "plan_search", "process_map", "resolve_fleet",
+    "candidate_plans", "check_objective", "estimate_step", "objective_value", "plan_search", "resolve_fleet", "simulate_plans",
     "stated_constraints",
 ]

@@ -32,7 +32,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -487,46 +486,5 @@ def run_sweep(sweep: Sweep | str | Path, *, client: Any = None, progress: bool =
     return df
 
 
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
-    """A Dask client: connected to ``scheduler`` (an address, left running), or to a new
-    ``LocalCluster`` of ``workers`` single-threaded processes (default: one per core),
-    closed on exit."""
-    import logging
-
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler:
-        client = Client(scheduler)
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    with _sigint_ignored():  # the worker processes inherit it: Ctrl-C stops this process only, quietly
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
-    try:
-        with Client(cluster) as client:
-            yield client
-    finally:
-        cluster.close()
-
-
-__all__ = ["Sweep", "SweepInterrupted", "SweepSpec", "apply_changes", "dask_client", "load_sweep",
+__all__ = ["Sweep", "SweepInterrupted", "SweepSpec", "apply_changes", "load_sweep",
            "read_results", "run_sweep", "run_variant", "variant_id"]

@@ -26,7 +26,12 @@ Rules for what a row leaves open (each use is listed in the row's
   empty ``zero_stage``, the cheapest memory saving with which the plan fits
   (recompute none, selective, full; within each, ZeRO 0 then the distributed
   optimizer, ZeRO 1): the published run must have fitted.
-  ``cp > 1`` cannot be simulated yet.
+  ``cp > 1`` cannot be simulated yet. Megatron-LM option switches quoted in ``notes``
+  (``--tp-comm-overlap``, ``--overlap-param-gather``, ``--overlap-grad-reduce``,
+  ``--sequence-parallel``, ``--use-distributed-optimizer``, ``--grad-reduce-in-bf16``)
+  set the overlap options no column carries, and the features Megatron-LM requires
+  for them (sequence parallelism, the distributed optimizer) where the column is empty
+  (:func:`simulator.megatron.options_in_text`).
 * metric: ``step_time_s``; ``tflops_per_gpu`` by the Megatron-LM formula
   (Narayanan et al. 2021, eq. 3) with or without its recomputation term as the
   source did (``metric_conventions.yaml``, with the source of each convention;
@@ -56,6 +61,7 @@ from simulator.atomic import write_text_atomically
 from simulator.efficiency import Efficiency, default_efficiency
 from simulator.errors import InputError, TrainsimError, from_validation_error
 from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
+from simulator.megatron import options_in_text
 from simulator.network.topology import Topology, TopologyFile, build_topology
 from simulator.scenario import Scenario
 from simulator.simulate import Setup, simulate_setup
@@ -210,7 +216,7 @@ def _row_topology(gpu: str, scale_up_Bps: float, n_gpus: int, gpus_per_node: int
 
 
 def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage: int,
-          used: list[str]) -> ParallelPlan:
+          used: list[str], stated: dict[str, Any]) -> ParallelPlan:
     def get(col: str, default: int) -> int:
         value = _int(row, col, minimum=0 if col in ("seq_parallel", "zero_stage") else 1)
         if value is None:
@@ -228,11 +234,16 @@ def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage:
     if precision is None:
         precision = "bf16" if "bf16" in gpu.peak_flops else "fp16"
         used.append(f"precision={precision}")
+    if _blank(row["seq_parallel"]) and "sequence_parallel" in stated:
+        sequence_parallel = bool(stated["sequence_parallel"])
+    else:
+        sequence_parallel = bool(get("seq_parallel", 0))
+    options = {k: v for k, v in stated.items() if k not in ("sequence_parallel", "zero_stage")}
     return ParallelPlan(
         tp=tp, pp=pp, dp=dp, vpp=vpp, micro_batch=get("micro_batch", 1),
         global_batch=_int(row, "global_batch_seqs", minimum=1), schedule="interleaved" if vpp > 1 else "1f1b",
-        sequence_parallel=bool(get("seq_parallel", 0)), recompute=recompute, zero_stage=zero_stage,
-        precision=precision,
+        sequence_parallel=sequence_parallel, recompute=recompute, zero_stage=zero_stage,
+        precision=precision, **options,
     )
 
 
@@ -265,11 +276,20 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
         used.append("recompute=full (the source's FLOP count assumes recomputation)")
     else:
         recomputes = ["none", "selective", "full"]
-    zeros = [_int(row, "zero_stage")] if not _blank(row["zero_stage"]) else [0, 1]
+    # Megatron-LM switches quoted in the notes (the run's overlap settings have no column)
+    stated, flags = options_in_text("" if _blank(row["notes"]) else str(row["notes"]))
+    if flags:
+        used.append("from notes: " + " ".join(flags))
+    if not _blank(row["zero_stage"]):
+        zeros = [_int(row, "zero_stage")]
+    elif "zero_stage" in stated:
+        zeros = [int(stated["zero_stage"])]
+    else:
+        zeros = [0, 1]
     options = list(itertools.product(recomputes, zeros))
     for i, (recompute, zero) in enumerate(options):
         tried = list(used)
-        plan = _plan(row, gpu, n_gpus, recompute, zero, tried)
+        plan = _plan(row, gpu, n_gpus, recompute, zero, tried, stated)
         check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
                            n_gpus=n_gpus, gpus_per_node=gpn)
         fits = memory_per_gpu(model, plan, capacity_bytes=gpu.hbm_bytes).fits
@@ -331,9 +351,12 @@ NOT_CONFIGURATION = ("case_id", "metric", "value", "notes", "source_locator")
 
 
 def config_key(row: pd.Series) -> tuple:
-    """What identifies a row's run: every column but the case, its metric, value and notes.
+    """What identifies a row's run: every column but the case, its metric, value and notes,
+    plus the Megatron-LM switches its notes quote (they set plan options).
     Rows with the same key are one run reported several ways (e.g. step time and TFLOP/s)."""
-    return tuple("" if _blank(row[c]) else str(row[c]) for c in row.index if c not in NOT_CONFIGURATION)
+    columns = tuple("" if _blank(row[c]) else str(row[c]) for c in row.index if c not in NOT_CONFIGURATION)
+    notes = row.get("notes")
+    return columns + tuple(options_in_text("" if _blank(notes) else str(notes))[1])
 
 
 

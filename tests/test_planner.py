@@ -96,6 +96,16 @@ def test_enumeration_rules():
         assert p.zero_stage in (0, 1, 3) and p.placement == ("tp", "dp", "pp")
 
 
+def test_option_switches_are_read_from_prose_without_partial_matches():
+    from simulator.megatron import options_in_text
+
+    fields, flags = options_in_text("Overlap flags: --overlap-param-gather, --tp-comm-overlap. 8 GPUs.")
+    assert flags == ["--overlap-param-gather", "--tp-comm-overlap"]
+    assert fields == {"overlap_param_gather": True, "zero_stage": 1, "tp_overlap": "full", "sequence_parallel": True}
+    assert options_in_text("--tp-comm-overlap-rs-dgrad --sequence-parallelism") == ({}, [])
+    assert options_in_text("") == ({}, [])
+
+
 def test_megatron_flags_round_trip_on_many_plans():
     plans = candidate_plans(tiny()) + candidate_plans(load_scenario("llama3-70b-512-h100"), {})
     model_tiny = resolve_fleet(tiny()).model
@@ -151,22 +161,22 @@ def test_objectives_order_correctly(exhaustive):
         plan_search(sc, objective="time-to-train")
 
 
-def test_map_fn_is_used(exhaustive):
-    calls = []
+def test_dask_cluster_gives_exactly_the_serial_ranking(exhaustive):
+    from dask.distributed import Client, LocalCluster
 
-    def my_map(f, xs):
-        xs = list(xs)
-        calls.append(len(xs))
-        return [f(x) for x in xs]
-
-    search = plan_search(exhaustive[0], top_k=5, map_fn=my_map)
-    assert calls == [5] and len(search.results) == 5
+    serial = plan_search(exhaustive[0], top_k=12)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        distributed = plan_search(exhaustive[0], top_k=12, client=client)
+    assert distributed.n_simulated == serial.n_simulated == 12
+    assert [(r.plan, r.step_time_s, r.breakdown_s) for r in distributed.results] == \
+        [(r.plan, r.step_time_s, r.breakdown_s) for r in serial.results]
 
 
 runner = CliRunner()
 
 
-def test_cli_plan_prints_the_table():
+def test_cli_plan_prints_the_table():  # on the default local Dask cluster (one worker per core)
     result = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--simulate", "4", "--top", "3"],
                            catch_exceptions=False, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
@@ -178,7 +188,8 @@ def test_cli_plan_prints_the_table():
 def test_cli_plan_json_and_errors():
     import json
 
-    result = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--simulate", "2", "--json"], catch_exceptions=False)
+    result = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--simulate", "2", "--json", "--workers", "1"],
+                           catch_exceptions=False)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["counts"]["simulated"] == 2 and len(doc["plans"]) == 2

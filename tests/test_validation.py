@@ -141,3 +141,26 @@ def test_a_user_hardware_file_covers_a_gpu_the_catalog_lacks(cases_csv, tmp_path
     result = CliRunner().invoke(app, ["validate", str(cases_csv), "--hardware", str(gpus), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert pd.read_csv(out).set_index("case_id").loc["unknown-gpu", "status"] == "ok"
+
+
+def test_megatron_switches_quoted_in_the_notes_set_the_overlap_options(tmp_path):
+    from simulator.validation import case_setup
+    from simulator.efficiency import default_efficiency
+    from simulator.hardware.catalog import load_catalog
+
+    row = ("gpt-7b,src-c,GPT,,32,4096,32,,,50000,4096,64,1,h100-sxm,16,8,8,1,2,1,,,,,bf16,400,mfu,0.5,")
+    noted = row + '"ran with --overlap-grad-reduce --overlap-param-gather --tp-comm-overlap, PP overlap default"'
+    path = tmp_path / "cases.csv"
+    path.write_text("\n".join([COLUMNS, row, noted.replace("gpt-7b,", "gpt-7b-noted,", 1)]) + "\n")
+    cases = read_cases(path)
+    plain, _ = case_setup(cases.iloc[0], load_catalog(), default_efficiency())
+    setup, used = case_setup(cases.iloc[1], load_catalog(), default_efficiency())
+    assert (plain.plan.tp_overlap, plain.plan.sequence_parallel, plain.plan.overlap_param_gather) == \
+        ("backward", False, False)
+    p = setup.plan
+    assert (p.tp_overlap, p.sequence_parallel, p.overlap_param_gather, p.overlap_grad_reduce, p.zero_stage) == \
+        ("full", True, True, True, 1)  # --tp-comm-overlap needs SP, --overlap-param-gather the distributed optimizer
+    assert any(u.startswith("from notes: --overlap-grad-reduce --overlap-param-gather --tp-comm-overlap")
+               for u in used)
+    out = validate(cases).set_index("case_id")
+    assert out.loc["gpt-7b-noted", "step_time_s"] < out.loc["gpt-7b", "step_time_s"]

@@ -125,13 +125,11 @@ class StepPlan:
     def p2p(self, v_from: int, v_to: int, replicas: tuple[int, ...]) -> CollectivePlan:
         """Send of one micro-batch's activation (or gradient) from virtual stage ``v_from``
         to ``v_to`` by every TP rank of the given data-parallel replicas at once."""
-        key = (v_from, v_to, replicas)
+        src, dst = self.stage_of(v_from), self.stage_of(v_to)
+        key = (src, dst, replicas)
         if key not in self._p2p_cache:
-            src, dst = self.stage_of(v_from), self.stage_of(v_to)
-            pairs = [
-                (self.plan.gpu_of(t, r, src), self.plan.gpu_of(t, r, dst))
-                for r in replicas for t in range(self.plan.tp)
-            ]
+            grid = self.plan.gpu_grid[:, list(replicas)]  # [tp, replica, stage]
+            pairs = list(zip(grid[:, :, src].T.ravel().tolist(), grid[:, :, dst].T.ravel().tolist()))
             self._p2p_cache[key] = plan_collective(
                 self.topology, "send_recv", pairs, self.message_bytes, efficiency=self.net_efficiency
             )

@@ -9,8 +9,10 @@ island), then data-parallel replicas, then pipeline stages outermost
 
 from __future__ import annotations
 
-import itertools
+from functools import lru_cache
 from typing import Literal
+
+import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -90,34 +92,43 @@ class ParallelPlan(BaseModel):
     def size(self, dim: Dim) -> int:
         return {"tp": self.tp, "dp": self.dp, "pp": self.pp}[dim]
 
+    @property
+    def gpu_grid(self) -> np.ndarray:
+        """Global GPU index of every rank, indexed ``[tp_rank, dp_rank, pp_rank]`` (read-only, cached)."""
+        return _gpu_grid(self.tp, self.dp, self.pp, tuple(self.placement))
+
     def gpu_of(self, tp_rank: int, dp_rank: int, pp_rank: int) -> int:
         """Global GPU index of the rank with these coordinates, following ``placement``."""
-        coords = {"tp": tp_rank, "dp": dp_rank, "pp": pp_rank}
-        gpu, stride = 0, 1
-        for dim in self.placement:
-            gpu += coords[dim] * stride
-            stride *= self.size(dim)
-        return gpu
+        return int(self.gpu_grid[tp_rank, dp_rank, pp_rank])
 
     def group(self, dim: Dim, tp_rank: int = 0, dp_rank: int = 0, pp_rank: int = 0) -> tuple[int, ...]:
         """GPUs of the ``dim`` group that contains the rank at these coordinates, in rank order."""
-        coords = {"tp": tp_rank, "dp": dp_rank, "pp": pp_rank}
-        members = []
-        for i in range(self.size(dim)):
-            coords[dim] = i
-            members.append(self.gpu_of(coords["tp"], coords["dp"], coords["pp"]))
-        return tuple(members)
+        index: list = [tp_rank, dp_rank, pp_rank]
+        index[_AXIS[dim]] = slice(None)
+        return tuple(self.gpu_grid[tuple(index)].tolist())
 
     def groups(self, dim: Dim, pp_rank: int | None = None) -> list[tuple[int, ...]]:
-        """All ``dim`` groups (of one pipeline stage if ``pp_rank`` is given)."""
-        others = [d for d in ("tp", "dp", "pp") if d != dim]
-        ranges = [range(self.size(d)) if not (d == "pp" and pp_rank is not None) else [pp_rank] for d in others]
-        out = []
-        for values in itertools.product(*ranges):
-            coords = dict(zip(others, values))
-            coords[dim] = 0
-            out.append(self.group(dim, coords["tp"], coords["dp"], coords["pp"]))
-        return out
+        """All ``dim`` groups (of one pipeline stage if ``pp_rank`` is given), ordered by the
+        other coordinates in (tp, dp, pp) order."""
+        grid = self.gpu_grid if pp_rank is None else self.gpu_grid[:, :, pp_rank:pp_rank + 1]
+        members = np.moveaxis(grid, _AXIS[dim], -1).reshape(-1, self.size(dim))
+        return [tuple(row) for row in members.tolist()]
+
+
+_AXIS = {"tp": 0, "dp": 1, "pp": 2}
+
+
+@lru_cache(maxsize=64)
+def _gpu_grid(tp: int, dp: int, pp: int, placement: tuple[str, ...]) -> np.ndarray:
+    sizes = {"tp": tp, "dp": dp, "pp": pp}
+    strides, stride = {}, 1
+    for dim in placement:
+        strides[dim] = stride
+        stride *= sizes[dim]
+    t, d, p = np.ix_(np.arange(tp), np.arange(dp), np.arange(pp))
+    grid = t * strides["tp"] + d * strides["dp"] + p * strides["pp"]
+    grid.flags.writeable = False
+    return grid
 
 
 def check_plan_against(plan: ParallelPlan, *, n_heads: int, n_kv_heads: int, n_layers: int,
