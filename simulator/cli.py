@@ -190,7 +190,7 @@ def plan(
                                    help="Plans (best first-pass estimates) to simulate event by event."),
     free: Optional[str] = typer.Option(None, "--free", help="Plan fields to search even though the scenario writes "
                                        "them, comma-separated (tp,pp,dp,vpp,micro_batch,schedule,"
-                                       "sequence_parallel,recompute,zero_stage), or 'all'."),
+                                       "sequence_parallel,recompute,zero_stage,placement), or 'all'."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
                                             "(e.g. tcp://host:8786) to simulate on."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes of a local Dask "
@@ -225,13 +225,13 @@ def plan(
                   f"{search.n_estimated} estimated, {search.n_simulated} simulated "
                   f"({sum(search.seconds.values()):.1f} s)", highlight=False)
     table = Table(title=f"Best plans by {objective} ({unit}), ranked by simulation", title_justify="left")
-    for col in ("#", "TP", "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "step s", "tokens/s", "MFU",
+    for col in ("#", "TP", "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order", "step s", "tokens/s", "MFU",
                 "mem/free GB", unit):
-        table.add_column(col, justify="left" if col == "recompute" else "right")
+        table.add_column(col, justify="left" if col in ("recompute", "order") else "right")
     for i, r in enumerate(search.results[:top], 1):
         p = r.plan
         table.add_row(str(i), str(p.tp), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
-                      "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage),
+                      "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage), ",".join(p.placement),
                       f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
                       f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", f"{r.objective:.4g}")
     console.print(table)

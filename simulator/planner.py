@@ -28,6 +28,7 @@ fixed fleet cost and time to train rank plans like throughput; their values are 
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -52,9 +53,12 @@ OBJECTIVES = ("throughput", "energy", "cost", "time-to-train")
 VPP_CHOICES = (1, 2, 3, 4, 5, 6, 8)
 MICRO_BATCH_CHOICES = (1, 2, 4, 8)
 RECOMPUTE_CHOICES = ("none", "selective", "full")
-SEARCHED_FIELDS = ("tp", "pp", "dp", "vpp", "micro_batch", "schedule", "sequence_parallel", "recompute", "zero_stage")
+SEARCHED_FIELDS = ("tp", "pp", "dp", "vpp", "micro_batch", "schedule", "sequence_parallel", "recompute", "zero_stage",
+                   "placement")
 """Plan fields the planner chooses unless the scenario states them."""
-KEPT_FIELDS = ("global_batch", "precision", "placement", "dp_bucket_MB", "overlap_grad_reduce",
+PLACEMENT_CHOICES = (("tp", "dp", "pp"), ("tp", "pp", "dp"))
+"""Rank orders searched: the two Megatron-LM launches (default, and ``--use-tp-pp-dp-mapping``)."""
+KEPT_FIELDS = ("global_batch", "precision", "dp_bucket_MB", "overlap_grad_reduce",
                "grad_reduce_precision", "tp_overlap", "overlap_param_gather")
 """Plan fields always taken from the scenario (as written, or their default)."""
 
@@ -99,10 +103,13 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
     * ``sequence_parallel``: on whenever ``tp > 1`` (it only saves memory), off for ``tp = 1``;
     * ``recompute`` in none, selective, full;
     * ``zero_stage`` in 0, 1, and 3 when ``pp = 1``; only 0 when ``dp = 1`` (sharding over one
-      replica changes nothing).
+      replica changes nothing);
+    * ``placement`` (rank order, innermost first) in ``tp,dp,pp`` (Megatron-LM's default: data-
+      parallel peers close, pipeline stages far apart) and ``tp,pp,dp`` (pipeline neighbours
+      close); only the first when ``pp = 1`` or ``dp = 1``, where both give the same GPUs.
 
     Kept from the scenario (``KEPT_FIELDS``, written or default): ``global_batch``,
-    ``precision``, ``placement`` (default ``tp,dp,pp``), ``dp_bucket_MB``,
+    ``precision``, ``dp_bucket_MB``,
     ``overlap_grad_reduce``, ``grad_reduce_precision``, ``tp_overlap``,
     ``overlap_param_gather``.
 
@@ -116,7 +123,7 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
     spec: PlanSpec = scenario.plan
     gb = spec.global_batch
     kept = dict(
-        global_batch=gb, precision=spec.precision, placement=tuple(spec.placement),
+        global_batch=gb, precision=spec.precision,
         dp_bucket_bytes=spec.dp_bucket_MB * 1e6, overlap_grad_reduce=spec.overlap_grad_reduce,
         grad_reduce_precision=spec.grad_reduce_precision, tp_overlap=spec.tp_overlap,
         overlap_param_gather=spec.overlap_param_gather,
@@ -125,6 +132,7 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
     def pick(name: str, options: Iterable[Any]) -> list[Any]:
         return [c[name]] if name in c else list(options)
 
+    placements = [tuple(c["placement"])] if "placement" in c else list(PLACEMENT_CHOICES)
     tps = [t for t in pick("tp", _divisors(gpn)) if model.n_heads % t == 0
            and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
     schedule_c = c.get("schedule")
@@ -157,10 +165,12 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
                     sp = c.get("sequence_parallel", tp > 1)
                     for rc in pick("recompute", RECOMPUTE_CHOICES):
                         zeros = (0, 1, 3) if pp == 1 else (0, 1)
-                        for z in pick("zero_stage", zeros if dp > 1 else (0,)):
+                        for z, order in itertools.product(pick("zero_stage", zeros if dp > 1 else (0,)),
+                                                          placements if pp > 1 and dp > 1 else placements[:1]):
                             try:
                                 plan = ParallelPlan(tp=tp, pp=pp, dp=dp, vpp=vpp, micro_batch=mb, schedule=schedule,
-                                                    sequence_parallel=sp, recompute=rc, zero_stage=z, **kept)
+                                                    sequence_parallel=sp, recompute=rc, zero_stage=z,
+                                                    placement=order, **kept)
                                 check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads,
                                                    n_layers=model.n_layers, n_gpus=gpus, gpus_per_node=gpn)
                             except (ValidationError, PlanError):
@@ -272,7 +282,7 @@ class PlanResult:
         return {
             "tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "micro_batch": p.micro_batch,
             "n_microbatches": p.n_microbatches, "schedule": p.schedule, "sequence_parallel": p.sequence_parallel,
-            "recompute": p.recompute, "zero_stage": p.zero_stage,
+            "recompute": p.recompute, "zero_stage": p.zero_stage, "placement": ",".join(p.placement),
             "step_time_s": self.step_time_s, "estimate_s": self.estimate_s, "tokens_per_s": self.tokens_per_s,
             "mfu": self.mfu, "memory_GB": self.memory_GB, "headroom_GB": self.headroom_GB,
             "energy_per_token_J": self.energy_per_token_J, "objective": self.objective,
@@ -328,8 +338,8 @@ class PlanSearch:
 
 
 def _short(plan: ParallelPlan) -> dict[str, Any]:
-    return {k: getattr(plan, k) for k in ("tp", "pp", "dp", "vpp", "micro_batch", "sequence_parallel",
-                                          "recompute", "zero_stage")}
+    return {**{k: getattr(plan, k) for k in ("tp", "pp", "dp", "vpp", "micro_batch", "sequence_parallel",
+                                             "recompute", "zero_stage")}, "placement": ",".join(plan.placement)}
 
 
 def objective_unit(objective: str) -> str:
@@ -496,12 +506,15 @@ def plan_search(
 
 
 def _tiebreak(plan: ParallelPlan) -> tuple:
-    """Among equal objectives prefer the simpler plan: less recomputation, less sharding, fewer chunks."""
-    return (RECOMPUTE_CHOICES.index(plan.recompute), plan.zero_stage, plan.vpp, plan.pp, plan.tp, plan.micro_batch)
+    """Among equal objectives prefer the simpler plan: less recomputation, less sharding, fewer chunks,
+    Megatron-LM's default rank order."""
+    order = PLACEMENT_CHOICES.index(plan.placement) if plan.placement in PLACEMENT_CHOICES else len(PLACEMENT_CHOICES)
+    return (RECOMPUTE_CHOICES.index(plan.recompute), plan.zero_stage, plan.vpp, plan.pp, plan.tp, plan.micro_batch,
+            order)
 
 
 __all__ = [
-    "KEPT_FIELDS", "OBJECTIVES", "SEARCHED_FIELDS", "Discarded", "Estimate", "Fleet", "PlanResult", "PlanSearch",
+    "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded", "Estimate", "Fleet", "PlanResult", "PlanSearch",
     "candidate_plans", "check_objective", "estimate_step", "objective_value", "plan_search", "resolve_fleet", "simulate_plans",
     "stated_constraints",
 ]

@@ -93,7 +93,32 @@ def test_enumeration_rules():
             assert p.pp > 1 and p.n_microbatches % p.pp == 0
         if p.zero_stage == 3:
             assert p.pp == 1
-        assert p.zero_stage in (0, 1, 3) and p.placement == ("tp", "dp", "pp")
+        assert p.zero_stage in (0, 1, 3)
+        # both Megatron-LM rank orders where they differ, the default alone where they give the same GPUs
+        assert p.placement == ("tp", "dp", "pp") or (p.placement == ("tp", "pp", "dp") and p.pp > 1 and p.dp > 1)
+    plans = candidate_plans(tiny())
+    assert any(p.placement == ("tp", "pp", "dp") for p in plans)
+    swapped = {p.model_copy(update={"placement": ("tp", "dp", "pp")}) for p in plans
+               if p.placement == ("tp", "pp", "dp")}
+    assert swapped <= set(plans)  # every swapped plan also comes in the default order
+    assert all(p.placement == ("tp", "pp", "dp") for p in candidate_plans(tiny(placement="tp,pp,dp")))
+
+
+def test_rank_order_changes_which_links_the_pipeline_uses():
+    from simulator.simulate import simulate
+
+    sc = Scenario(name="order", model="llama3-70b", topology="dgx-h100-superpod", gpus=64,
+                  plan={"global_batch": 64, "tp": 4, "pp": 4, "recompute": "full", "zero_stage": 1})
+    search = plan_search(sc, top_k=0)
+    assert {r.plan.placement for r in search.results} == {("tp", "dp", "pp"), ("tp", "pp", "dp")}
+
+    def mean_send_s(order: str) -> float:
+        t = simulate(sc.with_(placement=order)).timeline
+        sends = t[t.name == "pp_send"]
+        return float((sends.end_s - sends.start_s).mean())
+
+    # tp,pp,dp puts two stages on each 8-GPU node, so half the stage hops stay on NVLink
+    assert mean_send_s("tp,pp,dp") < 0.8 * mean_send_s("tp,dp,pp")
 
 
 def test_option_switches_are_read_from_prose_without_partial_matches():
