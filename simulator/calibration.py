@@ -2,9 +2,11 @@
 the fit generalises.
 
 What is fitted (few, physical): per GPU generation (the catalog's ``architecture``:
-ampere, hopper, ...), the fraction of peak that large
-GEMMs reach; one GEMM size scale shared by all generations (small GEMMs reach less,
-:mod:`simulator.hardware.compute`); one attention-kernel fraction of peak. Network and
+ampere, hopper, ...), the fraction of peak that large GEMMs reach; shared by all
+generations (``SHARED``): one GEMM size scale (small GEMMs reach less,
+:mod:`simulator.hardware.compute`), one attention-kernel fraction of peak, the fraction
+of HBM bandwidth that streaming (element-wise) kernels reach and the fixed cost of a
+kernel launch. Network and
 power parameters are stated priors (``efficiency.yaml``'s ``source``), not fitted;
 ``benchmarks/nccl_compare.py`` measures the network model against nccl-tests.
 
@@ -19,8 +21,9 @@ case for every trial parameter vector would take hours, so the fit alternates:
 1. simulate every case at the current parameters (the real model, events and all);
 2. fit the parameters on a *local surrogate* of each case: its compute-bound time (forward,
    backward, recompute, bubble, stall) scales with the case's total GEMM/attention/element-
-   wise time, recomputed exactly from its operations for the trial parameters, while its
-   communication and optimizer time stay as simulated;
+   wise time, recomputed exactly from its operations for the trial parameters, the optimizer
+   time with the HBM fraction and launch cost, while its communication time stays as
+   simulated;
 3. repeat from 1 until the parameters move less than 0.5 % (at most ``max_rounds``).
 
 The reported errors always come from step 1, the full simulation, never from the
@@ -47,21 +50,39 @@ from simulator.validation import case_setup, config_key, summary, validate
 from simulator.workload.ops import embedding_work, head_work, layer_work
 
 COMPUTE_SCALED = ("forward_s", "backward_s", "recompute_s", "bubble_s", "stall_s")
-FIXED = ("optimizer_s", "tp_comm_s", "pp_comm_s", "dp_comm_s")
+FIXED = ("tp_comm_s", "pp_comm_s", "dp_comm_s")
 RATE_METRICS = ("tflops_per_gpu", "mfu", "hfu", "tokens_per_s_per_gpu")
 
 PRIOR_GEMM = 0.75
-PRIOR_ATTENTION = 0.55
-"""Where every fit starts (the priors in efficiency.yaml's ``source``), so a rerun does not
-depend on the parameters it replaces; the GEMM size effect starts off (``gemm_half_dim`` 0)."""
+"""Where every per-generation GEMM fraction starts (the prior in efficiency.yaml's ``source``),
+so a rerun does not depend on the parameters it replaces."""
 
 GEMM_BOUNDS = (0.3, 0.85)
 """Large-GEMM fraction of dense peak. The maximum achievable matmul rate measured on H100
 is 80 % of dense peak (gpus.yaml notes, from stas00/ml-engineering); with the size factor
 at LLM shapes (about 0.92 at d = 8192) an asymptote of 0.85 stays below that. A fit at
 the bound signals work the model lacks, not an achieved rate."""
-HALF_DIM_BOUNDS = (0.0, 4096.0)
-ATTENTION_BOUNDS = (0.15, 0.95)
+
+
+@dataclass(frozen=True)
+class SharedParameter:
+    """A parameter fitted once for all GPUs: its :class:`ComputeEfficiency` field, the unit
+    of the fitted number (``scale`` converts it to the field's SI value), prior and bounds."""
+
+    name: str
+    field: str
+    scale: float
+    prior: float
+    bounds: tuple[float, float]
+
+
+SHARED = (
+    SharedParameter("gemm_half_dim", "gemm_half_dim", 1.0, 0.0, (0.0, 4096.0)),  # starts with no size effect
+    SharedParameter("attention", "attention", 1.0, 0.55, (0.15, 0.95)),
+)
+"""Shared parameters, fitted in microseconds where the field is in seconds (so that the
+optimiser's steps are of a like size). Priors as in efficiency.yaml's ``source``; HBM
+fraction at most 0.95 of the datasheet bandwidth, launch overhead at most 20 us."""
 
 
 @dataclass
@@ -83,7 +104,7 @@ def _case_ops(setup) -> _Ops:
     kw = dict(micro_batch=plan.micro_batch, tp=plan.tp, sequence_parallel=plan.sequence_parallel,
               precision=plan.precision)
     per_stage = model.n_layers / plan.pp
-    parts = [(layer_work(model, recompute=plan.recompute, **kw), per_stage),
+    parts = [(layer_work(model, recompute=plan.recompute, attention=plan.attention, **kw), per_stage),
              (embedding_work(model, **kw), 1 / plan.pp), (head_work(model, **kw), 1 / plan.pp)]
     rows = []
     for work, n in parts:
@@ -117,7 +138,7 @@ class Calibration:
         self.log = log or (lambda msg: None)
         gens = sorted({self.catalog.get(str(g)).generation for g in cases.gpu.dropna() if str(g) in self.catalog})
         self.generations = gens
-        self.names = [f"gemm_{g}" for g in gens] + ["gemm_half_dim", "attention"]
+        self.names = [f"gemm_{g}" for g in gens] + [p.name for p in SHARED]
 
     # -- parameter vector <-> Efficiency ------------------------------------------------
     def efficiency(self, x: np.ndarray, generations: list[str] | None = None) -> Efficiency:
@@ -125,20 +146,20 @@ class Calibration:
         the fallback for every other GPU is their mean."""
         fitted = self.generations if generations is None else generations
         gens = {g: float(v) for g, v in zip(self.generations, x[: len(self.generations)]) if g in fitted}
-        half_dim, attention = (float(v) for v in x[len(self.generations):])
+        shared = {p.field: float(v) * p.scale for p, v in zip(SHARED, x[len(self.generations):])}
         compute = self.base.compute.model_copy(update={
             "gemm": float(np.mean(list(gens.values()))) if gens else self.base.compute.gemm,
-            "gemm_by_generation": gens, "gemm_half_dim": half_dim, "attention": attention,
+            "gemm_by_generation": gens, **shared,
         })
         return dataclasses.replace(self.base, compute=compute)
 
     def vector(self, eff: Efficiency) -> np.ndarray:
         c = eff.compute
         return np.array([c.gemm_by_generation.get(g, c.gemm) for g in self.generations]
-                        + [c.gemm_half_dim, c.attention], dtype=float)
+                        + [getattr(c, p.field) / p.scale for p in SHARED], dtype=float)
 
     def prior(self) -> np.ndarray:
-        return np.array([PRIOR_GEMM] * len(self.generations) + [0.0, PRIOR_ATTENTION])
+        return np.array([PRIOR_GEMM] * len(self.generations) + [p.prior for p in SHARED])
 
     def n_runs(self) -> int:
         """Distinct runs among the cases (see :func:`simulator.validation.config_key`)."""
@@ -146,12 +167,12 @@ class Calibration:
 
     def bounds(self) -> tuple[list[float], list[float]]:
         n = len(self.generations)
-        lo = [GEMM_BOUNDS[0]] * n + [HALF_DIM_BOUNDS[0], ATTENTION_BOUNDS[0]]
-        hi = [GEMM_BOUNDS[1]] * n + [HALF_DIM_BOUNDS[1], ATTENTION_BOUNDS[1]]
+        lo = [GEMM_BOUNDS[0]] * n + [p.bounds[0] for p in SHARED]
+        hi = [GEMM_BOUNDS[1]] * n + [p.bounds[1] for p in SHARED]
         return lo, hi
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, rows: np.ndarray | None = None, *, x0: np.ndarray | None = None, max_rounds: int = 4
+    def fit(self, rows: np.ndarray | None = None, *, x0: np.ndarray | None = None, max_rounds: int = 8
             ) -> tuple[Efficiency, pd.DataFrame]:
         """Fit on the cases ``rows`` (all by default); returns the parameters and the full
         simulation's table of the training rows at them."""
@@ -195,15 +216,18 @@ class Calibration:
             ops = _case_ops(setup)
             scaled = float(sum(res[c] for c in COMPUTE_SCALED))
             fixed = float(sum(res[c] for c in FIXED))
-            out.append((ops, scaled, fixed, _compute_time(ops, eff), str(row.metric), float(res.predicted),
-                        float(row.value)))
+            out.append((ops, scaled, fixed, float(res.optimizer_s), _compute_time(ops, eff), eff.compute,
+                        str(row.metric), float(res.predicted), float(row.value)))
         return out
 
     def _residuals(self, surrogate: list[tuple], x: np.ndarray, generations: list[str]) -> np.ndarray:
         eff = self.efficiency(x, generations)
         res = np.empty(len(surrogate))
-        for i, (ops, scaled, fixed, w0, metric, value0, published) in enumerate(surrogate):
-            ratio = (scaled * _compute_time(ops, eff) / w0 + fixed) / (scaled + fixed)
+        c = eff.compute
+        for i, (ops, scaled, fixed, opt, w0, c0, metric, value0, published) in enumerate(surrogate):
+            # the optimizer streams its state from HBM: one launch plus bytes at the memory fraction
+            opt_new = (opt - c0.kernel_overhead_s) * c0.memory / c.memory + c.kernel_overhead_s
+            ratio = (scaled * _compute_time(ops, eff) / w0 + fixed + opt_new) / (scaled + fixed + opt)
             predicted = value0 / ratio if metric in RATE_METRICS else value0 * ratio
             res[i] = np.log(predicted / published)
         return res

@@ -30,6 +30,9 @@ Mapping (plan field: flags):
 * ``overlap_grad_reduce``, ``overlap_param_gather``: ``--overlap-grad-reduce``,
   ``--overlap-param-gather`` (both off by default in Megatron-LM).
 * ``grad_reduce_precision`` bf16: ``--grad-reduce-in-bf16``.
+* ``attention``: ``standard`` is ``--attention-backend unfused`` (``local`` reads the same);
+  ``flash`` writes no flag (Megatron-Core's ``auto`` picks a fused kernel), and reads from
+  ``--use-flash-attn`` or any other backend.
 * ``tp_overlap``: ``backward`` is Megatron-LM's default (asynchronous input-gradient
   all-reduce), ``full`` is ``--tp-comm-overlap``, ``none`` is
   ``--no-async-tensor-model-parallel-allreduce``.
@@ -56,7 +59,7 @@ _VALUED = {
     "--micro-batch-size", "--global-batch-size", "--recompute-granularity", "--recompute-method",
     "--recompute-num-layers", "--fp8-format", "--ddp-bucket-size", "--num-layers", "--hidden-size",
     "--ffn-hidden-size", "--num-attention-heads", "--num-query-groups", "--seq-length",
-    "--max-position-embeddings",
+    "--max-position-embeddings", "--attention-backend",
 }
 
 
@@ -125,6 +128,8 @@ def megatron_flags(plan: ParallelPlan, model: ModelConfig) -> list[str]:
         flags += ["--bf16", "--fp8-format", "hybrid"]
     if placement == "tp,pp,dp":
         flags.append("--use-tp-pp-dp-mapping")
+    if plan.attention == "standard":
+        flags += ["--attention-backend", "unfused"]
     return flags
 
 
@@ -240,6 +245,7 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
             dp_bucket_bytes=bucket, overlap_grad_reduce="--overlap-grad-reduce" in switches,
             overlap_param_gather="--overlap-param-gather" in switches,
             grad_reduce_precision=grad_precision, tp_overlap=tp_overlap,
+            attention="standard" if values.get("--attention-backend") in ("unfused", "local") else "flash",
         )
     except ValidationError as err:
         raise from_validation_error(err, schema=ParallelPlan, prefix="megatron") from None

@@ -59,7 +59,7 @@ SEARCHED_FIELDS = ("tp", "pp", "dp", "vpp", "micro_batch", "schedule", "sequence
 PLACEMENT_CHOICES = (("tp", "dp", "pp"), ("tp", "pp", "dp"))
 """Rank orders searched: the two Megatron-LM launches (default, and ``--use-tp-pp-dp-mapping``)."""
 KEPT_FIELDS = ("global_batch", "precision", "dp_bucket_MB", "overlap_grad_reduce",
-               "grad_reduce_precision", "tp_overlap", "overlap_param_gather")
+               "grad_reduce_precision", "tp_overlap", "overlap_param_gather", "attention")
 """Plan fields always taken from the scenario (as written, or their default)."""
 
 
@@ -111,7 +111,7 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
     Kept from the scenario (``KEPT_FIELDS``, written or default): ``global_batch``,
     ``precision``, ``dp_bucket_MB``,
     ``overlap_grad_reduce``, ``grad_reduce_precision``, ``tp_overlap``,
-    ``overlap_param_gather``.
+    ``overlap_param_gather``, ``attention``.
 
     Plans the simulator refuses (:func:`check_plan_against`, :class:`ParallelPlan`'s checks,
     e.g. ``tp_overlap: full`` without sequence parallelism) are left out. Memory is not
@@ -126,7 +126,7 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
         global_batch=gb, precision=spec.precision,
         dp_bucket_bytes=spec.dp_bucket_MB * 1e6, overlap_grad_reduce=spec.overlap_grad_reduce,
         grad_reduce_precision=spec.grad_reduce_precision, tp_overlap=spec.tp_overlap,
-        overlap_param_gather=spec.overlap_param_gather,
+        overlap_param_gather=spec.overlap_param_gather, attention=spec.attention,
     )
 
     def pick(name: str, options: Iterable[Any]) -> list[Any]:

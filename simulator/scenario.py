@@ -52,6 +52,7 @@ class PlanSpec(BaseModel):
     grad_reduce_precision: Literal["fp32", "bf16"] = "fp32"
     tp_overlap: Literal["none", "backward", "full"] = "backward"
     overlap_param_gather: bool = False
+    attention: Literal["flash", "standard"] = "flash"
 
     @field_validator("placement", mode="before")
     @classmethod
@@ -68,7 +69,7 @@ class PlanSpec(BaseModel):
             zero_stage=self.zero_stage, precision=self.precision, placement=tuple(self.placement),
             dp_bucket_bytes=self.dp_bucket_MB * 1e6, overlap_grad_reduce=self.overlap_grad_reduce,
             grad_reduce_precision=self.grad_reduce_precision, tp_overlap=self.tp_overlap,
-            overlap_param_gather=self.overlap_param_gather,
+            overlap_param_gather=self.overlap_param_gather, attention=self.attention,
         )
 
 

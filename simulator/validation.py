@@ -22,7 +22,7 @@ Rules for what a row leaves open (each use is listed in the row's
 * plan: ``tp``/``pp`` empty = 1, ``dp`` empty = ``n_gpus / (tp pp)``, ``vpp`` 1,
   ``micro_batch`` 1, ``seq_parallel`` 0, ``precision`` bf16 (fp16 where the GPU
   has no bf16). Empty ``recompute``: ``full`` when the source says its FLOP count
-  includes the recomputation pass (``metric_conventions.yaml``); otherwise, with an
+  includes the recomputation pass (``source_conventions.yaml``); otherwise, with an
   empty ``zero_stage``, the cheapest memory saving with which the plan fits
   (recompute none, selective, full; within each, ZeRO 0 then the distributed
   optimizer, ZeRO 1): the published run must have fitted.
@@ -31,10 +31,11 @@ Rules for what a row leaves open (each use is listed in the row's
   ``--sequence-parallel``, ``--use-distributed-optimizer``, ``--grad-reduce-in-bf16``)
   set the overlap options no column carries, and the features Megatron-LM requires
   for them (sequence parallelism, the distributed optimizer) where the column is empty
-  (:func:`simulator.megatron.options_in_text`).
+  (:func:`simulator.megatron.options_in_text`). The attention kernel is flash unless
+  ``source_conventions.yaml`` says the source ran unfused (``standard``) attention.
 * metric: ``step_time_s``; ``tflops_per_gpu`` by the Megatron-LM formula
   (Narayanan et al. 2021, eq. 3) with or without its recomputation term as the
-  source did (``metric_conventions.yaml``, with the source of each convention;
+  source did (``source_conventions.yaml``, with the source of each convention;
   for a source not listed there: with the term when the row states full
   recomputation) — the ``formula`` column says which; ``mfu`` and ``hfu`` as
   :class:`~simulator.results.step.StepResult` defines them; ``tokens_per_s_per_gpu``.
@@ -267,7 +268,7 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
         used.append(f"inter_node_gbps_per_gpu={nic:g}")
     topology = row_topology(gpu, n_gpus, gpn, float(nic))
 
-    # empty recompute: full if the source's FLOP count assumes recomputation (metric_conventions.yaml),
+    # empty recompute: full if the source's FLOP count assumes recomputation (source_conventions.yaml),
     # else, with an empty zero_stage, the cheapest memory saving with which the plan fits
     if not _blank(row["recompute"]):
         recomputes = [str(row["recompute"]).strip()]
@@ -280,6 +281,10 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
     stated, flags = options_in_text("" if _blank(row["notes"]) else str(row["notes"]))
     if flags:
         used.append("from notes: " + " ".join(flags))
+    attention = _convention(row).get("attention")
+    if attention:
+        stated["attention"] = attention
+        used.append(f"attention={attention} (source_conventions.yaml)")
     if not _blank(row["zero_stage"]):
         zeros = [_int(row, "zero_stage")]
     elif "zero_stage" in stated:
@@ -310,19 +315,19 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
 
 
 @lru_cache(maxsize=1)
-def metric_conventions() -> dict[str, dict[str, Any]]:
-    """Per source, how it computed its metrics (``metric_conventions.yaml``)."""
-    return yaml.safe_load(resources.files("simulator").joinpath("metric_conventions.yaml").read_text())
+def source_conventions() -> dict[str, dict[str, Any]]:
+    """Per source, what it did that its rows do not say (``source_conventions.yaml``)."""
+    return yaml.safe_load(resources.files("simulator").joinpath("source_conventions.yaml").read_text())
 
 
 def _convention(row: pd.Series) -> dict[str, Any]:
-    return metric_conventions().get(str(row["source_id"])) or {}
+    return source_conventions().get(str(row["source_id"])) or {}
 
 
 def recompute_term(row: pd.Series) -> bool:
     """Whether the row's TFLOP/s count the recomputation pass (see module docstring)."""
     convention = _convention(row)
-    if convention:
+    if "tflops_recompute_term" in convention:
         return bool(convention["tflops_recompute_term"])
     return not _blank(row["recompute"]) and str(row["recompute"]).strip() == "full"
 

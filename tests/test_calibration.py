@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.calibration import Calibration
+from simulator.calibration import SHARED, Calibration
 from simulator.efficiency import default_efficiency
 from simulator.validation import OPTIONAL_COLUMNS, read_cases, summary, validate
 
@@ -18,12 +18,15 @@ CALIBRATION_CSV = Path(__file__).resolve().parents[2] / "shared" / "validation" 
 
 
 def synthetic_cases() -> pd.DataFrame:
-    """Small GPT models on 8 A100s, shapes chosen so that GEMM size and attention both vary."""
+    """Small GPT models on 8 A100s, shapes chosen so that GEMM size, attention, element-wise
+    traffic and the number of kernels all vary."""
     rows = []
-    for i, (h, heads, s, tp) in enumerate([(512, 8, 1024, 1), (1024, 16, 1024, 2), (2048, 16, 2048, 1),
-                                           (2048, 16, 8192, 2), (4096, 32, 2048, 4), (768, 12, 16384, 1)]):
+    for i, (h, heads, s, tp, mb) in enumerate([
+            (512, 8, 1024, 1, 1), (1024, 16, 1024, 2, 2), (2048, 16, 2048, 1, 1), (2048, 16, 8192, 2, 1),
+            (4096, 32, 2048, 4, 2), (768, 12, 16384, 1, 1), (256, 4, 512, 1, 1), (256, 4, 4096, 1, 2),
+            (1024, 8, 512, 1, 1), (3072, 24, 1024, 2, 2)]):
         rows.append(dict(case_id=f"c{i}", source_id="synthetic", n_layers=4, d_model=h, n_heads=heads,
-                         vocab=32000, seq_len=s, global_batch_seqs=16, gpu="a100-80gb", n_gpus=8,
+                         vocab=32000, seq_len=s, global_batch_seqs=16, micro_batch=mb, gpu="a100-80gb", n_gpus=8,
                          gpus_per_node=8, tp=tp, pp=1, recompute="none", zero_stage=0, precision="bf16",
                          inter_node_gbps_per_gpu=200, metric="step_time_s", value=1.0))
     df = pd.DataFrame(rows)
@@ -33,18 +36,23 @@ def synthetic_cases() -> pd.DataFrame:
     return df
 
 
+TRUTH = {"gemm_half_dim": 300.0, "attention": 0.45, "memory": 0.6, "kernel_overhead_us": 8.0}
+"""Values to recover for every shared parameter the calibration may fit (in its fitted units)."""
+
+
 def test_calibration_recovers_the_parameters_that_generated_the_data():
     base = default_efficiency()
+    shared = {p.field: TRUTH[p.name] * p.scale for p in SHARED}
     truth = dataclasses.replace(base, compute=base.compute.model_copy(
-        update={"gemm_by_generation": {"ampere": 0.62}, "gemm_half_dim": 300.0, "attention": 0.45}))
+        update={"gemm_by_generation": {"ampere": 0.62}, **shared}))
     cases = synthetic_cases()
     cases["value"] = validate(cases, efficiency=truth).predicted.to_numpy()
     cal = Calibration(cases, base=base)
     fitted, table = cal.fit()
     c = fitted.compute
     assert c.gemm_by_generation["ampere"] == pytest.approx(0.62, rel=0.03)
-    assert c.gemm_half_dim == pytest.approx(300.0, rel=0.15)
-    assert c.attention == pytest.approx(0.45, rel=0.03)
+    for p in SHARED:
+        assert getattr(c, p.field) == pytest.approx(shared[p.field], rel=0.15 if p.name == "gemm_half_dim" else 0.05)
     assert table.error_pct.abs().max() < 1.0  # the full simulation, not the surrogate
 
 

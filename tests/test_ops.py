@@ -284,3 +284,41 @@ def test_collective_sizes_sum_over_ranks_like_nccl_tests():
     # The recorded size is the full buffer, independent of tp (per-rank traffic is the network layer's job).
     sizes = {tp: {c.bytes for c in layer(tp=tp, sp=True).tp_forward} for tp in (2, 4, 8)}
     assert sizes[2] == sizes[4] == sizes[8] == {4096 * 8192 * 2}
+
+
+GPT3_LIKE = ModelConfig(n_layers=4, d_model=4096, n_heads=32, vocab=51200, seq_len=2048)  # MHA, dropout
+
+
+@pytest.mark.parametrize("tp", [1, 4])
+def test_standard_attention_computes_the_full_square_with_unfused_softmax(tp):
+    """Unfused attention: Q K^T and P V over the whole s x s square, 4 b s^2 h / t FLOPs (flash,
+    causal: half of it); softmax and dropout stream the e b (a/t) s^2 scores."""
+    m, b, e = GPT3_LIKE, 2, 2
+    s, h, a = m.seq_len, m.d_model, m.n_heads
+    std = layer_work(m, micro_batch=b, tp=tp, sequence_parallel=False, recompute="none", precision="bf16",
+                     attention="standard")
+    flash = layer_work(m, micro_batch=b, tp=tp, sequence_parallel=False, recompute="none", precision="bf16")
+    f = by_name(std.forward)
+    assert f["attn_scores"] + f["attn_values"] == 4 * b * s * s * h / tp
+    assert by_name(flash.forward)["attention"] == 2 * b * s * s * h / tp
+    backward = by_name(std.backward)
+    for gemm in ("attn_scores", "attn_values"):
+        assert backward[f"{gemm}_dgrad"] == backward[f"{gemm}_wgrad"] == f[gemm]
+    scores = b * (a // tp) * s * s
+    ops = {op.name: op for op in std.forward}
+    assert ops["softmax"].bytes == 2 * e * scores  # read and write the scores
+    assert ops["attn_dropout"].bytes == (2 * e + 1) * scores  # and a 1-byte mask
+    assert ops["attn_scores"].gemm_mnk == (s, s, m.head_dim)
+    # everything outside the attention core is the same
+    rest = {k: v for k, v in f.items() if not k.startswith(("attn_scores", "attn_values", "softmax", "attn_dropout"))}
+    assert rest == {k: v for k, v in by_name(flash.forward).items() if k != "attention"}
+
+
+def test_selective_recompute_reruns_the_unfused_attention_core_only():
+    kw = dict(micro_batch=1, tp=2, sequence_parallel=True, precision="bf16", attention="standard")
+    sel = layer_work(GPT3_LIKE, recompute="selective", **kw)
+    assert [op.name for op in sel.recompute] == ["attn_scores", "softmax", "attn_dropout", "attn_values"]
+    assert sel.tp_recompute == ()
+    assert layer_work(GPT3_LIKE, recompute="none", **kw).recompute == ()
+    with pytest.raises(InputError, match="attention"):
+        layer_work(GPT3_LIKE, recompute="none", **{**kw, "attention": "sparse"})

@@ -222,3 +222,16 @@ def test_cli_plan_json_and_errors():
     assert bad.exit_code == 2 and "--gpu-hour-usd" in bad.output
     assert runner.invoke(app, ["plan", "no-such-scenario"]).exit_code == 2
     assert runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--objective", "speed"]).exit_code == 2
+
+
+def test_unfused_attention_round_trips_through_megatron_flags():
+    from simulator.workload.loading import load_model
+    from simulator.workload.plan import ParallelPlan
+
+    model = load_model("gpt3-175b")
+    plan = ParallelPlan(tp=8, pp=8, dp=2, micro_batch=1, global_batch=16, attention="standard",
+                        recompute="selective")
+    flags = megatron_flags(plan, model)
+    assert flags[-2:] == ["--attention-backend", "unfused"]
+    assert plan_from_megatron_flags(flags, 128) == plan
+    assert plan_from_megatron_flags(flags[:-2] + ["--use-flash-attn"], 128).attention == "flash"

@@ -226,3 +226,15 @@ def test_the_memory_frame_adds_up_to_the_total():
     frame = r.memory_frame()
     assert frame["bytes"].sum() == pytest.approx(r.memory["total"])
     assert frame["share_of_capacity"].sum() == pytest.approx(r.memory["total"] / r.memory["capacity"])
+
+
+@pytest.mark.parametrize("recompute", ["none", "selective"])
+def test_unfused_attention_costs_time_and_memory_and_selective_recompute_trades_one_for_the_other(recompute):
+    base = scenario(gpus=8, tp=2, pp=2, global_batch=8, sequence_parallel=True, recompute=recompute)
+    flash, std = simulate(base), simulate(base.with_(attention="standard"))
+    assert std.step_time_s > flash.step_time_s
+    if recompute == "none":  # the s x s scores are stored for backward
+        assert std.memory["activations"] > flash.memory["activations"]
+    else:  # not stored, recomputed instead
+        assert std.memory["activations"] == pytest.approx(flash.memory["activations"], rel=0.01)
+        assert std.breakdown_s["recompute"] > flash.breakdown_s["recompute"] == 0

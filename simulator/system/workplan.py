@@ -185,7 +185,7 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
     pp, vpp, tp, dp = plan.pp, plan.vpp, plan.tp, plan.dp
     n_virtual = pp * vpp
     kw = dict(micro_batch=plan.micro_batch, tp=tp, sequence_parallel=plan.sequence_parallel, precision=plan.precision)
-    layer = layer_work(model, recompute=plan.recompute, **kw)
+    layer = layer_work(model, recompute=plan.recompute, attention=plan.attention, **kw)
     counts = parameter_count(model)
     w_bytes = weight_bytes(plan.precision)
     g_bytes = BYTES_PER_ELEMENT[plan.grad_reduce_precision]

@@ -280,7 +280,7 @@ def memory_per_gpu(
     *,
     capacity_bytes: float,
     stage: int | None = None,
-    attention: Attention = "flash",
+    attention: Attention | None = None,
     dropout: bool | None = None,
 ) -> MemoryBreakdown:
     """Peak bytes on one GPU of pipeline stage ``stage`` (default: the stage that needs the most).
@@ -300,12 +300,17 @@ def memory_per_gpu(
       ``pp > 1``: one ``e sbh`` buffer (``/t`` with SP) per neighbour stage for
       send/receive; ZeRO-3: two blocks of gathered weights (current + prefetch).
 
+    ``attention`` (default: the plan's) selects the score term of
+    :func:`activation_bytes_per_layer`.
+
     Raises :class:`PlanError` if ``pp x vpp`` does not divide the layers and
     :class:`InputError` for a stage that does not exist.
     """
     _check_layers(model, plan)
     if dropout is None:
         dropout = model.dropout
+    if attention is None:
+        attention = plan.attention
     if stage is None:
         candidates = [memory_per_gpu(model, plan, capacity_bytes=capacity_bytes, stage=i,
                                      attention=attention, dropout=dropout) for i in range(plan.pp)]

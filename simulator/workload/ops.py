@@ -60,6 +60,8 @@ GELU_FLOPS_PER_ELEMENT = 8.0
 """tanh-approximated GeLU, ~8 FLOPs per element (a tanh counted as a few)."""
 SWIGLU_FLOPS_PER_ELEMENT = 5.0
 """SiLU(gate) * up per output element: sigmoid (~3), two multiplies."""
+SOFTMAX_FLOPS_PER_ELEMENT = 5.0
+"""Unfused attention's scale, mask and softmax per score: scale, max, subtract, exp, sum/divide."""
 CROSS_ENTROPY_FLOPS_PER_LOGIT = 5.0
 """Softmax cross-entropy forward per logit: max, subtract, exp, sum, upcast."""
 CROSS_ENTROPY_BACKWARD_FLOPS_PER_LOGIT = 2.0
@@ -232,6 +234,27 @@ def _residual(model: ModelConfig, name: str, tokens: float, e: int) -> tuple[Op,
     return fwd, bwd
 
 
+def _standard_attention(model: ModelConfig, b: int, heads: int, e: int) -> list[tuple[Op, ...]]:
+    """Forward op and its backward ops, in forward order, of unfused attention over ``heads``
+    heads on one rank (see :func:`layer_work`). The batched GEMMs read and write per head:
+    ``Q K^T`` reads Q and K (``s d`` each) and writes the ``s^2`` scores; ``P V`` reads the
+    probabilities and V, writes the output."""
+    s, d = model.seq_len, model.head_dim
+    n = b * heads  # independent (batch, head) GEMMs
+    scores = n * s * s  # elements of the score matrices
+    flops = 2.0 * n * s * s * d
+    qk = Op("attn_scores", "gemm", flops, float(n * (2 * s * d + s * s) * e), (s, s, d))
+    pv = Op("attn_values", "gemm", flops, float(n * (s * s + 2 * s * d) * e), (s, d, s))
+    softmax = _elementwise("softmax", SOFTMAX_FLOPS_PER_ELEMENT * scores, scores * e, scores * e)
+    softmax_bwd = _elementwise("softmax_bwd", BACKWARD_ELEMENTWISE_FACTOR * softmax.flops, 2 * scores * e, scores * e)
+    ops = [(qk, *_gemm_backward(qk)), (softmax, softmax_bwd)]
+    if model.dropout:
+        drop = _elementwise("attn_dropout", scores, scores * e, scores * (e + 1))
+        ops.append((drop, _elementwise("attn_dropout_bwd", scores, scores * (e + 1), scores * e)))
+    ops.append((pv, *_gemm_backward(pv)))
+    return ops
+
+
 def _check_precision(precision: str) -> int:
     if precision not in BYTES_PER_ELEMENT:
         raise InputError(
@@ -266,26 +289,40 @@ def _check_layer(model: ModelConfig, tp: int) -> None:
 
 
 def layer_work(
-    model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, recompute: str, precision: str
+    model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, recompute: str, precision: str,
+    attention: str = "flash",
 ) -> LayerWork:
     """Work of one transformer block on one TP rank for one micro-batch.
 
     Forward ops, in order: ``input_norm``, ``qkv`` (GEMM ``T x (a/t + 2 k_r) d x h``
-    with ``k_r = max(k/t, 1)``), ``attention`` (flash-style fused kernel, causal:
-    half of the ``s x s`` scores, so ``2 b s^2 (a/t) d = 2 b s^2 h / t`` FLOPs),
-    ``attn_proj`` (GEMM ``T x h x h/t``), ``attn_residual``, ``mlp_norm``, then
+    with ``k_r = max(k/t, 1)``), the attention core, ``attn_proj`` (GEMM
+    ``T x h x h/t``), ``attn_residual``, ``mlp_norm``, then
     ``mlp_gate_up`` (``T x 2f/t x h``), ``swiglu`` when gated, else ``mlp_up``
     (``T x f/t x h``), ``gelu``; then ``mlp_down`` (``T x h x f/t``) and
     ``mlp_residual``. Norms and residuals work on ``T/t`` tokens with sequence
     parallelism, else on ``T``.
 
+    The attention core (``attention``, per ``b (a/t)`` heads of size ``d``):
+
+    * ``"flash"``: one fused kernel ``attention``, causal (half of the ``s x s``
+      scores: ``2 b s^2 (a/t) d = 2 b s^2 h / t`` FLOPs), reading Q, K, V and writing
+      the output and one fp32 log-sum-exp per row; ``attention_bwd`` costs 2.5x its
+      forward because it recomputes the scores.
+    * ``"standard"`` (unfused, as Megatron-LM before fused attention): batched GEMMs
+      ``attn_scores`` (``Q K^T``, ``s x s x d`` per head) and ``attn_values`` (``P V``,
+      ``s x d x s``) over the *full* square (the causal mask is applied, not skipped:
+      ``4 b s^2 h / t`` FLOPs), with ``softmax`` (scale, mask, softmax: reads and writes
+      the ``e b (a/t) s^2`` scores) and, with dropout, ``attn_dropout`` (reads them,
+      writes them and a 1-byte mask) between. Backward: two GEMMs per GEMM, and the
+      dropout and softmax backward kernels on the scores.
+
     Backward: each GEMM gives a ``_dgrad`` and a ``_wgrad`` GEMM of its forward
-    FLOPs (so 2x in total); ``attention_bwd`` costs 2.5x its forward because
-    flash attention recomputes the scores; element-wise ops cost 2x.
+    FLOPs (so 2x in total); element-wise ops cost 2x.
 
     Recomputation: ``"full"`` redoes the whole forward (ops and collectives).
     ``"selective"`` (Korthikanti et al. 2022) recomputes only the attention
-    core; with the flash-style kernel modelled here the scores are already
+    core: with ``"standard"`` attention its forward ops run again before its
+    backward (the scores are not stored); with ``"flash"`` the scores are already
     recomputed inside ``attention_bwd`` and never stored, so selective adds no
     work and ``recompute`` is empty (its effect is on activation memory only).
     ``"none"``: empty.
@@ -301,13 +338,15 @@ def layer_work(
 
     Raises :class:`InputError` if ``tp`` does not split heads or ``d_ffn``, if
     sequence parallelism cannot split ``seq_len``, or for an unknown
-    ``precision`` or ``recompute``.
+    ``precision``, ``recompute`` or ``attention``.
     """
     e = _check_precision(precision)
     _check_common(model, micro_batch, tp, sequence_parallel)
     _check_layer(model, tp)
     if recompute not in ("none", "selective", "full"):
         raise InputError(f"unknown recompute {recompute!r}; use none, selective or full", field="plan.recompute")
+    if attention not in ("flash", "standard"):
+        raise InputError(f"unknown attention {attention!r}; use flash or standard", field="plan.attention")
 
     b, s, h, d, t = micro_batch, model.seq_len, model.d_model, model.head_dim, tp
     T = b * s
@@ -331,18 +370,24 @@ def layer_work(
     add(*_norm(model, "input_norm", Tn, e))
     gemm("qkv", T, (a_r + 2 * k_r) * d, h)
 
-    q_elems, kv_elems = T * a_r * d, T * k_r * d
-    stats = T * a_r * SOFTMAX_STATS_BYTES
-    attn_flops = 2.0 * b * s * s * a_r * d
-    attn = Op("attention", "attention", attn_flops, float((q_elems + 2 * kv_elems + q_elems) * e + stats))
-    # Backward reads Q, K, V, O, dO and the stats; writes dQ, dK, dV.
-    attn_bwd = Op(
-        "attention_bwd",
-        "attention",
-        FLASH_BACKWARD_FACTOR * attn_flops,
-        float((3 * q_elems + 2 * kv_elems) * e + stats + (q_elems + 2 * kv_elems) * e),
-    )
-    add(attn, attn_bwd)
+    core_start = len(fwd)
+    if attention == "flash":
+        q_elems, kv_elems = T * a_r * d, T * k_r * d
+        stats = T * a_r * SOFTMAX_STATS_BYTES
+        attn_flops = 2.0 * b * s * s * a_r * d
+        attn = Op("attention", "attention", attn_flops, float((q_elems + 2 * kv_elems + q_elems) * e + stats))
+        # Backward reads Q, K, V, O, dO and the stats; writes dQ, dK, dV.
+        attn_bwd = Op(
+            "attention_bwd",
+            "attention",
+            FLASH_BACKWARD_FACTOR * attn_flops,
+            float((3 * q_elems + 2 * kv_elems) * e + stats + (q_elems + 2 * kv_elems) * e),
+        )
+        add(attn, attn_bwd)
+    else:
+        for pair in _standard_attention(model, b, a_r, e):
+            add(*pair)
+    core = tuple(fwd[core_start:])
 
     gemm("attn_proj", T, h, a_r * d)
     add(*_residual(model, "attn_residual", Tn, e))
@@ -396,10 +441,11 @@ def layer_work(
         )
 
     full = recompute == "full"
+    selective = recompute == "selective" and attention == "standard"
     return LayerWork(
         forward=forward,
         backward=backward,
-        recompute=forward if full else (),
+        recompute=forward if full else core if selective else (),
         tp_forward=tp_fwd,
         tp_backward=tp_bwd,
         tp_recompute=tp_fwd if full else (),

@@ -56,6 +56,12 @@ class ParallelPlan(BaseModel):
         "reduction beside the weight-gradient GEMM (its default); 'full' = also every other TP collective "
         "beside its GEMM (Transformer Engine --tp-comm-overlap); 'none' = all exposed.",
     )
+    attention: Literal["flash", "standard"] = Field(
+        "flash",
+        description="Attention kernel: 'flash' = fused, causal, scores never stored (FlashAttention-2, cuDNN); "
+        "'standard' = unfused: batched GEMMs over the full s x s scores, softmax and dropout kernels on them "
+        "(Megatron-LM before fused attention).",
+    )
     grad_reduce_precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="Precision gradients are reduced in across DP (Megatron-LM default: fp32 main grads)."
     )
