@@ -195,9 +195,14 @@ def plan(
                                             "(e.g. tcp://host:8786) to simulate on."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes of a local Dask "
                                           "cluster (default: one per core; 1: simulate in this process)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="Fleet sizes to compare, comma-separated "
+                                       "(e.g. 512,1024,2048); default: the scenario's."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU types to compare, comma-separated catalog names "
+                                      "(e.g. h100-sxm,h200); default: the scenario's."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
 ) -> None:
-    """Find the best parallel plan for SCENARIO's model on its fleet."""
+    """Find the best parallel plan for SCENARIO's model on its fleet (or on each of the fleets
+    given by --gpus / --gpu, ranked together)."""
     from simulator.cluster import dask_client
     from simulator.planner import check_objective, plan_search
 
@@ -208,9 +213,10 @@ def plan(
         sc = load_scenario(scenario)
         check_objective(objective, gpu_hour_usd, tokens)
         freed = [f.strip() for f in free.split(",") if f.strip()] if free else []
+        fleets = _fleets(gpus, gpu)
         with contextlib.nullcontext() if local else dask_client(scheduler, workers) as client:
             search = plan_search(sc, objective=objective, gpu_hour_usd=gpu_hour_usd, tokens=tokens,
-                                 top_k=n_simulate, free=freed, client=client)
+                                 top_k=n_simulate, free=freed, fleets=fleets, client=client)
         best = search.best
     except TrainsimError as err:
         _fail(err)
@@ -221,16 +227,18 @@ def plan(
         return
     console = Console()
     unit = search.objective_unit
-    console.print(f"[bold]{sc.name}[/bold]: {search.n_enumerated} plans enumerated, {search.n_fit} fit in memory, "
+    over = f" over {search.n_fleets} fleets" if search.n_fleets > 1 else ""
+    console.print(f"[bold]{sc.name}[/bold]: {search.n_enumerated} plans enumerated{over}, {search.n_fit} fit in memory, "
                   f"{search.n_estimated} estimated, {search.n_simulated} simulated "
                   f"({sum(search.seconds.values()):.1f} s)", highlight=False)
     table = Table(title=f"Best plans by {objective} ({unit}), ranked by simulation", title_justify="left")
-    for col in ("#", "TP", "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order", "step s", "tokens/s", "MFU",
+    several = search.n_fleets > 1
+    for col in ("#", *(("GPUs", "GPU") if several else ()), "TP", "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order", "step s", "tokens/s", "MFU",
                 "mem/free GB", unit):
         table.add_column(col, justify="left" if col in ("recompute", "order") else "right")
     for i, r in enumerate(search.results[:top], 1):
         p = r.plan
-        table.add_row(str(i), str(p.tp), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
+        table.add_row(str(i), *((f"{p.n_gpus:,}", r.gpu) if several else ()), str(p.tp), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
                       "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage), ",".join(p.placement),
                       f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
                       f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", f"{r.objective:.4g}")
@@ -251,12 +259,26 @@ def plan(
         console.print(f"[bold]Discarded for memory[/bold] ({len(search.discarded)}; nearest misses):")
         for d in search.discarded[:5]:
             p = d.plan
-            console.print(f"  TP {p.tp} PP {p.pp} DP {p.dp} VPP {p.vpp} mb {p.micro_batch} {p.recompute} "
-                          f"ZeRO {p.zero_stage}: needs {d.needed_GB:.1f} GB of {d.capacity_GB:.1f} GB "
+            console.print(f"  {p.n_gpus} x {d.gpu}: TP {p.tp} PP {p.pp} DP {p.dp} VPP {p.vpp} mb {p.micro_batch} "
+                          f"{p.recompute} ZeRO {p.zero_stage}: needs {d.needed_GB:.2f} GB of {d.capacity_GB:.1f} GB "
                           f"(stage {d.stage})", highlight=False)
     if search.errors:
         console.print(f"[yellow]{len(search.errors)} plans could not be simulated[/yellow]; first: "
                       f"{search.errors[0][1]}", highlight=False)
+
+
+def _fleets(gpus: str | None, gpu: str | None) -> list[dict]:
+    """Scenario changes for every combination of the --gpus and --gpu lists."""
+    sizes: list[int | None] = [None]
+    if gpus:
+        try:
+            sizes = [int(x) for x in gpus.split(",") if x.strip()]
+        except ValueError:
+            raise InputError(f"{gpus!r} is not a comma-separated list of GPU counts", field="--gpus") from None
+        if not sizes or min(sizes) < 1:
+            raise InputError(f"{gpus!r}: give GPU counts >= 1, e.g. 512,1024", field="--gpus")
+    types: list[str | None] = [t.strip() for t in gpu.split(",") if t.strip()] if gpu else [None]
+    return [{**({"gpus": n} if n else {}), **({"gpu": t} if t else {})} for n in sizes for t in types]
 
 
 @app.command("list")

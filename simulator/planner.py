@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,8 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
       ``interleaved`` needs ``vpp > 1``);
     * ``micro_batch`` in 1, 2, 4, 8 dividing ``global_batch / dp``;
     * ``sequence_parallel``: on whenever ``tp > 1`` (it only saves memory), off for ``tp = 1``;
-    * ``recompute`` in none, selective, full;
+    * ``recompute`` in none, selective, full; selective only with ``attention: standard`` (with
+      a flash kernel the scores are never stored, so selective is the same plan as none);
     * ``zero_stage`` in 0, 1, and 3 when ``pp = 1``; only 0 when ``dp = 1`` (sharding over one
       replica changes nothing);
     * ``placement`` (rank order, innermost first) in ``tp,dp,pp`` (Megatron-LM's default: data-
@@ -133,6 +134,8 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
         return [c[name]] if name in c else list(options)
 
     placements = [tuple(c["placement"])] if "placement" in c else list(PLACEMENT_CHOICES)
+    # with a flash kernel selective recomputation changes nothing (the scores are never stored)
+    recomputes = [r for r in RECOMPUTE_CHOICES if not (r == "selective" and spec.attention == "flash")]
     tps = [t for t in pick("tp", _divisors(gpn)) if model.n_heads % t == 0
            and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
     schedule_c = c.get("schedule")
@@ -163,7 +166,7 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
                         if (schedule == "interleaved") != (vpp > 1):
                             continue
                     sp = c.get("sequence_parallel", tp > 1)
-                    for rc in pick("recompute", RECOMPUTE_CHOICES):
+                    for rc in pick("recompute", recomputes):
                         zeros = (0, 1, 3) if pp == 1 else (0, 1)
                         for z, order in itertools.product(pick("zero_stage", zeros if dp > 1 else (0,)),
                                                           placements if pp > 1 and dp > 1 else placements[:1]):
@@ -275,12 +278,13 @@ class PlanResult:
     megatron_flags: list[str] | None
     megatron_note: str = ""
     result: StepResult | None = field(default=None, repr=False)
+    gpu: str = ""
 
     def row(self) -> dict[str, Any]:
-        """Flat dict for tables and JSON: plan fields, then the numbers."""
+        """Flat dict for tables and JSON: the fleet, plan fields, then the numbers."""
         p = self.plan
         return {
-            "tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "micro_batch": p.micro_batch,
+            "gpu": self.gpu, "n_gpus": p.n_gpus, "tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "micro_batch": p.micro_batch,
             "n_microbatches": p.n_microbatches, "schedule": p.schedule, "sequence_parallel": p.sequence_parallel,
             "recompute": p.recompute, "zero_stage": p.zero_stage, "placement": ",".join(p.placement),
             "step_time_s": self.step_time_s, "estimate_s": self.estimate_s, "tokens_per_s": self.tokens_per_s,
@@ -298,6 +302,7 @@ class Discarded:
     needed_GB: float
     capacity_GB: float
     stage: int
+    gpu: str = ""
 
 
 @dataclass
@@ -314,6 +319,7 @@ class PlanSearch:
     discarded: list[Discarded]
     errors: list[tuple[ParallelPlan, str]]
     seconds: dict[str, float]
+    n_fleets: int = 1
 
     @property
     def best(self) -> PlanResult:
@@ -325,12 +331,12 @@ class PlanSearch:
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
         return {
             "objective": self.objective, "objective_unit": self.objective_unit,
-            "counts": {"enumerated": self.n_enumerated, "fit_in_memory": self.n_fit,
+            "counts": {"fleets": self.n_fleets, "enumerated": self.n_enumerated, "fit_in_memory": self.n_fit,
                        "estimated": self.n_estimated, "simulated": self.n_simulated},
             "seconds": self.seconds,
             "plans": [r.row() for r in self.results[:top]],
             "discarded_for_memory": [
-                {**_short(d.plan), "needed_GB": d.needed_GB, "capacity_GB": d.capacity_GB, "stage": d.stage}
+                {"gpu": d.gpu, **_short(d.plan), "needed_GB": d.needed_GB, "capacity_GB": d.capacity_GB, "stage": d.stage}
                 for d in self.discarded[:top]
             ],
             "errors": [{**_short(p), "error": e} for p, e in self.errors],
@@ -338,7 +344,7 @@ class PlanSearch:
 
 
 def _short(plan: ParallelPlan) -> dict[str, Any]:
-    return {**{k: getattr(plan, k) for k in ("tp", "pp", "dp", "vpp", "micro_batch", "sequence_parallel",
+    return {"n_gpus": plan.n_gpus, **{k: getattr(plan, k) for k in ("tp", "pp", "dp", "vpp", "micro_batch", "sequence_parallel",
                                              "recompute", "zero_stage")}, "placement": ",".join(plan.placement)}
 
 
@@ -390,21 +396,30 @@ def _simulate_plans(plans: list[ParallelPlan], fleet: Fleet) -> list[StepResult 
     return out
 
 
-def simulate_plans(fleet: Fleet, plans: list[ParallelPlan], client: Any | None = None) -> list[StepResult | str]:
-    """Simulate ``plans`` on ``fleet``: in this process, or on the workers of a Dask ``client``.
+def simulate_plans(jobs: Sequence[tuple[Fleet, ParallelPlan]], client: Any | None = None) -> list[StepResult | str]:
+    """Simulate each ``(fleet, plan)``: in this process, or on the workers of a Dask ``client``.
 
-    On Dask the fleet (topology included) is scattered to every worker once and the plans
-    go out in about four batches per worker, dealt round-robin so that the batches mix
-    cheap and expensive plans. The results come back in the order of ``plans``."""
-    if client is None or not plans:
-        return _simulate_plans(plans, fleet)
+    On Dask every fleet (topology included) is scattered to every worker once, and each
+    fleet's plans go out in about four batches per worker, dealt round-robin so that the
+    batches mix cheap and expensive plans; all batches run at once. The results come back
+    in the order of ``jobs``; a plan that cannot run gives its error message."""
+    if client is None:
+        return [_simulate_plans([plan], fleet)[0] for fleet, plan in jobs]
+    by_fleet: dict[int, tuple[Fleet, list[int]]] = {}
+    for i, (fleet, _) in enumerate(jobs):
+        by_fleet.setdefault(id(fleet), (fleet, []))[1].append(i)
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-    n_batches = min(len(plans), 4 * n_workers)
-    batches = [plans[i::n_batches] for i in range(n_batches)]
-    futures = client.map(_simulate_plans, batches, fleet=scatter_once(client, fleet), pure=False)
-    out: list[StepResult | str] = [""] * len(plans)
-    for i, batch_out in enumerate(client.gather(futures)):
-        out[i::n_batches] = batch_out
+    submitted = []
+    for fleet, indices in by_fleet.values():
+        n_batches = min(len(indices), 4 * n_workers)
+        batches = [indices[b::n_batches] for b in range(n_batches)]
+        futures = client.map(_simulate_plans, [[jobs[i][1] for i in batch] for batch in batches],
+                             fleet=scatter_once(client, fleet), pure=False)
+        submitted += zip(batches, futures)
+    out: list[StepResult | str] = [""] * len(jobs)
+    for batch, batch_out in zip((b for b, _ in submitted), client.gather([f for _, f in submitted])):
+        for i, result in zip(batch, batch_out):
+            out[i] = result
     return out
 
 
@@ -424,6 +439,7 @@ def plan_search(
     top_k: int | None = 64,
     constraints: dict[str, Any] | None = None,
     free: Iterable[str] = (),
+    fleets: Sequence[Mapping[str, Any]] = ({},),
     client: Any | None = None,
     efficiency: Efficiency | None = None,
 ) -> PlanSearch:
@@ -432,57 +448,64 @@ def plan_search(
     rank those by the simulated objective.
 
     ``constraints`` fixes plan fields (default: those the scenario writes, minus ``free``).
+    ``fleets``: scenario changes that give the fleets to compare, e.g. ``[{"gpus": 512},
+    {"gpus": 1024, "gpu": "h200"}]`` (default: the scenario's own fleet); every fleet's plans
+    are searched and all are ranked together, ``top_k`` counting over all of them.
     ``client``: a ``dask.distributed.Client`` to run the simulations on (:func:`simulate_plans`);
     ``None`` runs them in this process.
-    Raises :class:`InputError` for an unknown objective or a missing price or token count.
+    Raises :class:`InputError` for an unknown objective, a missing price or token count, or a
+    fleet the scenario's topology cannot hold.
     """
     check_objective(objective, gpu_hour_usd, tokens)
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    fleet = resolve_fleet(scenario, efficiency)
-    if constraints is None:
-        constraints = stated_constraints(scenario, free)
-    plans = candidate_plans(scenario, constraints, fleet=fleet)
-    seconds["enumerate"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    fitting: list[tuple[ParallelPlan, Any]] = []
+    seconds = {"enumerate": 0.0, "memory": 0.0, "first_pass": 0.0}
+    key = _sort_key(objective)
+    n_enumerated = 0
+    fitting: list[tuple[Fleet, ParallelPlan, Any]] = []
     discarded: list[Discarded] = []
-    for plan in plans:
-        mem = memory_per_gpu(fleet.model, plan, capacity_bytes=fleet.device.hbm_bytes)
-        if mem.fits:
-            fitting.append((plan, mem))
-        else:
-            discarded.append(Discarded(plan, mem.total / GB, mem.capacity / GB, mem.stage))
+    for changes in fleets or ({},):
+        t0 = time.perf_counter()
+        variant = scenario.with_(**changes) if changes else scenario
+        fleet = resolve_fleet(variant, efficiency)
+        plans = candidate_plans(variant, stated_constraints(variant, free) if constraints is None else constraints,
+                                fleet=fleet)
+        n_enumerated += len(plans)
+        seconds["enumerate"] += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        for plan in plans:
+            mem = memory_per_gpu(fleet.model, plan, capacity_bytes=fleet.device.hbm_bytes)
+            if mem.fits:
+                fitting.append((fleet, plan, mem))
+            else:
+                discarded.append(Discarded(plan, mem.total / GB, mem.capacity / GB, mem.stage, fleet.device.name))
+        seconds["memory"] += time.perf_counter() - t0
     discarded.sort(key=lambda d: d.needed_GB - d.capacity_GB)  # the nearest misses first
-    seconds["memory"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tokens_per_step = scenario.plan.global_batch * fleet.model.seq_len
-    estimated: list[tuple[float, ParallelPlan, Any, Estimate]] = []
+    estimated: list[tuple[float, Fleet, ParallelPlan, Any, Estimate]] = []
     errors: list[tuple[ParallelPlan, str]] = []
-    for plan, mem in fitting:
+    for fleet, plan, mem in fitting:
         try:
             sp = build_step_plan(fleet.model, plan, fleet.topology, fleet.device, fleet.efficiency)
         except TrainsimError as err:
             errors.append((plan, str(err)))
             continue
         est = estimate_step(sp, fleet)
-        value = objective_value(objective, step_time_s=est.step_s, tokens_per_step=tokens_per_step,
-                                n_gpus=scenario.gpus, energy_per_step_J=est.energy_J,
+        value = objective_value(objective, step_time_s=est.step_s,
+                                tokens_per_step=plan.global_batch * fleet.model.seq_len,
+                                n_gpus=plan.n_gpus, energy_per_step_J=est.energy_J,
                                 gpu_hour_usd=gpu_hour_usd, tokens=tokens)
-        estimated.append((value, plan, mem, est))
-    key = _sort_key(objective)
-    estimated.sort(key=lambda e: (key(e[0]), _tiebreak(e[1])))
+        estimated.append((value, fleet, plan, mem, est))
+    estimated.sort(key=lambda e: (key(e[0]), _tiebreak(e[2])))
     chosen = estimated if not top_k else estimated[:top_k]
     seconds["first_pass"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    outcomes = simulate_plans(fleet, [plan for _, plan, _, _ in chosen], client)
+    outcomes = simulate_plans([(fleet, plan) for _, fleet, plan, _, _ in chosen], client)
     seconds["simulate"] = time.perf_counter() - t0
 
     results: list[PlanResult] = []
-    for (_, plan, mem, est), out in zip(chosen, outcomes):
+    for (_, fleet, plan, mem, est), out in zip(chosen, outcomes):
         if isinstance(out, str):
             errors.append((plan, out))
             continue
@@ -495,13 +518,13 @@ def plan_search(
             plan=plan, step_time_s=out.step_time_s, tokens_per_s=out.tokens_per_s, mfu=out.mfu,
             memory_GB=mem.total / GB, headroom_GB=(mem.capacity - mem.total) / GB,
             breakdown_s=dict(out.breakdown_s), energy_per_token_J=e_tok, objective=value,
-            estimate_s=est.step_s, megatron_flags=flags, megatron_note=note, result=out,
+            estimate_s=est.step_s, megatron_flags=flags, megatron_note=note, result=out, gpu=fleet.device.name,
         ))
     results.sort(key=lambda r: (key(r.objective), _tiebreak(r.plan)))
     return PlanSearch(
-        objective=objective, objective_unit=objective_unit(objective), n_enumerated=len(plans),
+        objective=objective, objective_unit=objective_unit(objective), n_enumerated=n_enumerated,
         n_fit=len(fitting), n_estimated=len(estimated), n_simulated=len(chosen), results=results,
-        discarded=discarded, errors=errors, seconds=seconds,
+        discarded=discarded, errors=errors, seconds=seconds, n_fleets=len(fleets or ({},)),
     )
 
 

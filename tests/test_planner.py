@@ -98,6 +98,9 @@ def test_enumeration_rules():
         assert p.placement == ("tp", "dp", "pp") or (p.placement == ("tp", "pp", "dp") and p.pp > 1 and p.dp > 1)
     plans = candidate_plans(tiny())
     assert any(p.placement == ("tp", "pp", "dp") for p in plans)
+    # selective recomputation only where it differs from none: with unfused attention
+    assert {p.recompute for p in plans} == {"none", "full"}
+    assert "selective" in {p.recompute for p in candidate_plans(tiny(attention="standard"))}
     swapped = {p.model_copy(update={"placement": ("tp", "dp", "pp")}) for p in plans
                if p.placement == ("tp", "pp", "dp")}
     assert swapped <= set(plans)  # every swapped plan also comes in the default order
@@ -189,13 +192,28 @@ def test_objectives_order_correctly(exhaustive):
 def test_dask_cluster_gives_exactly_the_serial_ranking(exhaustive):
     from dask.distributed import Client, LocalCluster
 
-    serial = plan_search(exhaustive[0], top_k=12)
+    fleets = [{}, {"gpus": 4}]  # two fleets: each is scattered to the workers once
+    serial = plan_search(exhaustive[0], top_k=12, fleets=fleets)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        distributed = plan_search(exhaustive[0], top_k=12, client=client)
+        distributed = plan_search(exhaustive[0], top_k=12, fleets=fleets, client=client)
     assert distributed.n_simulated == serial.n_simulated == 12
     assert [(r.plan, r.step_time_s, r.breakdown_s) for r in distributed.results] == \
         [(r.plan, r.step_time_s, r.breakdown_s) for r in serial.results]
+
+
+def test_several_fleets_are_searched_and_ranked_together(exhaustive):
+    sc = exhaustive[0]
+    one = {n: plan_search(sc.with_(gpus=n), top_k=0, objective="cost", gpu_hour_usd=2.0) for n in (4, 8)}
+    both = plan_search(sc, top_k=0, objective="cost", gpu_hour_usd=2.0, fleets=[{"gpus": 4}, {"gpus": 8}])
+    assert both.n_fleets == 2 and both.n_enumerated == sum(s.n_enumerated for s in one.values())
+    assert {r.plan.n_gpus for r in both.results} == {4, 8}
+    assert len(both.results) == sum(len(s.results) for s in one.values())
+    cheapest = min((s.best for s in one.values()), key=lambda r: r.objective)
+    assert both.best.plan == cheapest.plan and both.best.objective == cheapest.objective
+    costs = [r.objective for r in both.results]
+    assert costs == sorted(costs)
+    assert both.to_dict(3)["plans"][0]["n_gpus"] == cheapest.plan.n_gpus
 
 
 runner = CliRunner()
@@ -208,6 +226,16 @@ def test_cli_plan_prints_the_table():  # on the default local Dask cluster (one 
     for text in ("plans enumerated", "fit in memory", "4 simulated", "ranked by simulation", "tokens/s",
                  "Megatron-LM flags:", "--micro-batch-size 4", "Best plan", "bubble"):
         assert text in result.output
+
+
+def test_cli_plan_compares_fleets():
+    result = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--gpus", "4,8", "--simulate", "6", "--workers", "1",
+                                 "--objective", "cost", "--gpu-hour-usd", "1.5"],
+                           catch_exceptions=False, env={"COLUMNS": "220"})
+    assert result.exit_code == 0, result.output
+    assert "GPUs" in result.output and "l40s" in result.output
+    bad = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--gpus", "many", "--workers", "1"])
+    assert bad.exit_code == 2 and "--gpus" in bad.output
 
 
 def test_cli_plan_json_and_errors():
