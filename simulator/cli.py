@@ -184,7 +184,10 @@ def plan(
     objective: str = typer.Option("throughput", "--objective",
                                   help="throughput (tokens/s) | energy (J/token) | cost (USD/token) | time-to-train."),
     gpu_hour_usd: Optional[float] = typer.Option(None, "--gpu-hour-usd", help="Price of one GPU-hour (cost objective)."),
-    tokens: Optional[float] = typer.Option(None, "--tokens", help="Training tokens (time-to-train objective)."),
+    tokens: Optional[float] = typer.Option(None, "--tokens", help="Training tokens (time-to-train objective; "
+                                           "with it every plan shows its training hours, and cost with a price)."),
+    budget_usd: Optional[float] = typer.Option(None, "--budget-usd", help="Keep plans whose training on --tokens "
+                                               "costs at most this at --gpu-hour-usd."),
     top: int = typer.Option(10, "--top", min=1, help="Plans to show."),
     n_simulate: int = typer.Option(64, "--simulate", min=1,
                                    help="Plans (best first-pass estimates) to simulate event by event."),
@@ -211,12 +214,13 @@ def plan(
     local = not scheduler and (workers or os.cpu_count() or 1) == 1
     try:
         sc = load_scenario(scenario)
-        check_objective(objective, gpu_hour_usd, tokens)
+        check_objective(objective, gpu_hour_usd, tokens, budget_usd)
         freed = [f.strip() for f in free.split(",") if f.strip()] if free else []
         fleets = _fleets(gpus, gpu)
         with contextlib.nullcontext() if local else dask_client(scheduler, workers) as client:
             search = plan_search(sc, objective=objective, gpu_hour_usd=gpu_hour_usd, tokens=tokens,
-                                 top_k=n_simulate, free=freed, fleets=fleets, client=client)
+                                 top_k=n_simulate, free=freed, fleets=fleets, budget_usd=budget_usd,
+                                 client=client)
         best = search.best
     except TrainsimError as err:
         _fail(err)
@@ -228,17 +232,20 @@ def plan(
     console = Console()
     unit = search.objective_unit
     over = f" over {search.n_fleets} fleets" if search.n_fleets > 1 else ""
-    console.print(f"[bold]{sc.name}[/bold]: {search.n_enumerated} plans enumerated{over}, {search.n_fit} fit in memory, "
-                  f"{search.n_estimated} estimated, {search.n_simulated} simulated "
+    console.print(f"[bold]{sc.name}[/bold]: {search.n_enumerated} plans enumerated{over}, {search.n_fit} fit in "
+                  f"memory, {search.n_estimated} estimated, {search.n_simulated} simulated "
                   f"({sum(search.seconds.values()):.1f} s)", highlight=False)
     table = Table(title=f"Best plans by {objective} ({unit}), ranked by simulation", title_justify="left")
     several = search.n_fleets > 1
-    for col in ("#", *(("GPUs", "GPU") if several else ()), "TP", "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order", "step s", "tokens/s", "MFU",
+    training = tuple(c for c, on in (("train h", tokens and objective != "time-to-train"),
+                                     ("train USD", tokens and gpu_hour_usd)) if on)
+    for col in ("#", *(("GPUs", "GPU") if several else ()), *training, "TP", "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order", "step s", "tokens/s", "MFU",
                 "mem/free GB", unit):
         table.add_column(col, justify="left" if col in ("recompute", "order") else "right")
     for i, r in enumerate(search.results[:top], 1):
         p = r.plan
-        table.add_row(str(i), *((f"{p.n_gpus:,}", r.gpu) if several else ()), str(p.tp), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
+        money = tuple(f"{r.training_hours:,.1f}" if c == "train h" else f"{r.training_cost_usd:,.0f}" for c in training)
+        table.add_row(str(i), *((f"{p.n_gpus:,}", r.gpu) if several else ()), *money, str(p.tp), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
                       "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage), ",".join(p.placement),
                       f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
                       f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", f"{r.objective:.4g}")
@@ -262,6 +269,9 @@ def plan(
             console.print(f"  {p.n_gpus} x {d.gpu}: TP {p.tp} PP {p.pp} DP {p.dp} VPP {p.vpp} mb {p.micro_batch} "
                           f"{p.recompute} ZeRO {p.zero_stage}: needs {d.needed_GB:.2f} GB of {d.capacity_GB:.1f} GB "
                           f"(stage {d.stage})", highlight=False)
+    if search.over_budget:
+        console.print(f"{len(search.over_budget)} simulated plans cost more than {budget_usd:,.0f} USD to train "
+                      "(left out of the ranking)", highlight=False)
     if search.errors:
         console.print(f"[yellow]{len(search.errors)} plans could not be simulated[/yellow]; first: "
                       f"{search.errors[0][1]}", highlight=False)

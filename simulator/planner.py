@@ -279,6 +279,8 @@ class PlanResult:
     megatron_note: str = ""
     result: StepResult | None = field(default=None, repr=False)
     gpu: str = ""
+    training_hours: float | None = None  # to train the search's token count, if given
+    training_cost_usd: float | None = None  # at the search's GPU-hour price, if given
 
     def row(self) -> dict[str, Any]:
         """Flat dict for tables and JSON: the fleet, plan fields, then the numbers."""
@@ -290,6 +292,7 @@ class PlanResult:
             "step_time_s": self.step_time_s, "estimate_s": self.estimate_s, "tokens_per_s": self.tokens_per_s,
             "mfu": self.mfu, "memory_GB": self.memory_GB, "headroom_GB": self.headroom_GB,
             "energy_per_token_J": self.energy_per_token_J, "objective": self.objective,
+            "training_hours": self.training_hours, "training_cost_usd": self.training_cost_usd,
             "breakdown_s": self.breakdown_s, "megatron_flags": self.megatron_flags,
         }
 
@@ -320,10 +323,17 @@ class PlanSearch:
     errors: list[tuple[ParallelPlan, str]]
     seconds: dict[str, float]
     n_fleets: int = 1
+    over_budget: list[PlanResult] = field(default_factory=list)  # simulated, but training costs more
+    budget_usd: float | None = None
 
     @property
     def best(self) -> PlanResult:
         if not self.results:
+            if self.budget_usd is not None and self.n_fit:
+                cheapest = (f" (the cheapest simulated costs {min(r.training_cost_usd for r in self.over_budget):,.0f}"
+                            " USD)" if self.over_budget else "")
+                raise InputError(f"no plan trains within the budget of {self.budget_usd:,.0f} USD{cheapest}; "
+                                 "raise --budget-usd or compare other fleets", field="--budget-usd")
             raise InputError("no plan fits in memory and runs; free more plan fields, use more GPUs or "
                              "a smaller global batch", field="plan")
         return self.results[0]
@@ -335,6 +345,7 @@ class PlanSearch:
                        "estimated": self.n_estimated, "simulated": self.n_simulated},
             "seconds": self.seconds,
             "plans": [r.row() for r in self.results[:top]],
+            "over_budget": len(self.over_budget),
             "discarded_for_memory": [
                 {"gpu": d.gpu, **_short(d.plan), "needed_GB": d.needed_GB, "capacity_GB": d.capacity_GB, "stage": d.stage}
                 for d in self.discarded[:top]
@@ -352,8 +363,13 @@ def objective_unit(objective: str) -> str:
     return {"throughput": "tokens/s", "energy": "J/token", "cost": "USD/Mtoken", "time-to-train": "hours"}[objective]
 
 
-def check_objective(objective: str, gpu_hour_usd: float | None, tokens: float | None) -> None:
-    """Raise :class:`InputError` for an unknown objective, or one missing its price or token count."""
+def check_objective(objective: str, gpu_hour_usd: float | None, tokens: float | None,
+                    budget_usd: float | None = None) -> None:
+    """Raise :class:`InputError` for an unknown objective, or one (or a budget) missing its price
+    or token count."""
+    if budget_usd is not None and (budget_usd <= 0 or not gpu_hour_usd or not tokens):
+        raise InputError("a budget (> 0) needs the price of a GPU-hour and the training tokens: "
+                         "--budget-usd B --gpu-hour-usd X --tokens N", field="--budget-usd")
     if objective not in OBJECTIVES:
         raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}", field="--objective")
     if objective == "cost" and (gpu_hour_usd is None or gpu_hour_usd <= 0):
@@ -440,6 +456,7 @@ def plan_search(
     constraints: dict[str, Any] | None = None,
     free: Iterable[str] = (),
     fleets: Sequence[Mapping[str, Any]] = ({},),
+    budget_usd: float | None = None,
     client: Any | None = None,
     efficiency: Efficiency | None = None,
 ) -> PlanSearch:
@@ -451,12 +468,17 @@ def plan_search(
     ``fleets``: scenario changes that give the fleets to compare, e.g. ``[{"gpus": 512},
     {"gpus": 1024, "gpu": "h200"}]`` (default: the scenario's own fleet); every fleet's plans
     are searched and all are ranked together, ``top_k`` counting over all of them.
+    With ``tokens`` (and ``gpu_hour_usd``) every result carries the hours (and the cost) of
+    training on that many tokens. ``budget_usd`` (needs both) keeps only plans whose training
+    fits the budget: the first pass skips plans estimated at more than 1.2 x the budget (its
+    estimates are within 15 % of the simulation), and simulated plans over it go to
+    ``over_budget``.
     ``client``: a ``dask.distributed.Client`` to run the simulations on (:func:`simulate_plans`);
     ``None`` runs them in this process.
     Raises :class:`InputError` for an unknown objective, a missing price or token count, or a
     fleet the scenario's topology cannot hold.
     """
-    check_objective(objective, gpu_hour_usd, tokens)
+    check_objective(objective, gpu_hour_usd, tokens, budget_usd)
     seconds = {"enumerate": 0.0, "memory": 0.0, "first_pass": 0.0}
     key = _sort_key(objective)
     n_enumerated = 0
@@ -491,8 +513,11 @@ def plan_search(
             errors.append((plan, str(err)))
             continue
         est = estimate_step(sp, fleet)
-        value = objective_value(objective, step_time_s=est.step_s,
-                                tokens_per_step=plan.global_batch * fleet.model.seq_len,
+        tokens_per_step = plan.global_batch * fleet.model.seq_len
+        if budget_usd is not None and _training(est.step_s, tokens_per_step, plan.n_gpus, gpu_hour_usd,
+                                                 tokens)[1] > BUDGET_MARGIN * budget_usd:
+            continue
+        value = objective_value(objective, step_time_s=est.step_s, tokens_per_step=tokens_per_step,
                                 n_gpus=plan.n_gpus, energy_per_step_J=est.energy_J,
                                 gpu_hour_usd=gpu_hour_usd, tokens=tokens)
         estimated.append((value, fleet, plan, mem, est))
@@ -505,6 +530,7 @@ def plan_search(
     seconds["simulate"] = time.perf_counter() - t0
 
     results: list[PlanResult] = []
+    over_budget: list[PlanResult] = []
     for (_, fleet, plan, mem, est), out in zip(chosen, outcomes):
         if isinstance(out, str):
             errors.append((plan, out))
@@ -514,18 +540,35 @@ def plan_search(
                                 n_gpus=out.n_gpus, energy_per_step_J=out.energy_per_step_J,
                                 gpu_hour_usd=gpu_hour_usd, tokens=tokens)
         flags, note = _flags(plan, fleet.model)
-        results.append(PlanResult(
+        hours, cost = _training(out.step_time_s, out.tokens_per_step, out.n_gpus, gpu_hour_usd, tokens)
+        r = PlanResult(
             plan=plan, step_time_s=out.step_time_s, tokens_per_s=out.tokens_per_s, mfu=out.mfu,
             memory_GB=mem.total / GB, headroom_GB=(mem.capacity - mem.total) / GB,
             breakdown_s=dict(out.breakdown_s), energy_per_token_J=e_tok, objective=value,
             estimate_s=est.step_s, megatron_flags=flags, megatron_note=note, result=out, gpu=fleet.device.name,
-        ))
+            training_hours=hours, training_cost_usd=cost,
+        )
+        (over_budget if budget_usd is not None and cost > budget_usd else results).append(r)
     results.sort(key=lambda r: (key(r.objective), _tiebreak(r.plan)))
     return PlanSearch(
         objective=objective, objective_unit=objective_unit(objective), n_enumerated=n_enumerated,
         n_fit=len(fitting), n_estimated=len(estimated), n_simulated=len(chosen), results=results,
         discarded=discarded, errors=errors, seconds=seconds, n_fleets=len(fleets or ({},)),
+        over_budget=over_budget, budget_usd=budget_usd,
     )
+
+
+BUDGET_MARGIN = 1.2
+"""The first pass keeps plans estimated at up to this multiple of the budget (its error is < 15 %)."""
+
+
+def _training(step_time_s: float, tokens_per_step: float, n_gpus: int, gpu_hour_usd: float | None,
+              tokens: float | None) -> tuple[float | None, float | None]:
+    """Hours to train on ``tokens`` tokens, and their cost at ``gpu_hour_usd`` per GPU-hour (None if not given)."""
+    if not tokens:
+        return None, None
+    hours = tokens / tokens_per_step * step_time_s / 3600
+    return hours, (gpu_hour_usd * n_gpus * hours if gpu_hour_usd else None)
 
 
 def _tiebreak(plan: ParallelPlan) -> tuple:

@@ -127,11 +127,12 @@ class Scenario(BaseModel):
             raise from_validation_error(err, schema=ParallelPlan, file=self.source_file, prefix="plan") from None
 
     def with_(self, **changes: Any) -> "Scenario":
-        """A copy with fields changed; plan fields may be given directly (``tp=4``)."""
+        """A copy with fields changed; plan fields may be given directly (``tp=4``). Fields the
+        original leaves at their defaults stay unset in the copy (the planner searches them)."""
         plan_fields = set(PlanSpec.model_fields)
         plan_changes = {k: v for k, v in changes.items() if k in plan_fields}
         other = {k: v for k, v in changes.items() if k not in plan_fields}
-        data = self.model_dump(exclude={"base_dir", "source_file"})
+        data = self.model_dump(exclude={"base_dir", "source_file"}, exclude_unset=True)
         data["plan"].update(plan_changes)
         if plan_changes and "dp" not in plan_changes and self.plan.dp is None:
             data["plan"]["dp"] = None

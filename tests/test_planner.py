@@ -263,3 +263,31 @@ def test_unfused_attention_round_trips_through_megatron_flags():
     assert flags[-2:] == ["--attention-backend", "unfused"]
     assert plan_from_megatron_flags(flags, 128) == plan
     assert plan_from_megatron_flags(flags[:-2] + ["--use-flash-attn"], 128).attention == "flash"
+
+
+def test_a_budget_keeps_the_plans_whose_training_it_pays_for(exhaustive):
+    sc = exhaustive[0]
+    fleets = [{"gpus": 4}, {"gpus": 8}]
+    free = plan_search(sc, top_k=0, objective="time-to-train", tokens=1e8, gpu_hour_usd=2.0, fleets=fleets)
+    for r in free.results:  # hours and cost of training 1e8 tokens, from the simulated step
+        assert r.training_hours == pytest.approx(1e8 / r.tokens_per_s / 3600)
+        assert r.training_cost_usd == pytest.approx(2.0 * r.plan.n_gpus * r.training_hours)
+    costs = sorted(r.training_cost_usd for r in free.results)
+    budget = costs[len(costs) // 2]
+    kept = plan_search(sc, top_k=0, objective="time-to-train", tokens=1e8, gpu_hour_usd=2.0, fleets=fleets,
+                       budget_usd=budget)
+    assert kept.results and all(r.training_cost_usd <= budget for r in kept.results)
+    assert all(r.training_cost_usd > budget for r in kept.over_budget)
+    within = [r for r in free.results if r.training_cost_usd <= budget]
+    assert kept.best.plan == within[0].plan  # the fastest training the budget pays for
+    with pytest.raises(InputError, match="budget"):
+        plan_search(sc, top_k=0, budget_usd=budget)  # no price, no tokens
+    for tight in (costs[0] * 0.95, costs[0] / 10):  # over budget after the simulation; already in the first pass
+        with pytest.raises(InputError, match="within the budget"):
+            plan_search(sc, top_k=0, objective="cost", tokens=1e8, gpu_hour_usd=2.0, budget_usd=tight).best
+
+
+def test_a_changed_copy_of_a_scenario_keeps_its_open_plan_fields_open():
+    sc = tiny(pp=2)
+    assert stated_constraints(sc.with_(gpus=4)) == stated_constraints(sc) == {"pp": 2}
+    assert stated_constraints(sc.with_(tp=2)) == {"pp": 2, "tp": 2}
