@@ -183,14 +183,15 @@ def plan(
                                    "fields it writes are kept fixed (see --free)."),
     objective: str = typer.Option("throughput", "--objective",
                                   help="throughput (tokens/s) | energy (J/token) | cost (USD/token) | time-to-train."),
-    gpu_hour_usd: Optional[float] = typer.Option(None, "--gpu-hour-usd", help="Price of one GPU-hour (cost objective)."),
+    gpu_hour_usd: Optional[str] = typer.Option(None, "--gpu-hour-usd", help="Price of one GPU-hour in USD (cost "
+                                               "objective), or one per GPU type: h100-sxm=2.5,h200=3.4."),
     tokens: Optional[float] = typer.Option(None, "--tokens", help="Training tokens (time-to-train objective; "
                                            "with it every plan shows its training hours, and cost with a price)."),
     budget_usd: Optional[float] = typer.Option(None, "--budget-usd", help="Keep plans whose training on --tokens "
                                                "costs at most this at --gpu-hour-usd."),
     top: int = typer.Option(10, "--top", min=1, help="Plans to show."),
     n_simulate: int = typer.Option(64, "--simulate", min=1,
-                                   help="Plans (best first-pass estimates) to simulate event by event."),
+                                   help="Plans (best first-pass estimates) to simulate event by event, per fleet."),
     free: Optional[str] = typer.Option(None, "--free", help="Plan fields to search even though the scenario writes "
                                        "them, comma-separated (tp,pp,dp,vpp,micro_batch,schedule,"
                                        "sequence_parallel,recompute,zero_stage,placement), or 'all'."),
@@ -214,6 +215,7 @@ def plan(
     local = not scheduler and (workers or os.cpu_count() or 1) == 1
     try:
         sc = load_scenario(scenario)
+        gpu_hour_usd = _prices(gpu_hour_usd)
         check_objective(objective, gpu_hour_usd, tokens, budget_usd)
         freed = [f.strip() for f in free.split(",") if f.strip()] if free else []
         fleets = _fleets(gpus, gpu)
@@ -275,6 +277,20 @@ def plan(
     if search.errors:
         console.print(f"[yellow]{len(search.errors)} plans could not be simulated[/yellow]; first: "
                       f"{search.errors[0][1]}", highlight=False)
+
+
+def _prices(text: str | None) -> float | dict[str, float] | None:
+    """``--gpu-hour-usd``: one number, or ``name=number`` pairs separated by commas."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return float(text)
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        return {name.strip().lower(): float(value) for name, value in pairs}
+    except ValueError:
+        raise InputError(f"{text!r} is not a price or a list like h100-sxm=2.5,h200=3.4",
+                         field="--gpu-hour-usd") from None
 
 
 def _fleets(gpus: str | None, gpu: str | None) -> list[dict]:

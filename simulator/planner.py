@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from pydantic import ValidationError
 
@@ -363,16 +364,23 @@ def objective_unit(objective: str) -> str:
     return {"throughput": "tokens/s", "energy": "J/token", "cost": "USD/Mtoken", "time-to-train": "hours"}[objective]
 
 
-def check_objective(objective: str, gpu_hour_usd: float | None, tokens: float | None,
+Price = Union[float, Mapping[str, float], None]
+"""USD per GPU-hour: one price, or one per GPU type (catalog name -> price)."""
+
+
+def check_objective(objective: str, gpu_hour_usd: Price, tokens: float | None,
                     budget_usd: float | None = None) -> None:
     """Raise :class:`InputError` for an unknown objective, or one (or a budget) missing its price
-    or token count."""
+    or token count, or a price that is not positive."""
+    prices = gpu_hour_usd.values() if isinstance(gpu_hour_usd, Mapping) else [gpu_hour_usd]
+    if gpu_hour_usd is not None and not all(isinstance(p, (int, float)) and p > 0 for p in prices):
+        raise InputError(f"{gpu_hour_usd!r}: a GPU-hour price is a number > 0", field="--gpu-hour-usd")
     if budget_usd is not None and (budget_usd <= 0 or not gpu_hour_usd or not tokens):
         raise InputError("a budget (> 0) needs the price of a GPU-hour and the training tokens: "
                          "--budget-usd B --gpu-hour-usd X --tokens N", field="--budget-usd")
     if objective not in OBJECTIVES:
         raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}", field="--objective")
-    if objective == "cost" and (gpu_hour_usd is None or gpu_hour_usd <= 0):
+    if objective == "cost" and not gpu_hour_usd:
         raise InputError("the cost objective needs the price of a GPU-hour: --gpu-hour-usd X (X > 0)",
                          field="--gpu-hour-usd")
     if objective == "time-to-train" and (tokens is None or tokens <= 0):
@@ -450,7 +458,7 @@ def plan_search(
     scenario: Scenario,
     *,
     objective: str = "throughput",
-    gpu_hour_usd: float | None = None,
+    gpu_hour_usd: Price = None,
     tokens: float | None = None,
     top_k: int | None = 64,
     constraints: dict[str, Any] | None = None,
@@ -467,7 +475,8 @@ def plan_search(
     ``constraints`` fixes plan fields (default: those the scenario writes, minus ``free``).
     ``fleets``: scenario changes that give the fleets to compare, e.g. ``[{"gpus": 512},
     {"gpus": 1024, "gpu": "h200"}]`` (default: the scenario's own fleet); every fleet's plans
-    are searched and all are ranked together, ``top_k`` counting over all of them.
+    are searched, the ``top_k`` best estimates of each fleet simulated, and all ranked together.
+    ``gpu_hour_usd`` is one price or one per GPU type (``{"h100-sxm": 2.5, "h200": 3.4}``).
     With ``tokens`` (and ``gpu_hour_usd``) every result carries the hours (and the cost) of
     training on that many tokens. ``budget_usd`` (needs both) keeps only plans whose training
     fits the budget: the first pass skips plans estimated at more than 1.2 x the budget (its
@@ -482,12 +491,13 @@ def plan_search(
     seconds = {"enumerate": 0.0, "memory": 0.0, "first_pass": 0.0}
     key = _sort_key(objective)
     n_enumerated = 0
-    fitting: list[tuple[Fleet, ParallelPlan, Any]] = []
+    fitting: list[tuple[Fleet, ParallelPlan, Any, float | None]] = []
     discarded: list[Discarded] = []
     for changes in fleets or ({},):
         t0 = time.perf_counter()
         variant = scenario.with_(**changes) if changes else scenario
         fleet = resolve_fleet(variant, efficiency)
+        price = _price(gpu_hour_usd, fleet.device)
         plans = candidate_plans(variant, stated_constraints(variant, free) if constraints is None else constraints,
                                 fleet=fleet)
         n_enumerated += len(plans)
@@ -497,16 +507,16 @@ def plan_search(
         for plan in plans:
             mem = memory_per_gpu(fleet.model, plan, capacity_bytes=fleet.device.hbm_bytes)
             if mem.fits:
-                fitting.append((fleet, plan, mem))
+                fitting.append((fleet, plan, mem, price))
             else:
                 discarded.append(Discarded(plan, mem.total / GB, mem.capacity / GB, mem.stage, fleet.device.name))
         seconds["memory"] += time.perf_counter() - t0
     discarded.sort(key=lambda d: d.needed_GB - d.capacity_GB)  # the nearest misses first
 
     t0 = time.perf_counter()
-    estimated: list[tuple[float, Fleet, ParallelPlan, Any, Estimate]] = []
+    estimated: list[tuple[float, Fleet, ParallelPlan, Any, Estimate, float | None]] = []
     errors: list[tuple[ParallelPlan, str]] = []
-    for fleet, plan, mem in fitting:
+    for fleet, plan, mem, price in fitting:
         try:
             sp = build_step_plan(fleet.model, plan, fleet.topology, fleet.device, fleet.efficiency)
         except TrainsimError as err:
@@ -514,33 +524,37 @@ def plan_search(
             continue
         est = estimate_step(sp, fleet)
         tokens_per_step = plan.global_batch * fleet.model.seq_len
-        if budget_usd is not None and _training(est.step_s, tokens_per_step, plan.n_gpus, gpu_hour_usd,
+        if budget_usd is not None and _training(est.step_s, tokens_per_step, plan.n_gpus, price,
                                                  tokens)[1] > BUDGET_MARGIN * budget_usd:
             continue
         value = objective_value(objective, step_time_s=est.step_s, tokens_per_step=tokens_per_step,
                                 n_gpus=plan.n_gpus, energy_per_step_J=est.energy_J,
-                                gpu_hour_usd=gpu_hour_usd, tokens=tokens)
-        estimated.append((value, fleet, plan, mem, est))
+                                gpu_hour_usd=price, tokens=tokens)
+        estimated.append((value, fleet, plan, mem, est, price))
     estimated.sort(key=lambda e: (key(e[0]), _tiebreak(e[2])))
-    chosen = estimated if not top_k else estimated[:top_k]
+    chosen, per_fleet = [], Counter()  # the top_k estimates of each fleet
+    for e in estimated:
+        if not top_k or per_fleet[id(e[1])] < top_k:
+            per_fleet[id(e[1])] += 1
+            chosen.append(e)
     seconds["first_pass"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    outcomes = simulate_plans([(fleet, plan) for _, fleet, plan, _, _ in chosen], client)
+    outcomes = simulate_plans([(fleet, plan) for _, fleet, plan, _, _, _ in chosen], client)
     seconds["simulate"] = time.perf_counter() - t0
 
     results: list[PlanResult] = []
     over_budget: list[PlanResult] = []
-    for (_, fleet, plan, mem, est), out in zip(chosen, outcomes):
+    for (_, fleet, plan, mem, est, price), out in zip(chosen, outcomes):
         if isinstance(out, str):
             errors.append((plan, out))
             continue
         e_tok = out.energy_per_step_J / out.tokens_per_step
         value = objective_value(objective, step_time_s=out.step_time_s, tokens_per_step=out.tokens_per_step,
                                 n_gpus=out.n_gpus, energy_per_step_J=out.energy_per_step_J,
-                                gpu_hour_usd=gpu_hour_usd, tokens=tokens)
+                                gpu_hour_usd=price, tokens=tokens)
         flags, note = _flags(plan, fleet.model)
-        hours, cost = _training(out.step_time_s, out.tokens_per_step, out.n_gpus, gpu_hour_usd, tokens)
+        hours, cost = _training(out.step_time_s, out.tokens_per_step, out.n_gpus, price, tokens)
         r = PlanResult(
             plan=plan, step_time_s=out.step_time_s, tokens_per_s=out.tokens_per_s, mfu=out.mfu,
             memory_GB=mem.total / GB, headroom_GB=(mem.capacity - mem.total) / GB,
@@ -556,6 +570,19 @@ def plan_search(
         discarded=discarded, errors=errors, seconds=seconds, n_fleets=len(fleets or ({},)),
         over_budget=over_budget, budget_usd=budget_usd,
     )
+
+
+def _price(gpu_hour_usd: Price, device: Any) -> float | None:
+    """The GPU-hour price of ``device``: the single price, or the entry under its catalog name or
+    an alias, case-insensitive (an error naming the GPU if there is none)."""
+    if not isinstance(gpu_hour_usd, Mapping):
+        return gpu_hour_usd
+    names = {n.lower() for n in (device.name, *device.aliases)}
+    for key, value in gpu_hour_usd.items():
+        if key.lower() in names:
+            return float(value)
+    raise InputError(f"no GPU-hour price for {device.name}; give one per GPU type searched, e.g. "
+                     f"{device.name}=2.5 (have: {', '.join(gpu_hour_usd) or 'none'})", field="--gpu-hour-usd")
 
 
 BUDGET_MARGIN = 1.2

@@ -197,7 +197,7 @@ def test_dask_cluster_gives_exactly_the_serial_ranking(exhaustive):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         distributed = plan_search(exhaustive[0], top_k=12, fleets=fleets, client=client)
-    assert distributed.n_simulated == serial.n_simulated == 12
+    assert distributed.n_simulated == serial.n_simulated == 24  # 12 per fleet
     assert [(r.plan, r.step_time_s, r.breakdown_s) for r in distributed.results] == \
         [(r.plan, r.step_time_s, r.breakdown_s) for r in serial.results]
 
@@ -291,3 +291,20 @@ def test_a_changed_copy_of_a_scenario_keeps_its_open_plan_fields_open():
     sc = tiny(pp=2)
     assert stated_constraints(sc.with_(gpus=4)) == stated_constraints(sc) == {"pp": 2}
     assert stated_constraints(sc.with_(tp=2)) == {"pp": 2, "tp": 2}
+
+
+def test_prices_per_gpu_type_rank_fleets_of_different_gpus():
+    sc = Scenario(name="8b", model="llama3-8b", topology="dgx-h100-superpod", gpus=64,
+                  plan={"global_batch": 128, "pp": 1, "tp": 1, "micro_batch": 1, "zero_stage": 1})
+    fleets = [{"gpu": "h100-sxm"}, {"gpu": "h200"}]
+    prices = {"H100-SXM": 2.0, "h200": 3.0}  # names as in the catalog, any case
+    search = plan_search(sc, objective="cost", gpu_hour_usd=prices, tokens=1e9, top_k=0, fleets=fleets)
+    for r in search.results:
+        price = 2.0 if r.gpu == "h100-sxm" else 3.0
+        assert r.objective == pytest.approx(price * r.plan.n_gpus * r.step_time_s / 3600 / (128 * 8192) * 1e6)
+        assert r.training_cost_usd == pytest.approx(price * r.plan.n_gpus * r.training_hours)
+    assert {r.gpu for r in search.results} == {"h100-sxm", "h200"}
+    with pytest.raises(InputError, match="no GPU-hour price for h200"):
+        plan_search(sc, objective="cost", gpu_hour_usd={"h100-sxm": 2.0}, top_k=0, fleets=fleets)
+    result = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--objective", "cost", "--gpu-hour-usd", "l40s=x"])
+    assert result.exit_code == 2 and "--gpu-hour-usd" in result.output
