@@ -6,9 +6,7 @@ one message naming the file and field, with exit code 2; nothing is written.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -177,6 +175,21 @@ def calibrate(
         console.print(f"written: {out}")
 
 
+SCHEDULER_OPTION = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
+                                "(e.g. tcp://host:8786); default: a local cluster for this run.")
+WORKERS_OPTION = typer.Option(None, "--workers", min=1, help="Worker processes of the local Dask cluster "
+                              "(default: one per core; 1: run in this process).")
+
+
+def _engine(scheduler: str | None, workers: int | None):
+    """The Dask client (or ``None``: in-process) of --scheduler / --workers (simulator.cluster.engine)."""
+    from simulator.cluster import engine
+
+    if scheduler and workers:
+        err_console.print("[yellow]--workers is ignored with --scheduler[/yellow]")
+    return engine(scheduler, workers)
+
+
 @app.command()
 def plan(
     scenario: str = typer.Argument(..., help="Scenario YAML file, or the name of a bundled scenario; the plan "
@@ -195,10 +208,8 @@ def plan(
     free: Optional[str] = typer.Option(None, "--free", help="Plan fields to search even though the scenario writes "
                                        "them, comma-separated (tp,pp,dp,vpp,micro_batch,schedule,"
                                        "sequence_parallel,recompute,zero_stage,placement), or 'all'."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
-                                            "(e.g. tcp://host:8786) to simulate on."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes of a local Dask "
-                                          "cluster (default: one per core; 1: simulate in this process)."),
+    scheduler: Optional[str] = SCHEDULER_OPTION,
+    workers: Optional[int] = WORKERS_OPTION,
     gpus: Optional[str] = typer.Option(None, "--gpus", help="Fleet sizes to compare, comma-separated "
                                        "(e.g. 512,1024,2048); default: the scenario's."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU types to compare, comma-separated catalog names "
@@ -207,19 +218,15 @@ def plan(
 ) -> None:
     """Find the best parallel plan for SCENARIO's model on its fleet (or on each of the fleets
     given by --gpus / --gpu, ranked together)."""
-    from simulator.cluster import dask_client
     from simulator.planner import check_objective, plan_search
 
-    if scheduler and workers:
-        err_console.print("[yellow]--workers is ignored with --scheduler[/yellow]")
-    local = not scheduler and (workers or os.cpu_count() or 1) == 1
     try:
         sc = load_scenario(scenario)
         gpu_hour_usd = _prices(gpu_hour_usd)
         check_objective(objective, gpu_hour_usd, tokens, budget_usd)
         freed = [f.strip() for f in free.split(",") if f.strip()] if free else []
         fleets = _fleets(gpus, gpu)
-        with contextlib.nullcontext() if local else dask_client(scheduler, workers) as client:
+        with _engine(scheduler, workers) as client:
             search = plan_search(sc, objective=objective, gpu_hour_usd=gpu_hour_usd, tokens=tokens,
                                  top_k=n_simulate, free=freed, fleets=fleets, budget_usd=budget_usd,
                                  client=client)
@@ -325,10 +332,8 @@ def list_things() -> None:
 def sweep(
     sweep_file: str = typer.Argument(..., metavar="SWEEP.yaml", help="Sweep file: a base scenario and the grid "
                                      "and/or variants to try (see sweeps/gpu-and-fleet.yaml)."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
-                                            "(e.g. tcp://host:8786); default: a local cluster for this run."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes of the local cluster "
-                                          "(default: one per core)."),
+    scheduler: Optional[str] = SCHEDULER_OPTION,
+    workers: Optional[int] = WORKERS_OPTION,
     output: Optional[str] = typer.Option(None, "--output", help="CSV to write (default: the sweep file's "
                                          "'output', else <sweep file stem>.csv beside it)."),
     top: int = typer.Option(10, "--top", min=0, help="Rows to show, best tokens/s first."),
@@ -337,7 +342,6 @@ def sweep(
     rerun skips the variants already there."""
     import pandas as pd
 
-    from simulator.cluster import dask_client
     from simulator.sweep import SweepInterrupted, load_sweep, run_sweep
 
     try:
@@ -346,11 +350,9 @@ def sweep(
         _check_output_file(str(sw.output), "output")
     except TrainsimError as err:
         _fail(err)
-    if scheduler and workers:
-        err_console.print("[yellow]--workers is ignored with --scheduler[/yellow]")
     console = Console()
     try:
-        with dask_client(scheduler, workers) as client:
+        with _engine(scheduler, workers) as client:
             df = run_sweep(sw, client=client)
     except SweepInterrupted as stop:
         s = stop.stats

@@ -2,7 +2,7 @@
 
 :func:`dask_client` connects to a running scheduler (``--scheduler ADDRESS``) or starts a
 ``LocalCluster`` of single-threaded worker processes on this machine, so the same code
-runs on a laptop and on a cluster. :func:`scatter_once` ships an object every task
+runs on a laptop and on a cluster; :func:`engine` also allows running in-process. :func:`scatter_once` ships an object every task
 needs to each worker once, instead of with every task.
 """
 
@@ -55,10 +55,18 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         cluster.close()
 
 
+def engine(scheduler: str | None = None, workers: int | None = None) -> contextlib.AbstractContextManager:
+    """Where to simulate: a context yielding ``None`` (in this process) when there is no
+    scheduler and one worker would do the work, else a :func:`dask_client`."""
+    if not scheduler and (workers or os.cpu_count() or 1) == 1:
+        return contextlib.nullcontext()
+    return dask_client(scheduler, workers)
+
+
 def scatter_once(client: Any, obj: Any) -> Any:
     """A future for ``obj`` held by every worker of ``client`` (pass it to ``client.map``)."""
     [future] = client.scatter([obj], broadcast=True, hash=False)
     return future
 
 
-__all__ = ["dask_client", "scatter_once"]
+__all__ = ["dask_client", "engine", "scatter_once"]
