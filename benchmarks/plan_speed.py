@@ -48,7 +48,8 @@ def main() -> None:
     print(f"first-pass estimated   {search.n_estimated}")
     print(f"simulated              {search.n_simulated} ({args.workers} worker processes)")
     print(f"wall time              {wall:.2f} s (Dask local cluster start {started:.2f}, "
-          f"enumerate {s['enumerate']:.2f}, memory {s['memory']:.2f}, first pass {s['first_pass']:.2f}, simulations {s['simulate']:.2f})")
+          f"enumerate {s['enumerate']:.2f}, memory {s['memory']:.2f}, first pass {s['first_pass']:.2f}, "
+          f"simulations {s['simulate']:.2f})")
     print(f"memory check           {search.n_enumerated / s['memory']:.0f} plans/s (one core)")
     print(f"first pass             {search.n_estimated / s['first_pass']:.0f} plans/s per core "
           "(build_step_plan + analytic estimate, one process)")

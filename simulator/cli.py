@@ -248,13 +248,15 @@ def plan(
     several = search.n_fleets > 1
     training = tuple(c for c, on in (("train h", tokens and objective != "time-to-train"),
                                      ("train USD", tokens and gpu_hour_usd)) if on)
-    for col in ("#", *(("GPUs", "GPU") if several else ()), *training, "TP", "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order", "step s", "tokens/s", "MFU",
-                "mem/free GB", unit):
+    fleet_cols = ("GPUs", "GPU") if several else ()
+    for col in ("#", *fleet_cols, *training, "TP", "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order",
+                "step s", "tokens/s", "MFU", "mem/free GB", unit):
         table.add_column(col, justify="left" if col in ("recompute", "order") else "right")
     for i, r in enumerate(search.results[:top], 1):
         p = r.plan
         money = tuple(f"{r.training_hours:,.1f}" if c == "train h" else f"{r.training_cost_usd:,.0f}" for c in training)
-        table.add_row(str(i), *((f"{p.n_gpus:,}", r.gpu) if several else ()), *money, str(p.tp), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
+        fleet = (f"{p.n_gpus:,}", r.gpu) if several else ()
+        table.add_row(str(i), *fleet, *money, str(p.tp), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
                       "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage), ",".join(p.placement),
                       f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
                       f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", f"{r.objective:.4g}")

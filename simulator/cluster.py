@@ -2,8 +2,9 @@
 
 :func:`dask_client` connects to a running scheduler (``--scheduler ADDRESS``) or starts a
 ``LocalCluster`` of single-threaded worker processes on this machine, so the same code
-runs on a laptop and on a cluster; :func:`engine` also allows running in-process. :func:`scatter_once` ships an object every task
-needs to each worker once, instead of with every task.
+runs on a laptop and on a cluster; :func:`engine` also allows running in-process.
+:func:`scatter_once` ships an object every task needs to each worker once, instead of
+with every task.
 """
 
 from __future__ import annotations

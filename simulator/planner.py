@@ -287,7 +287,8 @@ class PlanResult:
         """Flat dict for tables and JSON: the fleet, plan fields, then the numbers."""
         p = self.plan
         return {
-            "gpu": self.gpu, "n_gpus": p.n_gpus, "tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "micro_batch": p.micro_batch,
+            "gpu": self.gpu, "n_gpus": p.n_gpus,
+            "tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "micro_batch": p.micro_batch,
             "n_microbatches": p.n_microbatches, "schedule": p.schedule, "sequence_parallel": p.sequence_parallel,
             "recompute": p.recompute, "zero_stage": p.zero_stage, "placement": ",".join(p.placement),
             "step_time_s": self.step_time_s, "estimate_s": self.estimate_s, "tokens_per_s": self.tokens_per_s,
@@ -348,7 +349,8 @@ class PlanSearch:
             "plans": [r.row() for r in self.results[:top]],
             "over_budget": len(self.over_budget),
             "discarded_for_memory": [
-                {"gpu": d.gpu, **_short(d.plan), "needed_GB": d.needed_GB, "capacity_GB": d.capacity_GB, "stage": d.stage}
+                {"gpu": d.gpu, **_short(d.plan), "needed_GB": d.needed_GB, "capacity_GB": d.capacity_GB,
+                 "stage": d.stage}
                 for d in self.discarded[:top]
             ],
             "errors": [{**_short(p), "error": e} for p, e in self.errors],
@@ -356,8 +358,8 @@ class PlanSearch:
 
 
 def _short(plan: ParallelPlan) -> dict[str, Any]:
-    return {"n_gpus": plan.n_gpus, **{k: getattr(plan, k) for k in ("tp", "pp", "dp", "vpp", "micro_batch", "sequence_parallel",
-                                             "recompute", "zero_stage")}, "placement": ",".join(plan.placement)}
+    fields = ("tp", "pp", "dp", "vpp", "micro_batch", "sequence_parallel", "recompute", "zero_stage")
+    return {"n_gpus": plan.n_gpus, **{k: getattr(plan, k) for k in fields}, "placement": ",".join(plan.placement)}
 
 
 def objective_unit(objective: str) -> str:
@@ -607,7 +609,8 @@ def _tiebreak(plan: ParallelPlan) -> tuple:
 
 
 __all__ = [
-    "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded", "Estimate", "Fleet", "PlanResult", "PlanSearch",
-    "candidate_plans", "check_objective", "estimate_step", "objective_value", "plan_search", "resolve_fleet", "simulate_plans",
+    "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded", "Estimate", "Fleet", "PlanResult",
+    "PlanSearch", "Price", "candidate_plans", "check_objective", "estimate_step", "objective_value", "plan_search",
+    "resolve_fleet", "simulate_plans",
     "stated_constraints",
 ]
