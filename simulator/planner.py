@@ -336,6 +336,10 @@ class PlanSearch:
                             " USD)" if self.over_budget else "")
                 raise InputError(f"no plan trains within the budget of {self.budget_usd:,.0f} USD{cheapest}; "
                                  "raise --budget-usd or compare other fleets", field="--budget-usd")
+            if not self.n_enumerated:
+                raise InputError("no valid plan: the plan fields the scenario states (and the global batch) do not "
+                                 "divide this fleet; free them (--free tp,pp,... or all) or change the fleet",
+                                 field="plan")
             raise InputError("no plan fits in memory and runs; free more plan fields, use more GPUs or "
                              "a smaller global batch", field="plan")
         return self.results[0]

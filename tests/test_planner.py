@@ -236,6 +236,8 @@ def test_cli_plan_compares_fleets():
     assert "GPUs" in result.output and "l40s" in result.output
     bad = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--gpus", "many", "--workers", "1"])
     assert bad.exit_code == 2 and "--gpus" in bad.output
+    none = runner.invoke(app, ["plan", "llama3-70b-512-h100", "--gpus", "7", "--workers", "1"])  # tp 8 stated
+    assert none.exit_code == 2 and "no valid plan" in none.output
 
 
 def test_cli_plan_json_and_errors():
