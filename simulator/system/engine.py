@@ -121,6 +121,10 @@ class StepSimulation:
     def _factors(self):
         """Per-(replica, stage) fixed slowdowns of every TP member."""
         sp, plan = self.sp, self.sp.plan
+        if not self.var.slow_gpus and not self.var.slow_nodes:  # every GPU at full speed
+            healthy = np.ones(plan.tp)
+            replicas = range(plan.dp) if self.mode == "full" else [0]
+            return {(r, i): healthy for r in replicas for i in range(plan.pp)}
         gpn = sp.topology.gpus_per_node
         slow = {}
         for i in range(plan.pp):
