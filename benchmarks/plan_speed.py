@@ -6,9 +6,9 @@ The scenario is ``scenarios/llama3-70b-512-h100.yaml`` on 1,024 GPUs with only t
 batch (512 sequences of 8,192 tokens) and the precision (bf16) stated, so every searched
 plan field is open. Prints the plans enumerated / fitting in memory / estimated by the
 analytic first pass / simulated event by event, the wall time of each phase, and the
-configurations evaluated per second per core: first pass (one process) and full step
-simulations (simulations / (wall seconds x worker processes)) separately. With ``--workers`` > 1 the
-simulations run on a local Dask cluster (:func:`simulator.cluster.dask_client`).
+configurations evaluated per second per core (plans / (wall seconds x worker processes)),
+for the first pass and the full step simulations separately. With ``--workers`` > 1 both
+run on a local Dask cluster (:func:`simulator.cluster.dask_client`).
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ def main() -> None:
           f"enumerate {s['enumerate']:.2f}, memory {s['memory']:.2f}, first pass {s['first_pass']:.2f}, "
           f"simulations {s['simulate']:.2f})")
     print(f"memory check           {search.n_enumerated / s['memory']:.0f} plans/s (one core)")
-    print(f"first pass             {search.n_estimated / s['first_pass']:.0f} plans/s per core "
-          "(build_step_plan + analytic estimate, one process)")
+    print(f"first pass             {search.n_estimated / (s['first_pass'] * args.workers):.0f} plans/s per core "
+          f"(build_step_plan + analytic estimate, on {args.workers} "
+          + ("Dask workers, incl. shipping the fleet)" if args.workers > 1 else "process)"))
     per_core = search.n_simulated / (s["simulate"] * args.workers)
     print(f"full step simulations  {per_core:.1f} per second per core "
           f"({search.n_simulated} in {s['simulate']:.2f} s on {args.workers} "

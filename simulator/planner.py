@@ -414,43 +414,61 @@ def _sort_key(objective: str) -> Callable[[float], float]:
     return (lambda v: -v) if objective == "throughput" else (lambda v: v)
 
 
-def _simulate_plans(plans: list[ParallelPlan], fleet: Fleet) -> list[StepResult | str]:
-    """Simulate plans on one fleet, in order; a plan that cannot run gives its error message.
+def _simulate(fleet: Fleet, plan: ParallelPlan) -> StepResult:
+    return simulate_setup(fleet.setup(plan), record_timeline=False)
+
+
+def _estimate(fleet: Fleet, plan: ParallelPlan) -> Estimate:
+    return estimate_step(build_step_plan(fleet.model, plan, fleet.topology, fleet.device, fleet.efficiency), fleet)
+
+
+def _run_batch(func: Callable[[Fleet, ParallelPlan], Any], plans: list[ParallelPlan], fleet: Fleet) -> list[Any]:
+    """``func(fleet, plan)`` for each plan, in order; a plan that cannot run gives its error message.
     Module level so that Dask can ship it; the fleet is sent to each worker once."""
-    out: list[StepResult | str] = []
+    out: list[Any] = []
     for plan in plans:
         try:
-            out.append(simulate_setup(fleet.setup(plan), record_timeline=False))
+            out.append(func(fleet, plan))
         except TrainsimError as err:
             out.append(str(err))
     return out
 
 
-def simulate_plans(jobs: Sequence[tuple[Fleet, ParallelPlan]], client: Any | None = None) -> list[StepResult | str]:
-    """Simulate each ``(fleet, plan)``: in this process, or on the workers of a Dask ``client``.
+def map_plans(func: Callable[[Fleet, ParallelPlan], Any], jobs: Sequence[tuple[Fleet, ParallelPlan]],
+              client: Any | None = None, scattered: dict[int, Any] | None = None) -> list[Any]:
+    """``func(fleet, plan)`` for each job: in this process, or on the workers of a Dask ``client``.
 
-    On Dask every fleet (topology included) is scattered to every worker once, and each
-    fleet's plans go out in about four batches per worker, dealt round-robin so that the
-    batches mix cheap and expensive plans; all batches run at once. The results come back
-    in the order of ``jobs``; a plan that cannot run gives its error message."""
+    On Dask every fleet (topology included) is scattered to every worker once (kept in
+    ``scattered``, by fleet id, for the next call), and each fleet's plans go out in about
+    four batches per worker, dealt round-robin so that the batches mix cheap and expensive
+    plans; all batches run at once. The results come back in the order of ``jobs``; a plan
+    that cannot run gives its error message."""
     if client is None:
-        return [_simulate_plans([plan], fleet)[0] for fleet, plan in jobs]
+        return [_run_batch(func, [plan], fleet)[0] for fleet, plan in jobs]
+    scattered = {} if scattered is None else scattered
     by_fleet: dict[int, tuple[Fleet, list[int]]] = {}
     for i, (fleet, _) in enumerate(jobs):
         by_fleet.setdefault(id(fleet), (fleet, []))[1].append(i)
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     submitted = []
-    for fleet, indices in by_fleet.values():
+    for key, (fleet, indices) in by_fleet.items():
+        if key not in scattered:
+            scattered[key] = scatter_once(client, fleet)
         n_batches = min(len(indices), 4 * n_workers)
         batches = [indices[b::n_batches] for b in range(n_batches)]
-        futures = client.map(_simulate_plans, [[jobs[i][1] for i in batch] for batch in batches],
-                             fleet=scatter_once(client, fleet), pure=False)
+        futures = client.map(_run_batch, [func] * n_batches, [[jobs[i][1] for i in batch] for batch in batches],
+                             fleet=scattered[key], pure=False)
         submitted += zip(batches, futures)
-    out: list[StepResult | str] = [""] * len(jobs)
+    out: list[Any] = [""] * len(jobs)
     for batch, batch_out in zip((b for b, _ in submitted), client.gather([f for _, f in submitted])):
         for i, result in zip(batch, batch_out):
             out[i] = result
     return out
+
+
+def simulate_plans(jobs: Sequence[tuple[Fleet, ParallelPlan]], client: Any | None = None) -> list[StepResult | str]:
+    """Simulate each ``(fleet, plan)`` event by event (:func:`map_plans`)."""
+    return map_plans(_simulate, jobs, client)
 
 
 def _flags(plan: ParallelPlan, model) -> tuple[list[str] | None, str]:
@@ -488,8 +506,8 @@ def plan_search(
     fits the budget: the first pass skips plans estimated at more than 1.2 x the budget (its
     estimates are within 15 % of the simulation), and simulated plans over it go to
     ``over_budget``.
-    ``client``: a ``dask.distributed.Client`` to run the simulations on (:func:`simulate_plans`);
-    ``None`` runs them in this process.
+    ``client``: a ``dask.distributed.Client`` to run the first pass and the simulations on
+    (:func:`map_plans`); ``None`` runs them in this process.
     Raises :class:`InputError` for an unknown objective, a missing price or token count, or a
     fleet the scenario's topology cannot hold.
     """
@@ -520,15 +538,14 @@ def plan_search(
     discarded.sort(key=lambda d: d.needed_GB - d.capacity_GB)  # the nearest misses first
 
     t0 = time.perf_counter()
+    scattered: dict[int, Any] = {}  # fleets already on the Dask workers
+    estimates = map_plans(_estimate, [(fleet, plan) for fleet, plan, _, _ in fitting], client, scattered)
     estimated: list[tuple[float, Fleet, ParallelPlan, Any, Estimate, float | None]] = []
     errors: list[tuple[ParallelPlan, str]] = []
-    for fleet, plan, mem, price in fitting:
-        try:
-            sp = build_step_plan(fleet.model, plan, fleet.topology, fleet.device, fleet.efficiency)
-        except TrainsimError as err:
-            errors.append((plan, str(err)))
+    for (fleet, plan, mem, price), est in zip(fitting, estimates):
+        if isinstance(est, str):
+            errors.append((plan, est))
             continue
-        est = estimate_step(sp, fleet)
         tokens_per_step = plan.global_batch * fleet.model.seq_len
         if budget_usd is not None and _training(est.step_s, tokens_per_step, plan.n_gpus, price,
                                                  tokens)[1] > BUDGET_MARGIN * budget_usd:
@@ -546,7 +563,7 @@ def plan_search(
     seconds["first_pass"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    outcomes = simulate_plans([(fleet, plan) for _, fleet, plan, _, _, _ in chosen], client)
+    outcomes = map_plans(_simulate, [(fleet, plan) for _, fleet, plan, _, _, _ in chosen], client, scattered)
     seconds["simulate"] = time.perf_counter() - t0
 
     results: list[PlanResult] = []
@@ -614,7 +631,8 @@ def _tiebreak(plan: ParallelPlan) -> tuple:
 
 __all__ = [
     "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded", "Estimate", "Fleet", "PlanResult",
-    "PlanSearch", "Price", "candidate_plans", "check_objective", "estimate_step", "objective_value", "plan_search",
+    "PlanSearch", "Price", "candidate_plans", "check_objective", "estimate_step", "map_plans", "objective_value",
+    "plan_search",
     "resolve_fleet", "simulate_plans",
     "stated_constraints",
 ]
