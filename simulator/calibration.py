@@ -66,6 +66,11 @@ at LLM shapes (about 0.92 at d = 8192) an asymptote of 0.85 stays below that. A 
 the bound signals work the model lacks, not an achieved rate."""
 
 
+FLASH_ATTENTION_BOUNDS = (0.25, 0.75)
+"""Fused attention kernels' fraction of peak: FlashAttention reaches 25-40 % of the A100's
+maximum FLOP/s and FlashAttention-2 50-73 % (Dao, arXiv:2307.08691, abstract)."""
+
+
 @dataclass(frozen=True)
 class SharedParameter:
     """A parameter fitted once for all GPUs: its :class:`ComputeEfficiency` field, the unit
@@ -80,7 +85,7 @@ class SharedParameter:
 
 SHARED = (
     SharedParameter("gemm_half_dim", "gemm_half_dim", 1.0, 0.0, (0.0, 4096.0)),  # starts with no size effect
-    SharedParameter("attention", "attention", 1.0, 0.55, (0.15, 0.95)),
+    SharedParameter("attention", "attention", 1.0, 0.55, FLASH_ATTENTION_BOUNDS),
 )
 """The shared parameters fitted (priors as in efficiency.yaml's ``source``). A field in
 seconds would be fitted in microseconds (``scale`` 1e-6) so that the optimiser's steps
