@@ -52,7 +52,7 @@ from simulator.validation import case_setup, config_key, summary, validate
 from simulator.workload.ops import embedding_work, head_work, layer_work
 
 COMPUTE_SCALED = ("forward_s", "backward_s", "recompute_s", "bubble_s", "stall_s")
-FIXED = ("tp_comm_s", "pp_comm_s", "dp_comm_s")
+FIXED = ("tp_comm_s", "cp_comm_s", "pp_comm_s", "dp_comm_s")
 RATE_METRICS = ("tflops_per_gpu", "mfu", "hfu", "tokens_per_s_per_gpu")
 
 PRIOR_GEMM = 0.75
@@ -108,8 +108,7 @@ class _Ops:
 
 def _case_ops(setup) -> _Ops:
     model, plan = setup.model, setup.plan
-    kw = dict(micro_batch=plan.micro_batch, tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-              precision=plan.precision)
+    kw = plan.split
     per_stage = model.n_layers / plan.pp
     parts = [(layer_work(model, recompute=plan.recompute, attention=plan.attention, **kw), per_stage),
              (embedding_work(model, **kw), 1 / plan.pp), (head_work(model, **kw), 1 / plan.pp)]

@@ -206,7 +206,7 @@ def plan(
     n_simulate: int = typer.Option(64, "--simulate", min=1,
                                    help="Plans (best first-pass estimates) to simulate event by event, per fleet."),
     free: Optional[str] = typer.Option(None, "--free", help="Plan fields to search even though the scenario writes "
-                                       "them, comma-separated (tp,pp,dp,vpp,micro_batch,schedule,"
+                                       "them, comma-separated (tp,cp,pp,dp,vpp,micro_batch,schedule,"
                                        "sequence_parallel,recompute,zero_stage,placement), or 'all'."),
     scheduler: Optional[str] = SCHEDULER_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
@@ -249,14 +249,15 @@ def plan(
     training = tuple(c for c, on in (("train h", tokens and objective != "time-to-train"),
                                      ("train USD", tokens and gpu_hour_usd)) if on)
     fleet_cols = ("GPUs", "GPU") if several else ()
-    for col in ("#", *fleet_cols, *training, "TP", "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order",
+    cp_col = ("CP",) if any(r.plan.cp > 1 for r in search.results[:top]) else ()
+    for col in ("#", *fleet_cols, *training, "TP", *cp_col, "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order",
                 "step s", "tokens/s", "MFU", "mem/free GB", unit):
         table.add_column(col, justify="left" if col in ("recompute", "order") else "right")
     for i, r in enumerate(search.results[:top], 1):
         p = r.plan
         money = tuple(f"{r.training_hours:,.1f}" if c == "train h" else f"{r.training_cost_usd:,.0f}" for c in training)
         fleet = (f"{p.n_gpus:,}", r.gpu) if several else ()
-        table.add_row(str(i), *fleet, *money, str(p.tp), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
+        table.add_row(str(i), *fleet, *money, str(p.tp), *((str(p.cp),) if cp_col else ()), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
                       "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage), ",".join(p.placement),
                       f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
                       f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", f"{r.objective:.4g}")
@@ -277,7 +278,8 @@ def plan(
         console.print(f"[bold]Discarded for memory[/bold] ({len(search.discarded)}; nearest misses):")
         for d in search.discarded[:5]:
             p = d.plan
-            console.print(f"  {p.n_gpus} x {d.gpu}: TP {p.tp} PP {p.pp} DP {p.dp} VPP {p.vpp} mb {p.micro_batch} "
+            cp = f" CP {p.cp}" if p.cp > 1 else ""
+            console.print(f"  {p.n_gpus} x {d.gpu}: TP {p.tp}{cp} PP {p.pp} DP {p.dp} VPP {p.vpp} mb {p.micro_batch} "
                           f"{p.recompute} ZeRO {p.zero_stage}: needs {d.needed_GB:.2f} GB of {d.capacity_GB:.1f} GB "
                           f"(stage {d.stage})", highlight=False)
     if search.over_budget:

@@ -8,8 +8,9 @@ For every plan Megatron-LM can run,
 
 Mapping (plan field: flags):
 
-* ``tp``, ``pp``: ``--tensor-model-parallel-size``, ``--pipeline-model-parallel-size``;
-  ``dp`` is not a flag: Megatron-LM fills the world size, ``dp = n_gpus / (tp x pp)``.
+* ``tp``, ``pp``, ``cp``: ``--tensor-model-parallel-size``, ``--pipeline-model-parallel-size``,
+  ``--context-parallel-size`` (written when > 1); ``dp`` is not a flag: Megatron-LM fills the
+  world size, ``dp = n_gpus / (tp x cp x pp)``.
 * ``vpp``: ``--num-layers-per-virtual-pipeline-stage L / (pp x vpp)`` (with ``--num-layers``);
   newer Megatron-Core's ``--num-virtual-stages-per-pipeline-rank`` is read too.
   Megatron-LM runs interleaved 1F1B when it is set, 1F1B otherwise; it has no GPipe.
@@ -59,7 +60,7 @@ _VALUED = {
     "--micro-batch-size", "--global-batch-size", "--recompute-granularity", "--recompute-method",
     "--recompute-num-layers", "--fp8-format", "--ddp-bucket-size", "--num-layers", "--hidden-size",
     "--ffn-hidden-size", "--num-attention-heads", "--num-query-groups", "--seq-length",
-    "--max-position-embeddings", "--attention-backend",
+    "--max-position-embeddings", "--attention-backend", "--context-parallel-size",
 }
 
 
@@ -96,6 +97,8 @@ def megatron_flags(plan: ParallelPlan, model: ModelConfig) -> list[str]:
         "--tensor-model-parallel-size", str(plan.tp),
         "--pipeline-model-parallel-size", str(plan.pp),
     ]
+    if plan.cp > 1:
+        flags += ["--context-parallel-size", str(plan.cp)]
     if plan.vpp > 1:
         flags += ["--num-layers-per-virtual-pipeline-stage", str(model.n_layers // (plan.pp * plan.vpp))]
     flags += ["--micro-batch-size", str(plan.micro_batch), "--global-batch-size", str(plan.global_batch)]
@@ -167,7 +170,7 @@ def _int(values: dict[str, str], flag: str, default: int | None) -> int | None:
 def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan:
     """The plan a Megatron-LM command line (a list of arguments or one string) runs on ``n_gpus``.
 
-    ``dp = n_gpus / (tp x pp)``. Unknown flags are ignored; missing ones take Megatron-LM's
+    ``dp = n_gpus / (tp x cp x pp)``. Unknown flags are ignored; missing ones take Megatron-LM's
     defaults (tp = pp = 1, micro-batch 1, global batch = micro-batch x dp, fp32, no
     recomputation, no overlap of gradient reduction). Raises :class:`InputError` if the
     sizes do not fit ``n_gpus`` or the virtual pipeline needs ``--num-layers``.
@@ -176,9 +179,11 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
     values, switches = _parse(argv)
     tp = _int(values, "--tensor-model-parallel-size", 1)
     pp = _int(values, "--pipeline-model-parallel-size", 1)
-    if n_gpus % (tp * pp):
-        raise InputError(f"tp x pp = {tp} x {pp} does not divide {n_gpus} GPUs", field="--tensor-model-parallel-size")
-    dp = n_gpus // (tp * pp)
+    cp = _int(values, "--context-parallel-size", 1)
+    if n_gpus % (tp * cp * pp):
+        raise InputError(f"tp x cp x pp = {tp} x {cp} x {pp} does not divide {n_gpus} GPUs",
+                         field="--tensor-model-parallel-size")
+    dp = n_gpus // (tp * cp * pp)
 
     vpp = _int(values, "--num-virtual-stages-per-pipeline-rank", None) or \
         _int(values, "--virtual-pipeline-model-parallel-size", None)
@@ -236,7 +241,7 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
 
     try:
         return ParallelPlan(
-            tp=tp, pp=pp, dp=dp, vpp=vpp, micro_batch=micro, global_batch=global_batch,
+            tp=tp, pp=pp, dp=dp, cp=cp, vpp=vpp, micro_batch=micro, global_batch=global_batch,
             schedule="interleaved" if vpp > 1 else "1f1b",
             sequence_parallel="--sequence-parallel" in switches, recompute=recompute,
             zero_stage=1 if "--use-distributed-optimizer" in switches else 0,

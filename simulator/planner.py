@@ -54,9 +54,14 @@ OBJECTIVES = ("throughput", "energy", "cost", "time-to-train")
 VPP_CHOICES = (1, 2, 3, 4, 5, 6, 8)
 MICRO_BATCH_CHOICES = (1, 2, 4, 8)
 RECOMPUTE_CHOICES = ("none", "selective", "full")
-SEARCHED_FIELDS = ("tp", "pp", "dp", "vpp", "micro_batch", "schedule", "sequence_parallel", "recompute", "zero_stage",
-                   "placement")
+SEARCHED_FIELDS = ("tp", "cp", "pp", "dp", "vpp", "micro_batch", "schedule", "sequence_parallel", "recompute",
+                   "zero_stage", "placement")
 """Plan fields the planner chooses unless the scenario states them."""
+CP_CHOICES = (1, 2, 4, 8, 16)
+MIN_TOKENS_PER_CP_RANK = 8192
+"""Context parallelism is searched only while every rank keeps at least this many tokens of a
+sequence: shorter chunks leave too little attention compute to hide the K/V ring behind, and
+those plans lose to the same GPUs spent on data parallelism (a stated ``cp`` is always tried)."""
 PLACEMENT_CHOICES = (("tp", "dp", "pp"), ("tp", "pp", "dp"))
 """Rank orders searched: the two Megatron-LM launches (default, and ``--use-tp-pp-dp-mapping``)."""
 KEPT_FIELDS = ("global_batch", "precision", "dp_bucket_MB", "overlap_grad_reduce",
@@ -94,8 +99,11 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
 
     * ``tp``: divisors of the GPUs per node that divide the query heads, and that divide the
       kv heads or are a multiple of them;
-    * ``pp``: divisors of the layers with ``tp x pp`` dividing the fleet; ``dp = gpus / (tp x pp)``
-      (a stated ``dp`` fixes ``tp x pp``);
+    * ``cp`` in 1, 2, 4, 8, 16 with ``seq_len`` divisible by ``2 cp`` and at least
+      ``MIN_TOKENS_PER_CP_RANK`` (8,192) tokens per rank (so 1 only, for sequences under 16K);
+      ``cp > 1`` only with flash attention;
+    * ``pp``: divisors of the layers with ``tp x cp x pp`` dividing the fleet;
+      ``dp = gpus / (tp x cp x pp)`` (a stated ``dp`` fixes ``tp x cp x pp``);
     * ``vpp`` in 1, 2, 3, 4, 5, 6, 8 with ``layers % (pp x vpp) == 0``; ``vpp > 1`` only with
       ``pp > 1`` and micro-batches a multiple of ``pp``; ``schedule`` follows (interleaved for
       ``vpp > 1``, else 1F1B; a stated ``gpipe``/``1f1b`` fixes ``vpp = 1``, a stated
@@ -139,14 +147,17 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
     recomputes = [r for r in RECOMPUTE_CHOICES if not (r == "selective" and spec.attention == "flash")]
     tps = [t for t in pick("tp", _divisors(gpn)) if model.n_heads % t == 0
            and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
+    s = model.seq_len
+    cps = pick("cp", [cp for cp in CP_CHOICES if cp == 1 or (s % (2 * cp) == 0 and s // cp >= MIN_TOKENS_PER_CP_RANK
+                                                             and spec.attention == "flash")])
     schedule_c = c.get("schedule")
     plans: list[ParallelPlan] = []
     seen: set[ParallelPlan] = set()
-    for tp in tps:
+    for tp, cp in itertools.product(tps, cps):
         for pp in pick("pp", _divisors(model.n_layers)):
-            if gpus % (tp * pp):
+            if gpus % (tp * cp * pp):
                 continue
-            dp = gpus // (tp * pp)
+            dp = gpus // (tp * cp * pp)
             if "dp" in c and c["dp"] != dp:
                 continue
             if gb % dp:
@@ -167,12 +178,14 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
                         if (schedule == "interleaved") != (vpp > 1):
                             continue
                     sp = c.get("sequence_parallel", tp > 1)
+                    if sp and (s // cp) % tp:
+                        continue
                     for rc in pick("recompute", recomputes):
                         zeros = (0, 1, 3) if pp == 1 else (0, 1)
                         for z, order in itertools.product(pick("zero_stage", zeros if dp > 1 else (0,)),
                                                           placements if pp > 1 and dp > 1 else placements[:1]):
                             try:
-                                plan = ParallelPlan(tp=tp, pp=pp, dp=dp, vpp=vpp, micro_batch=mb, schedule=schedule,
+                                plan = ParallelPlan(tp=tp, cp=cp, pp=pp, dp=dp, vpp=vpp, micro_batch=mb, schedule=schedule,
                                                     sequence_parallel=sp, recompute=rc, zero_stage=z,
                                                     placement=order, **kept)
                                 check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads,
@@ -254,7 +267,7 @@ def estimate_step(sp: StepPlan, fleet: Fleet) -> Estimate:
         comm = dp_exposed[i] + m * (stage_f[i] + stage_b[i] - stage_compute[i])
         times.append(StateTimes(compute, comm, max(0.0, step - compute - comm)))
     dev, power = fleet.device, fleet.topology.power
-    energy = step_energy(times, plan.tp * plan.dp, tdp_W=dev.tdp_W, idle_W=dev.idle_W,
+    energy = step_energy(times, plan.width * plan.dp, tdp_W=dev.tdp_W, idle_W=dev.idle_W,
                          fractions=fleet.efficiency.power, nodes_W=power.nodes_W, switches_W=power.switches_W,
                          step_s=step, pue=fleet.scenario.energy.pue).facility_J
     return Estimate(step, pipeline, max(dp_exposed), max(sp.optimizer_s), energy)
@@ -288,7 +301,7 @@ class PlanResult:
         p = self.plan
         return {
             "gpu": self.gpu, "n_gpus": p.n_gpus,
-            "tp": p.tp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "micro_batch": p.micro_batch,
+            "tp": p.tp, "cp": p.cp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "micro_batch": p.micro_batch,
             "n_microbatches": p.n_microbatches, "schedule": p.schedule, "sequence_parallel": p.sequence_parallel,
             "recompute": p.recompute, "zero_stage": p.zero_stage, "placement": ",".join(p.placement),
             "step_time_s": self.step_time_s, "estimate_s": self.estimate_s, "tokens_per_s": self.tokens_per_s,
@@ -362,7 +375,7 @@ class PlanSearch:
 
 
 def _short(plan: ParallelPlan) -> dict[str, Any]:
-    fields = ("tp", "pp", "dp", "vpp", "micro_batch", "sequence_parallel", "recompute", "zero_stage")
+    fields = ("tp", "cp", "pp", "dp", "vpp", "micro_batch", "sequence_parallel", "recompute", "zero_stage")
     return {"n_gpus": plan.n_gpus, **{k: getattr(plan, k) for k in fields}, "placement": ",".join(plan.placement)}
 
 
@@ -625,12 +638,12 @@ def _tiebreak(plan: ParallelPlan) -> tuple:
     """Among equal objectives prefer the simpler plan: less recomputation, less sharding, fewer chunks,
     Megatron-LM's default rank order."""
     order = PLACEMENT_CHOICES.index(plan.placement) if plan.placement in PLACEMENT_CHOICES else len(PLACEMENT_CHOICES)
-    return (RECOMPUTE_CHOICES.index(plan.recompute), plan.zero_stage, plan.vpp, plan.pp, plan.tp, plan.micro_batch,
-            order)
+    return (RECOMPUTE_CHOICES.index(plan.recompute), plan.zero_stage, plan.cp, plan.vpp, plan.pp, plan.tp,
+            plan.micro_batch, order)
 
 
 __all__ = [
-    "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded", "Estimate", "Fleet", "PlanResult",
+    "CP_CHOICES", "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded", "Estimate", "Fleet", "PlanResult",
     "PlanSearch", "Price", "candidate_plans", "check_objective", "estimate_step", "map_plans", "objective_value",
     "plan_search",
     "resolve_fleet", "simulate_plans",

@@ -33,7 +33,8 @@ class PlanSpec(BaseModel):
 
     tp: int = Field(1, ge=1)
     pp: int = Field(1, ge=1)
-    dp: int | None = Field(None, ge=1, description="Omit to fill the fleet: gpus / (tp * pp).")
+    dp: int | None = Field(None, ge=1, description="Omit to fill the fleet: gpus / (tp * cp * pp).")
+    cp: int = Field(1, ge=1, description="Context-parallel size (sequence split over cp ranks).")
     vpp: int = Field(1, ge=1)
     micro_batch: int = Field(1, ge=1)
     global_batch: int = Field(ge=1)
@@ -60,9 +61,9 @@ class PlanSpec(BaseModel):
         return [p.strip() for p in v.split(",")] if isinstance(v, str) else v
 
     def to_plan(self, n_gpus: int) -> ParallelPlan:
-        dp = self.dp if self.dp is not None else n_gpus // (self.tp * self.pp)
+        dp = self.dp if self.dp is not None else n_gpus // (self.tp * self.cp * self.pp)
         return ParallelPlan(
-            tp=self.tp, pp=self.pp, dp=dp, vpp=self.vpp, micro_batch=self.micro_batch,
+            tp=self.tp, pp=self.pp, dp=dp, cp=self.cp, vpp=self.vpp, micro_batch=self.micro_batch,
             global_batch=self.global_batch,
             schedule=self.schedule or ("interleaved" if self.vpp > 1 else "1f1b"),
             sequence_parallel=self.sequence_parallel, recompute=self.recompute,
@@ -114,12 +115,14 @@ class Scenario(BaseModel):
     def parallel_plan(self) -> ParallelPlan:
         """The plan, with ``dp`` filled in; checks first that it fills the fleet."""
         spec = self.plan
-        dp = spec.dp if spec.dp is not None else self.gpus // (spec.tp * spec.pp)
-        if spec.tp * spec.pp * dp != self.gpus:
-            fix = (f"set dp to {self.gpus // (spec.tp * spec.pp)} or leave it out"
-                   if self.gpus % (spec.tp * spec.pp) == 0
-                   else f"tp x pp = {spec.tp * spec.pp} must divide the fleet of {self.gpus} GPUs")
-            raise PlanError(f"tp x pp x dp = {spec.tp} x {spec.pp} x {dp} does not fill the fleet of "
+        fixed = spec.tp * spec.cp * spec.pp
+        names, sizes = ("tp x cp x pp", f"{spec.tp} x {spec.cp} x {spec.pp}") if spec.cp > 1 else \
+            ("tp x pp", f"{spec.tp} x {spec.pp}")
+        dp = spec.dp if spec.dp is not None else self.gpus // fixed
+        if fixed * dp != self.gpus:
+            fix = (f"set dp to {self.gpus // fixed} or leave it out" if self.gpus % fixed == 0
+                   else f"{names} = {fixed} must divide the fleet of {self.gpus} GPUs")
+            raise PlanError(f"{names} x dp = {sizes} x {dp} does not fill the fleet of "
                             f"{self.gpus} GPUs; {fix}", file=self.source_file, field="plan.dp")
         try:
             return self.plan.to_plan(self.gpus)

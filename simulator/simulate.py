@@ -31,7 +31,7 @@ from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan, check_plan_against
 
 COMPUTE_STATE = ("forward", "backward", "recompute", "optimizer")
-COMM_STATE = ("tp_comm", "pp_comm", "dp_comm")
+COMM_STATE = ("tp_comm", "cp_comm", "pp_comm", "dp_comm")
 IDLE_STATE = ("bubble", "stall")
 
 
@@ -155,20 +155,21 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
     dp_wire = (run.comm_s.get("dp", 0.0) + zero3_wire) / plan.pp
     hidden = {
         "tp_comm": sum(c.tp_hidden_s for c in sp.chunks) * m / plan.pp,
+        "cp_comm": sum(c.cp_hidden_s for c in sp.chunks) * m / plan.pp,
         "pp_comm": max(0.0, pp_wire - breakdown["pp_comm"]),
         "dp_comm": max(0.0, dp_wire - breakdown["dp_comm"]),
     }
 
     tokens = plan.global_batch * model.seq_len
     hw_flops_rank = sum((c.flops_forward + c.flops_backward + c.flops_recompute) * m for c in sp.chunks)
-    hw_flops = hw_flops_rank * plan.tp * plan.dp
+    hw_flops = hw_flops_rank * plan.width * plan.dp
 
     memory = memory_per_gpu(model, plan, capacity_bytes=device.hbm_bytes)
 
     times = [StateTimes(compute_s=sum(row[k] for k in COMPUTE_STATE), communicate_s=sum(row[k] for k in COMM_STATE),
                         idle_s=sum(row[k] for k in IDLE_STATE)) for row in stages]
     power = s.topology.power
-    energy = step_energy(times, plan.tp * plan.dp, tdp_W=device.tdp_W, idle_W=device.idle_W,
+    energy = step_energy(times, plan.width * plan.dp, tdp_W=device.tdp_W, idle_W=device.idle_W,
                          fractions=s.efficiency.power, nodes_W=power.nodes_W, switches_W=power.switches_W,
                          step_s=run.step_time_s, pue=s.scenario.energy.pue)
 

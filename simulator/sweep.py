@@ -85,7 +85,7 @@ NUMBER_COLUMNS = (
     "step_time_s", "tokens_per_s", "mfu", "hfu", "model_tflops_per_gpu", "memory_GB", "capacity_GB", "fits",
     "energy_per_token_J", "avg_power_per_gpu_W",
     *(f"{k}_s" for k in BREAKDOWN_KEYS),
-    *(f"hidden_{k}_s" for k in ("tp_comm", "pp_comm", "dp_comm")),
+    *(f"hidden_{k}_s" for k in ("tp_comm", "cp_comm", "pp_comm", "dp_comm")),
 )
 
 

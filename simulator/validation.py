@@ -19,14 +19,14 @@ Rules for what a row leaves open (each use is listed in the row's
   (:data:`DEFAULT_NIC_GBPS`). The topology is a rail-optimised, non-blocking
   two-tier fat tree of NVSwitch nodes with the catalog's intra-node bandwidth
   (:func:`row_topology`).
-* plan: ``tp``/``pp`` empty = 1, ``dp`` empty = ``n_gpus / (tp pp)``, ``vpp`` 1,
+* plan: ``tp``/``pp``/``cp`` empty = 1, ``dp`` empty = ``n_gpus / (tp cp pp)``, ``vpp`` 1,
   ``micro_batch`` 1, ``seq_parallel`` 0, ``precision`` bf16 (fp16 where the GPU
   has no bf16). Empty ``recompute``: ``full`` when the source says its FLOP count
   includes the recomputation pass (``source_conventions.yaml``); otherwise, with an
   empty ``zero_stage``, the cheapest memory saving with which the plan fits
   (recompute none, selective, full; within each, ZeRO 0 then the distributed
   optimizer, ZeRO 1): the published run must have fitted.
-  ``cp > 1`` cannot be simulated yet. Megatron-LM option switches quoted in ``notes``
+  Megatron-LM option switches quoted in ``notes``
   (``--tp-comm-overlap``, ``--overlap-param-gather``, ``--overlap-grad-reduce``,
   ``--sequence-parallel``, ``--use-distributed-optimizer``, ``--grad-reduce-in-bf16``)
   set the overlap options no column carries, and the features Megatron-LM requires
@@ -225,10 +225,10 @@ def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage:
             return default
         return value
 
-    tp, pp = get("tp", 1), get("pp", 1)
+    tp, pp, cp = get("tp", 1), get("pp", 1), get("cp", 1)
     dp = _int(row, "dp", minimum=1)
     if dp is None:
-        dp = n_gpus // (tp * pp)
+        dp = n_gpus // (tp * cp * pp)
         used.append(f"dp={dp}")
     vpp = get("vpp", 1)
     precision = row["precision"] if not _blank(row["precision"]) else None
@@ -241,7 +241,7 @@ def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage:
         sequence_parallel = bool(get("seq_parallel", 0))
     options = {k: v for k, v in stated.items() if k not in ("sequence_parallel", "zero_stage")}
     return ParallelPlan(
-        tp=tp, pp=pp, dp=dp, vpp=vpp, micro_batch=get("micro_batch", 1),
+        tp=tp, pp=pp, dp=dp, cp=cp, vpp=vpp, micro_batch=get("micro_batch", 1),
         global_batch=_int(row, "global_batch_seqs", minimum=1), schedule="interleaved" if vpp > 1 else "1f1b",
         sequence_parallel=sequence_parallel, recompute=recompute, zero_stage=zero_stage,
         precision=precision, **options,
@@ -253,8 +253,6 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
 
     Raises :class:`InputError` or ``ValueError`` with the reason a row cannot be simulated."""
     used: list[str] = []
-    if (_int(row, "cp") or 1) > 1:
-        raise ValueError("context parallelism (cp > 1) is not modelled yet")
     model = _model(row, used)
     gpu = catalog.get(str(row["gpu"]))
     n_gpus = _int(row, "n_gpus", minimum=1)
@@ -415,7 +413,8 @@ def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency:
                 step_time_s=result.step_time_s,
                 **{f"{k}_s": v for k, v in result.breakdown_s.items()},
                 memory_GB=result.memory["total"] / 1e9, capacity_GB=result.memory["capacity"] / 1e9,
-                tp=setup.plan.tp, pp=setup.plan.pp, dp=setup.plan.dp, recompute=setup.plan.recompute,
+                tp=setup.plan.tp, cp=setup.plan.cp, pp=setup.plan.pp, dp=setup.plan.dp,
+                recompute=setup.plan.recompute,
             )
         rec["source_id"] = row["source_id"]
         rec["defaults_used"] = "; ".join(used)

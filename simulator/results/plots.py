@@ -26,6 +26,7 @@ COLORS = {
     "recompute": "#937860",
     "optimizer": "#55A868",
     "tp_comm": "#8172B3",
+    "cp_comm": "#64B5CD",
     "pp_comm": "#C44E52",
     "dp_comm": "#DA8BC3",
     "bubble": "#BDBDBD",

@@ -14,6 +14,7 @@ LABELS = {
     "recompute": "recompute",
     "optimizer": "optimizer",
     "tp_comm": "TP communication (exposed)",
+    "cp_comm": "CP communication (exposed)",
     "pp_comm": "PP communication (exposed)",
     "dp_comm": "DP communication (exposed)",
     "bubble": "pipeline bubble",
@@ -41,7 +42,7 @@ def render(result: StepResult) -> Group:
     head = Text.assemble(
         (f"{r.scenario}\n", "bold"),
         f"{r.model} on {r.n_gpus:,} x {r.gpu} ({r.topology})\n",
-        f"plan: TP {p['tp']} x PP {p['pp']} x DP {p['dp']}"
+        f"plan: TP {p['tp']}" + (f" x CP {p['cp']}" if p.get("cp", 1) > 1 else "") + f" x PP {p['pp']} x DP {p['dp']}"
         + (f", VPP {p['vpp']}" if p["vpp"] > 1 else "")
         + f", micro-batch {p['micro_batch']}, global batch {p['global_batch']}"
         f" ({p['n_microbatches']} micro-batches), {p['schedule']}, recompute {p['recompute']},"

@@ -15,7 +15,7 @@ import pandas as pd
 
 BREAKDOWN_KEYS = (
     "forward", "backward", "recompute", "optimizer",
-    "tp_comm", "pp_comm", "dp_comm", "bubble", "stall",
+    "tp_comm", "cp_comm", "pp_comm", "dp_comm", "bubble", "stall",
 )
 """Categories of the step-time breakdown; for every stage they add up to the step time.
 ``*_comm`` are *exposed* (not hidden behind compute) communication times."""

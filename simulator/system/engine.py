@@ -13,7 +13,7 @@ Two modes (``ARCHITECTURE.md``, "scale by symmetry"):
 * ``representative``: one data-parallel replica stands for all. A pipeline
   transfer or gradient reduction is one flow carrying the link load of the whole
   class of identical transfers of all replicas. Variability: a compute event lasts
-  as long as the slowest member of the TP group (one order-statistics draw); a
+  as long as the slowest member of the TP x CP group (one order-statistics draw); a
   named slow GPU slows its stage in the representative (for each stage, the
   slowest replica is simulated: exact when the slow GPUs share a replica or a
   stage, an upper bound otherwise); at the first gradient bucket of each stage
@@ -73,7 +73,7 @@ class TimelineEvent:
 
 @dataclass
 class RankAccount:
-    """Seconds one (replica, stage) TP group spent per category, averaged over its TP ranks."""
+    """Seconds one (replica, stage) TP x CP group spent per category, averaged over its ranks."""
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     pp_wait_s: float = 0.0
@@ -119,24 +119,24 @@ class StepSimulation:
 
     # ------------------------------------------------------------- internals
     def _factors(self):
-        """Per-(replica, stage) fixed slowdowns of every TP member."""
+        """Per-(replica, stage) fixed slowdowns of every TP x CP member."""
         sp, plan = self.sp, self.sp.plan
         if not self.var.slow_gpus and not self.var.slow_nodes:  # every GPU at full speed
-            healthy = np.ones(plan.tp)
+            healthy = np.ones(plan.width)
             replicas = range(plan.dp) if self.mode == "full" else [0]
             return {(r, i): healthy for r in replicas for i in range(plan.pp)}
         gpn = sp.topology.gpus_per_node
         slow = {}
         for i in range(plan.pp):
             for r in range(plan.dp):
-                slow[(r, i)] = np.array([self.var.slowdown(plan.gpu_of(t, r, i), gpn) for t in range(plan.tp)])
+                slow[(r, i)] = np.array([self.var.slowdown(g, gpn) for g in plan.gpu_grid[:, r, i].tolist()])
         if self.mode == "representative":
             return {(0, i): max((slow[(r, i)] for r in range(plan.dp)), key=lambda a: a.max()) for i in range(plan.pp)}
         return slow
 
     def _run_once(self, baseline: StepRun | None) -> StepRun:
         sp, plan = self.sp, self.sp.plan
-        pp, vpp, dp, tp = plan.pp, plan.vpp, plan.dp, plan.tp
+        pp, vpp, dp, width = plan.pp, plan.vpp, plan.dp, plan.width  # a compute event stands for the TP x CP ranks
         n_virtual = pp * vpp
         env = simpy.Environment()
         rng = np.random.default_rng(self.var.seed)
@@ -282,7 +282,7 @@ class StepSimulation:
         events = 0
 
         deterministic = self.var.is_deterministic
-        max_mean, max_sd = jitter.max_moments(tp)  # of the slowest of a TP group's factors
+        max_mean, max_sd = jitter.max_moments(width)  # of the slowest of a TP x CP group's factors
         shift = defaultdict(float)  # (r, i) -> expected lateness accumulated from jitter (s)
 
         def stage_proc(r: int, i: int):
@@ -320,11 +320,11 @@ class StepSimulation:
                 if healthy:
                     f_max = f_own = 1.0
                 elif self.mode == "full":
-                    draws = members * jitter.many(tp)
+                    draws = members * jitter.many(width)
                     f_max, f_own = float(draws.max()), float(draws.mean())
                 else:
-                    f_max = fixed * jitter.max_of(tp)
-                    f_own = f_max if tp == 1 else min(f_max, own_mean * jitter.mean_of(tp))
+                    f_max = fixed * jitter.max_of(width)
+                    f_own = f_max if width == 1 else min(f_max, own_mean * jitter.mean_of(width))
                 if not deterministic:
                     shift[(r, i)] += comp * (max_mean - 1.0)
                     variance[(r, i)] += (comp * max_sd) ** 2

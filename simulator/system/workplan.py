@@ -16,6 +16,10 @@ Modelling choices (stated here once):
   names (``ops.Collective.overlaps_with``) and only its excess is exposed. They do not share
   links with pipeline or data-parallel transfers in the flow model (inside an
   NVSwitch node they use different links; on PCIe nodes this is optimistic).
+  Context-parallel K/V exchanges are treated the same way over the stage's CP groups,
+  always beside their attention kernel (``cp_comm``).
+* Context parallelism: the ``tp x cp`` ranks of a stage run each pass together (a compute
+  event stands for all of them); data-parallel reduction and ZeRO work over ``dp x cp``.
 * Data-parallel gradients are reduced in buckets of ``plan.dp_bucket_bytes``
   during the last backward pass of each chunk (``overlap_grad_reduce``), on one
   communication stream per stage: all-reduce for ZeRO 0, reduce-scatter for
@@ -59,7 +63,7 @@ ADAM_BYTES_PER_PARAM = 30.0
 """HBM bytes the Adam step streams per local parameter (see module docstring)."""
 
 COMPUTE_CATEGORIES = ("forward", "backward", "recompute")
-COMM_CATEGORIES = ("tp_comm", "dp_comm")
+COMM_CATEGORIES = ("tp_comm", "cp_comm", "dp_comm")
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class ChunkWork:
 
     ``forward`` and ``backward`` map a category to seconds: compute
     (``forward``, ``backward``, ``recompute``) and the communication inside the
-    pass (``tp_comm``, and ``dp_comm`` exposed by ZeRO-3); the pass lasts their
+    pass (``tp_comm``, ``cp_comm``, and ``dp_comm`` exposed by ZeRO-3); the pass lasts their
     sum. Variability stretches the compute part only.
     """
 
@@ -81,6 +85,7 @@ class ChunkWork:
     grad_buckets: tuple[CollectivePlan, ...] = ()
     dp_wire_s: float = 0.0  # ZeRO-3: data-parallel communication on the wire per micro-batch, seconds
     tp_hidden_s: float = 0.0  # TP communication beside GEMMs (tp_overlap) per micro-batch, seconds
+    cp_hidden_s: float = 0.0  # CP exchanges beside attention kernels per micro-batch, seconds
 
     @cached_property
     def forward_compute_s(self) -> float:
@@ -124,11 +129,11 @@ class StepPlan:
 
     def p2p(self, v_from: int, v_to: int, replicas: tuple[int, ...]) -> CollectivePlan:
         """Send of one micro-batch's activation (or gradient) from virtual stage ``v_from``
-        to ``v_to`` by every TP rank of the given data-parallel replicas at once."""
+        to ``v_to`` by every TP and CP rank of the given data-parallel replicas at once."""
         src, dst = self.stage_of(v_from), self.stage_of(v_to)
         key = (src, dst, replicas)
         if key not in self._p2p_cache:
-            grid = self.plan.gpu_grid[:, list(replicas)]  # [tp, replica, stage]
+            grid = self.plan.gpu_grid[:, list(replicas)]  # [tp x cp, replica, stage]
             pairs = list(zip(grid[:, :, src].T.ravel().tolist(), grid[:, :, dst].T.ravel().tolist()))
             self._p2p_cache[key] = plan_collective(
                 self.topology, "send_recv", pairs, self.message_bytes, efficiency=self.net_efficiency
@@ -141,30 +146,35 @@ def _collective_s(topology: Topology, kind: str, groups, nbytes: float, eff: Net
 
 
 def _pass_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency, topology: Topology,
-                tp_groups, eff: NetworkEfficiency, tp_overlap: str) -> tuple[dict, dict, float]:
+                groups: dict[str, list], eff: NetworkEfficiency, tp_overlap: str) -> tuple[dict, dict, dict]:
     """Seconds by category of one forward and one backward pass of ``work``, and the seconds of
-    TP communication hidden beside GEMMs (``tp_overlap``: each enabled collective runs beside
-    the GEMM it names and is exposed only by what it takes beyond that GEMM)."""
-    hidden = 0.0
+    communication hidden beside kernels, by category. ``groups``: the stage's ``"tp"`` and
+    ``"cp"`` groups. A TP collective enabled by ``tp_overlap``, and every CP exchange, runs
+    beside the kernel it names and is exposed only by what it takes beyond that kernel."""
+    hidden = {"tp_comm": 0.0, "cp_comm": 0.0}
 
-    def tp_s(collectives, ops) -> float:
-        nonlocal hidden
+    def exposed_s(category: str, collectives, ops) -> float:
         exposed = 0.0
         for c in collectives:
-            t = _collective_s(topology, c.kind, tp_groups, c.bytes, eff)
-            if c.overlaps_with and (tp_overlap == "full" or tp_overlap == c.overlap_needs == "backward"):
+            t = _collective_s(topology, c.kind, groups[category[:2]], c.bytes, eff)
+            if c.overlaps_with and (c.overlap_needs == "always" or tp_overlap == "full"
+                                    or tp_overlap == c.overlap_needs == "backward"):
                 beside = ops_time_s((op for op in ops if op.name == c.overlaps_with), device, precision, ceff)
-                hidden += min(t, beside)
+                hidden[category] += min(t, beside)
                 t = max(0.0, t - beside)
             exposed += t
         return exposed
 
     fwd = {"forward": ops_time_s(work.forward, device, precision, ceff),
-           "tp_comm": tp_s(work.tp_forward, work.forward)}
+           "tp_comm": exposed_s("tp_comm", work.tp_forward, work.forward),
+           "cp_comm": exposed_s("cp_comm", work.cp_forward, work.forward)}
     bwd = {
         "backward": ops_time_s(work.backward, device, precision, ceff),
         "recompute": ops_time_s(work.recompute, device, precision, ceff),
-        "tp_comm": tp_s(work.tp_backward, work.backward) + tp_s(work.tp_recompute, work.recompute),
+        "tp_comm": exposed_s("tp_comm", work.tp_backward, work.backward)
+        + exposed_s("tp_comm", work.tp_recompute, work.recompute),
+        "cp_comm": exposed_s("cp_comm", work.cp_backward, work.backward)
+        + exposed_s("cp_comm", work.cp_recompute, work.recompute),
     }
     return fwd, bwd, hidden
 
@@ -182,9 +192,9 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
                     efficiency: Efficiency) -> StepPlan:
     """Precompute per-stage work, buckets and collective plans of one step."""
     net_eff, ceff = efficiency.network, efficiency.compute
-    pp, vpp, tp, dp = plan.pp, plan.vpp, plan.tp, plan.dp
+    pp, vpp, tp, dp = plan.pp, plan.vpp, plan.tp, plan.dp_cp  # gradients are reduced over dp x cp
     n_virtual = pp * vpp
-    kw = dict(micro_batch=plan.micro_batch, tp=tp, sequence_parallel=plan.sequence_parallel, precision=plan.precision)
+    kw = plan.split
     layer = layer_work(model, recompute=plan.recompute, attention=plan.attention, **kw)
     counts = parameter_count(model)
     w_bytes = weight_bytes(plan.precision)
@@ -194,7 +204,8 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
     chunks: list[ChunkWork] = []
     for v in range(n_virtual):
         stage = v % pp
-        tp_groups = plan.groups("tp", pp_rank=stage)
+        groups = {"tp": plan.groups("tp", pp_rank=stage),
+                  "cp": plan.groups("cp", pp_rank=stage) if plan.cp > 1 else []}
         dp_groups = plan.groups("dp", pp_rank=stage)
         # (work, how many times it runs per pass, parameters per TP rank of one of them)
         parts = [(layer, model.n_layers // n_virtual, block_parameters_per_rank(model, tp))]
@@ -207,11 +218,12 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
         fwd: dict[str, float] = {}
         bwd: dict[str, float] = {}
         flops = [0.0, 0.0, 0.0]
-        wire = tp_hidden = 0.0
+        wire = tp_hidden = cp_hidden = 0.0
         for work, n, params in parts:
-            f, b, hidden = _pass_times(work, device, plan.precision, ceff, topology, tp_groups, net_eff,
+            f, b, hidden = _pass_times(work, device, plan.precision, ceff, topology, groups, net_eff,
                                        plan.tp_overlap)
-            tp_hidden += hidden * n
+            tp_hidden += hidden["tp_comm"] * n
+            cp_hidden += hidden["cp_comm"] * n
             f_total, b_total = sum(f.values()), sum(b.values())
             for into, part in ((fwd, f), (bwd, b)):
                 for k, s in part.items():
@@ -234,7 +246,8 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
             kind = "all_reduce" if plan.zero_stage == 0 else "reduce_scatter"
             bucket = plan_collective(topology, kind, dp_groups, grad_bytes / n_buckets, efficiency=net_eff)
             buckets = (bucket,) * n_buckets
-        chunks.append(ChunkWork(fwd, bwd, params_local, flops[0], flops[1], flops[2], buckets, wire, tp_hidden))
+        chunks.append(ChunkWork(fwd, bwd, params_local, flops[0], flops[1], flops[2], buckets, wire, tp_hidden,
+                                cp_hidden))
 
     optimizer_s, param_gather = [], []
     for stage in range(pp):
@@ -250,7 +263,8 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
 
     embedding_sync = None
     if model.tied_embeddings and pp > 1:
-        pairs = [(plan.gpu_of(t, r, 0), plan.gpu_of(t, r, pp - 1)) for r in range(dp) for t in range(tp)]
+        grid = plan.gpu_grid
+        pairs = [(int(grid[k, r, 0]), int(grid[k, r, pp - 1])) for r in range(plan.dp) for k in range(plan.width)]
         embedding_sync = plan_collective(topology, "all_reduce", pairs, counts.embedding / tp * g_bytes,
                                          efficiency=net_eff)
 

@@ -33,6 +33,10 @@ gathered blocks of weights. Not modelled: the CUDA context and allocator
 fragmentation (typically a few GB; pass a ``capacity_bytes`` that leaves room
 for them if you want a conservative ``fits``), NCCL's internal buffers,
 optimizer temporaries.
+
+Context parallelism (``cp``): a rank keeps the activations of its ``s / cp`` tokens of each
+sequence (everything above with ``s / cp`` for ``s``), and ZeRO shards over the ``dp x cp``
+ranks that hold the same parameters.
 """
 
 from __future__ import annotations
@@ -286,7 +290,7 @@ def memory_per_gpu(
     """Peak bytes on one GPU of pipeline stage ``stage`` (default: the stage that needs the most).
 
     * parameters, gradients, optimizer: :func:`parameters_on_stage` times 2/4/12
-      bytes (4/4/8 in fp32), divided by ``dp`` per the ZeRO stage (module docstring).
+      bytes (4/4/8 in fp32), divided by ``dp x cp`` per the ZeRO stage (module docstring).
     * activations: ``microbatches_in_flight x L/p x activation_bytes_per_layer``;
       plus, on the first stage, the embedding-dropout mask ``sbh`` (``/t`` with SP)
       per micro-batch in flight; on the last stage the final-norm and LM-head
@@ -318,20 +322,21 @@ def memory_per_gpu(
 
     n_params = parameters_on_stage(model, plan, stage)
     w_b, g_b, o_b = _state_bytes(plan.precision)
-    dp, z = plan.dp, plan.zero_stage
+    dp, z = plan.dp_cp, plan.zero_stage
     parameters = n_params * w_b / (dp if z >= 3 else 1)
     gradients = n_params * g_b / (dp if z >= 2 else 1)
     optimizer = n_params * o_b / (dp if z >= 1 else 1)
 
     e = _activation_element_bytes(plan.precision)
     t, sp = plan.tp, plan.sequence_parallel
-    s, b, h, V = model.seq_len, plan.micro_batch, model.d_model, model.vocab
+    s, b, h, V = model.seq_len // plan.cp, plan.micro_batch, model.d_model, model.vocab  # s: tokens on this rank
     sbh = s * b * h
     outside = t if sp else 1
     layers = model.n_layers // plan.pp
     act_kwargs = dict(micro_batch=b, tp=t, sequence_parallel=sp, attention=attention,
                       element_bytes=e, dropout=dropout)
-    per_layer = activation_bytes_per_layer(model, recompute=plan.recompute, **act_kwargs)
+    local = model if plan.cp == 1 else model.model_copy(update={"seq_len": s})
+    per_layer = activation_bytes_per_layer(local, recompute=plan.recompute, **act_kwargs)
     in_flight = microbatches_in_flight(plan, stage)
     activations = in_flight * layers * per_layer
 
@@ -346,7 +351,7 @@ def memory_per_gpu(
 
     buffers = logits if last else 0.0
     if plan.recompute != "none":
-        buffers += activation_bytes_per_layer(model, recompute="none", **act_kwargs) - per_layer
+        buffers += activation_bytes_per_layer(local, recompute="none", **act_kwargs) - per_layer
     if dp > 1:
         buffers += min(plan.dp_bucket_bytes, gradients)
     if plan.pp > 1:

@@ -19,6 +19,16 @@ heads are replicated (one per rank), as Megatron does, so the QKV GEMM does
 not split exactly by ``t``. The vocabulary is split in ``ceil(V/t)`` rows per
 rank (padding; Megatron pads further to a multiple of ``128 t``).
 
+Context parallelism (``cp``, Megatron-Core's ring attention): each rank of a context-
+parallel group holds ``s / cp`` tokens of every sequence (two chunks of ``s / 2cp``, so the
+causal work is balanced), so every per-token op, TP collective and pipeline message shrinks
+by ``cp``, and so do the attention FLOPs (each rank's queries meet, on average, the same
+share of the causal square). The keys and values travel round the ring: forward, each rank
+receives the other ranks' K and V (all-gather volume, ``2 b s k_r d e`` bytes); backward, K and
+V again and the gradients of K and V (twice that). The transfers run beside the attention
+kernel of the previous chunk; only what they take beyond it is exposed (``cp_*``
+collectives, ``overlaps_with`` the attention kernels).
+
 Sequence parallelism (Korthikanti et al. 2022): norms, residual adds and the
 position add run on ``T/t`` tokens; every all-reduce becomes an all-gather plus
 a reduce-scatter of the same full size. The backward pass issues the conjugate
@@ -107,10 +117,11 @@ class Collective:
     overlaps_with: str | None = None
     """Name of the GEMM of the same pass this collective can run beside (Megatron-LM's
     asynchronous communication), or None."""
-    overlap_needs: Literal["backward", "full"] = "full"
+    overlap_needs: Literal["backward", "full", "always"] = "full"
     """The plan's ``tp_overlap`` that enables the overlap: ``"backward"`` (Megatron-LM's default
     asynchronous input-gradient reduction beside the weight-gradient GEMM) or ``"full"``
-    (Transformer Engine's ``--tp-comm-overlap``, every TP collective beside its GEMM)."""
+    (Transformer Engine's ``--tp-comm-overlap``, every TP collective beside its GEMM);
+    ``"always"``: the context-parallel ring, which Megatron-Core always overlaps."""
 
 
 def _sum_flops(ops: tuple[Op, ...]) -> float:
@@ -126,7 +137,8 @@ class LayerWork:
     """Work of one rank for one micro-batch through one piece of the model.
 
     ``recompute`` is forward work redone just before the backward pass;
-    ``tp_*`` are the tensor-parallel collectives of each pass, in issue order.
+    ``tp_*`` are the tensor-parallel collectives of each pass, in issue order, and ``cp_*``
+    the context-parallel ones.
     Two pieces combine with ``+`` (tuples concatenated, in order).
     """
 
@@ -136,6 +148,9 @@ class LayerWork:
     tp_forward: tuple[Collective, ...] = ()
     tp_backward: tuple[Collective, ...] = ()
     tp_recompute: tuple[Collective, ...] = ()
+    cp_forward: tuple[Collective, ...] = ()
+    cp_backward: tuple[Collective, ...] = ()
+    cp_recompute: tuple[Collective, ...] = ()
 
     def __add__(self, other: "LayerWork") -> "LayerWork":
         if not isinstance(other, LayerWork):
@@ -147,6 +162,9 @@ class LayerWork:
             tp_forward=self.tp_forward + other.tp_forward,
             tp_backward=self.tp_backward + other.tp_backward,
             tp_recompute=self.tp_recompute + other.tp_recompute,
+            cp_forward=self.cp_forward + other.cp_forward,
+            cp_backward=self.cp_backward + other.cp_backward,
+            cp_recompute=self.cp_recompute + other.cp_recompute,
         )
 
     @property
@@ -263,17 +281,28 @@ def _check_precision(precision: str) -> int:
     return BYTES_PER_ELEMENT[precision]
 
 
-def _check_common(model: ModelConfig, micro_batch: int, tp: int, sequence_parallel: bool) -> None:
+def _check_common(model: ModelConfig, micro_batch: int, tp: int, sequence_parallel: bool, cp: int) -> int:
+    """Check the split of a micro-batch; return the tokens of one micro-batch on one rank (``b s / cp``)."""
     if micro_batch < 1:
         raise InputError(f"micro_batch={micro_batch} must be at least 1", field="plan.micro_batch")
     if tp < 1:
         raise InputError(f"tp={tp} must be at least 1", field="plan.tp")
-    if sequence_parallel and model.seq_len % tp:
+    if cp < 1:
+        raise InputError(f"cp={cp} must be at least 1", field="plan.cp")
+    if cp > 1 and model.seq_len % (2 * cp):
         raise InputError(
-            f"sequence parallelism splits seq_len={model.seq_len} over tp={tp}, which does not divide it; "
-            "turn sequence_parallel off or pick a tp that divides seq_len",
+            f"context parallelism splits seq_len={model.seq_len} into 2 x cp = {2 * cp} chunks, which does not "
+            "divide it; pick a cp with seq_len divisible by 2 x cp",
+            field="plan.cp",
+        )
+    if sequence_parallel and (model.seq_len // cp) % tp:
+        per_rank = f" / cp={cp} = {model.seq_len // cp} tokens per rank" if cp > 1 else ""
+        raise InputError(
+            f"sequence parallelism splits seq_len={model.seq_len}{per_rank} over tp={tp}, which does not divide "
+            "it; turn sequence_parallel off or pick a tp that divides it",
             field="plan.sequence_parallel",
         )
+    return micro_batch * model.seq_len // cp
 
 
 def _check_layer(model: ModelConfig, tp: int) -> None:
@@ -290,7 +319,7 @@ def _check_layer(model: ModelConfig, tp: int) -> None:
 
 def layer_work(
     model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, recompute: str, precision: str,
-    attention: str = "flash",
+    attention: str = "flash", cp: int = 1,
 ) -> LayerWork:
     """Work of one transformer block on one TP rank for one micro-batch.
 
@@ -327,6 +356,12 @@ def layer_work(
     work and ``recompute`` is empty (its effect is on activation memory only).
     ``"none"``: empty.
 
+    Context parallelism (``cp > 1``, flash attention only): ``T = b s / cp`` tokens per rank,
+    the attention kernels do ``1/cp`` of the causal FLOPs and stream the whole sequence's K
+    and V; ``cp_forward`` is an all-gather of ``2 b s k_r d e`` bytes (K and V), ``cp_backward``
+    an exchange of twice that (K and V, and their gradients), each beside its attention
+    kernel; full recomputation repeats the forward one.
+
     TP collectives (``t > 1``), each of ``T h e`` bytes: forward 2 all-reduces
     (after ``attn_proj`` and ``mlp_down``), backward 2 all-reduces (input
     gradients of ``qkv`` and ``mlp_up``); with sequence parallelism forward
@@ -341,15 +376,16 @@ def layer_work(
     ``precision``, ``recompute`` or ``attention``.
     """
     e = _check_precision(precision)
-    _check_common(model, micro_batch, tp, sequence_parallel)
+    T = _check_common(model, micro_batch, tp, sequence_parallel, cp)
     _check_layer(model, tp)
     if recompute not in ("none", "selective", "full"):
         raise InputError(f"unknown recompute {recompute!r}; use none, selective or full", field="plan.recompute")
     if attention not in ("flash", "standard"):
         raise InputError(f"unknown attention {attention!r}; use flash or standard", field="plan.attention")
+    if cp > 1 and attention != "flash":
+        raise InputError("context parallelism (cp > 1) needs attention 'flash'", field="plan.attention")
 
     b, s, h, d, t = micro_batch, model.seq_len, model.d_model, model.head_dim, tp
-    T = b * s
     Tn = T / t if sequence_parallel else T  # tokens seen by norms and residuals
     a_r = model.n_heads // t
     k_r = model.kv_heads // t if model.kv_heads % t == 0 else 1
@@ -372,9 +408,9 @@ def layer_work(
 
     core_start = len(fwd)
     if attention == "flash":
-        q_elems, kv_elems = T * a_r * d, T * k_r * d
+        q_elems, kv_elems = T * a_r * d, b * s * k_r * d  # K and V of the whole sequence stream through
         stats = T * a_r * SOFTMAX_STATS_BYTES
-        attn_flops = 2.0 * b * s * s * a_r * d
+        attn_flops = 2.0 * b * s * s * a_r * d / cp
         attn = Op("attention", "attention", attn_flops, float((q_elems + 2 * kv_elems + q_elems) * e + stats))
         # Backward reads Q, K, V, O, dO and the stats; writes dQ, dK, dV.
         attn_bwd = Op(
@@ -440,6 +476,13 @@ def layer_work(
             Collective("all_reduce", act_bytes, "attn_input_grad_all_reduce", "qkv_wgrad", "backward"),
         )
 
+    cp_fwd: tuple[Collective, ...] = ()
+    cp_bwd: tuple[Collective, ...] = ()
+    if cp > 1:
+        kv_bytes = float(2 * b * s * k_r * d * e)
+        cp_fwd = (Collective("all_gather", kv_bytes, "cp_kv_all_gather", "attention", "always"),)
+        cp_bwd = (Collective("all_gather", 2 * kv_bytes, "cp_kv_and_grad_exchange", "attention_bwd", "always"),)
+
     full = recompute == "full"
     selective = recompute == "selective" and attention == "standard"
     return LayerWork(
@@ -449,6 +492,9 @@ def layer_work(
         tp_forward=tp_fwd,
         tp_backward=tp_bwd,
         tp_recompute=tp_fwd if full else (),
+        cp_forward=cp_fwd,
+        cp_backward=cp_bwd,
+        cp_recompute=cp_fwd if full else (),
     )
 
 
@@ -458,9 +504,10 @@ def vocab_per_rank(model: ModelConfig, tp: int) -> int:
 
 
 def embedding_work(
-    model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, precision: str
+    model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, precision: str, cp: int = 1
 ) -> LayerWork:
-    """Input embedding on the first pipeline stage, one TP rank, one micro-batch.
+    """Input embedding on the first pipeline stage, one TP rank, one micro-batch
+    (``T = b s / cp`` tokens per rank; with ``cp > 1`` the position table rows are the rank's).
 
     Forward: ``embedding_lookup`` (vocab-parallel: each rank copies the rows it
     owns, on average ``T h / t`` elements read, and writes a full ``T x h``
@@ -479,9 +526,8 @@ def embedding_work(
     per-step collective, not part of this micro-batch work.
     """
     e = _check_precision(precision)
-    _check_common(model, micro_batch, tp, sequence_parallel)
-    b, s, h, t = micro_batch, model.seq_len, model.d_model, tp
-    T = b * s
+    T = _check_common(model, micro_batch, tp, sequence_parallel, cp)
+    s, h, t = model.seq_len // cp, model.d_model, tp
     act_bytes = float(T * h * e)
     owned = T * h / t
 
@@ -506,9 +552,10 @@ def embedding_work(
 
 
 def head_work(
-    model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, precision: str
+    model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, precision: str, cp: int = 1
 ) -> LayerWork:
-    """Final norm, LM head and loss on the last pipeline stage, one TP rank, one micro-batch.
+    """Final norm, LM head and loss on the last pipeline stage, one TP rank, one micro-batch
+    (``T = b s / cp`` tokens per rank).
 
     Forward: ``final_norm`` (``T/t`` tokens with sequence parallelism), an
     all-gather of ``T h e`` bytes first when sequence-parallel, ``lm_head``
@@ -525,9 +572,8 @@ def head_work(
     computed here (same FLOPs).
     """
     e = _check_precision(precision)
-    _check_common(model, micro_batch, tp, sequence_parallel)
-    b, s, h, t = micro_batch, model.seq_len, model.d_model, tp
-    T = b * s
+    T = _check_common(model, micro_batch, tp, sequence_parallel, cp)
+    h, t = model.d_model, tp
     Tn = T / t if sequence_parallel else T
     v_r = vocab_per_rank(model, t)
     act_bytes = float(T * h * e)
@@ -571,16 +617,16 @@ def pipeline_message_bytes(
     sequence_parallel: bool,
     precision: str,
     scatter_gather: bool = True,
+    cp: int = 1,
 ) -> float:
     """Bytes one rank sends to the next pipeline stage per micro-batch (activation forward, gradient backward).
 
-    The tensor is ``b s h`` elements. Each TP rank sends ``b s h e / t`` when
+    The tensor is ``b s h / cp`` elements (a context-parallel rank's share of the tokens). Each TP rank sends ``b s h e / t`` when
     sequence parallelism already shards it, or with Megatron's scatter/gather
     optimisation (Narayanan et al. 2021, sec. 4.1: send ``1/t`` over the
     network, all-gather on the receiving side over NVLink; that all-gather is
     not included here); otherwise the full ``b s h e``.
     """
     e = _check_precision(precision)
-    _check_common(model, micro_batch, tp, sequence_parallel)
-    full = float(micro_batch * model.seq_len * model.d_model * e)
+    full = float(_check_common(model, micro_batch, tp, sequence_parallel, cp) * model.d_model * e)
     return full / tp if (sequence_parallel or scatter_gather) else full

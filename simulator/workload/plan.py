@@ -1,16 +1,24 @@
 """The parallel plan: how one model is split over a fleet, and where each rank sits.
 
-``tp x pp x dp`` ranks fill the fleet. The *placement* says which dimension is
+``tp x cp x pp x dp`` ranks fill the fleet. The *placement* says which dimension is
 innermost when ranks are numbered onto GPUs: with the default ``("tp", "dp", "pp")``
 the tensor-parallel peers of a rank are consecutive GPUs (so they share an NVLink
 island), then data-parallel replicas, then pipeline stages outermost
 (Megatron-LM's order). GPU ``g`` lives on node ``g // gpus_per_node``.
+
+Context parallelism (``cp``) splits every sequence over ``cp`` ranks that hold the same
+weights. As in Megatron-LM (rank order ``tp-cp-dp-pp``, or ``tp-cp-pp-dp``), the context-
+parallel peers sit right outside the tensor-parallel ones: in the placement, ``"tp"``
+stands for the block of ``tp x cp`` ranks that run one pipeline stage of one replica
+together, tensor-parallel innermost. Gradients are reduced, and ZeRO shards, over the
+``dp x cp`` ranks that hold the same parameters (Megatron's data-parallel group with
+context parallelism): ``groups("dp")`` returns those.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -19,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from simulator.errors import PlanError
 
 Dim = Literal["tp", "dp", "pp"]
+GroupDim = Literal["tp", "cp", "dp", "pp"]
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal["gpipe", "1f1b", "interleaved"]
@@ -32,6 +41,8 @@ class ParallelPlan(BaseModel):
     tp: int = Field(1, ge=1, description="Tensor-parallel size.")
     pp: int = Field(1, ge=1, description="Pipeline-parallel stages.")
     dp: int = Field(1, ge=1, description="Data-parallel replicas.")
+    cp: int = Field(1, ge=1, description="Context-parallel size: each sequence split over cp ranks "
+                    "(Megatron-Core ring attention); 1 = off.")
     vpp: int = Field(1, ge=1, description="Virtual pipeline chunks per stage (interleaved 1F1B); 1 = off.")
     micro_batch: int = Field(1, ge=1, description="Sequences per micro-batch per pipeline.")
     global_batch: int = Field(ge=1, description="Sequences per optimizer step, all replicas together.")
@@ -76,6 +87,9 @@ class ParallelPlan(BaseModel):
             raise ValueError(f"vpp={self.vpp} needs schedule 'interleaved', got '{self.schedule}'")
         if self.vpp > 1 and self.pp == 1:
             raise ValueError("vpp > 1 needs pp > 1")
+        if self.cp > 1 and self.attention != "flash":
+            raise ValueError("context parallelism (cp > 1) needs attention 'flash': Megatron-Core runs it "
+                             "inside the fused attention kernels")
         if self.tp_overlap == "full" and not self.sequence_parallel and self.tp > 1:
             raise ValueError("tp_overlap 'full' needs sequence_parallel (Transformer Engine overlaps the "
                              "sequence-parallel all-gathers and reduce-scatters); use 'backward' without it")
@@ -88,50 +102,66 @@ class ParallelPlan(BaseModel):
 
     @property
     def n_gpus(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.cp * self.pp * self.dp
+
+    @property
+    def width(self) -> int:
+        """GPUs that run one pipeline stage of one replica together: ``tp x cp``."""
+        return self.tp * self.cp
+
+    @property
+    def split(self) -> dict[str, Any]:
+        """How one micro-batch is split on a rank: the keyword arguments of the work functions of
+        :mod:`simulator.workload.ops` (``micro_batch``, ``tp``, ``sequence_parallel``, ``precision``, ``cp``)."""
+        return dict(micro_batch=self.micro_batch, tp=self.tp, sequence_parallel=self.sequence_parallel,
+                    precision=self.precision, cp=self.cp)
+
+    @property
+    def dp_cp(self) -> int:
+        """Ranks holding the same parameters, over which gradients are reduced and ZeRO shards:
+        ``dp x cp``."""
+        return self.dp * self.cp
 
     @property
     def n_microbatches(self) -> int:
         """Micro-batches per pipeline per step (= gradient accumulation steps)."""
         return self.global_batch // (self.dp * self.micro_batch)
 
-    def size(self, dim: Dim) -> int:
-        return {"tp": self.tp, "dp": self.dp, "pp": self.pp}[dim]
-
     @property
     def gpu_grid(self) -> np.ndarray:
-        """Global GPU index of every rank, indexed ``[tp_rank, dp_rank, pp_rank]`` (read-only, cached)."""
-        return _gpu_grid(self.tp, self.dp, self.pp, tuple(self.placement))
+        """Global GPU index of every rank, indexed ``[cp_rank * tp + tp_rank, dp_rank, pp_rank]``
+        (read-only, cached)."""
+        return _gpu_grid(self.width, self.dp, self.pp, tuple(self.placement))
 
-    def gpu_of(self, tp_rank: int, dp_rank: int, pp_rank: int) -> int:
+    def gpu_of(self, tp_rank: int, dp_rank: int, pp_rank: int, cp_rank: int = 0) -> int:
         """Global GPU index of the rank with these coordinates, following ``placement``."""
-        return int(self.gpu_grid[tp_rank, dp_rank, pp_rank])
+        return int(self.gpu_grid[cp_rank * self.tp + tp_rank, dp_rank, pp_rank])
 
-    def group(self, dim: Dim, tp_rank: int = 0, dp_rank: int = 0, pp_rank: int = 0) -> tuple[int, ...]:
-        """GPUs of the ``dim`` group that contains the rank at these coordinates, in rank order."""
-        index: list = [tp_rank, dp_rank, pp_rank]
-        index[_AXIS[dim]] = slice(None)
-        return tuple(self.gpu_grid[tuple(index)].tolist())
-
-    def groups(self, dim: Dim, pp_rank: int | None = None) -> list[tuple[int, ...]]:
-        """All ``dim`` groups (of one pipeline stage if ``pp_rank`` is given), ordered by the
-        other coordinates in (tp, dp, pp) order."""
+    def groups(self, dim: GroupDim, pp_rank: int | None = None) -> list[tuple[int, ...]]:
+        """All ``dim`` groups (of one pipeline stage if ``pp_rank`` is given), members in rank
+        order. ``"dp"`` gives the ``dp x cp`` ranks that hold the same parameters (context-
+        parallel peers innermost)."""
         grid = self.gpu_grid if pp_rank is None else self.gpu_grid[:, :, pp_rank:pp_rank + 1]
-        members = np.moveaxis(grid, _AXIS[dim], -1).reshape(-1, self.size(dim))
+        g = grid.reshape(self.cp, self.tp, *grid.shape[1:])  # [cp, tp, dp, pp]
+        if dim == "tp":
+            members = np.moveaxis(g, 1, -1).reshape(-1, self.tp)
+        elif dim == "cp":
+            members = np.moveaxis(g, 0, -1).reshape(-1, self.cp)
+        elif dim == "dp":
+            members = g.transpose(1, 3, 2, 0).reshape(-1, self.dp_cp)
+        else:
+            members = g.reshape(-1, g.shape[-1])
         return [tuple(row) for row in members.tolist()]
 
 
-_AXIS = {"tp": 0, "dp": 1, "pp": 2}
-
-
 @lru_cache(maxsize=64)
-def _gpu_grid(tp: int, dp: int, pp: int, placement: tuple[str, ...]) -> np.ndarray:
-    sizes = {"tp": tp, "dp": dp, "pp": pp}
+def _gpu_grid(width: int, dp: int, pp: int, placement: tuple[str, ...]) -> np.ndarray:
+    sizes = {"tp": width, "dp": dp, "pp": pp}
     strides, stride = {}, 1
     for dim in placement:
         strides[dim] = stride
         stride *= sizes[dim]
-    t, d, p = np.ix_(np.arange(tp), np.arange(dp), np.arange(pp))
+    t, d, p = np.ix_(np.arange(width), np.arange(dp), np.arange(pp))
     grid = t * strides["tp"] + d * strides["dp"] + p * strides["pp"]
     grid.flags.writeable = False
     return grid
@@ -145,10 +175,13 @@ def check_plan_against(plan: ParallelPlan, *, n_heads: int, n_kv_heads: int, n_l
         return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0 and d <= 64)
 
     if plan.n_gpus != n_gpus:
+        cp = " x cp" if plan.cp > 1 else ""
+        cps = f" x {plan.cp}" if plan.cp > 1 else ""
+        fixed = plan.tp * plan.cp * plan.pp
         raise PlanError(
-            f"tp x pp x dp = {plan.tp} x {plan.pp} x {plan.dp} = {plan.n_gpus} GPUs, but the fleet has {n_gpus}; "
-            f"make dp = {n_gpus // (plan.tp * plan.pp)}" if n_gpus % (plan.tp * plan.pp) == 0
-            else f"tp x pp = {plan.tp * plan.pp} does not divide the fleet of {n_gpus} GPUs",
+            f"tp{cp} x pp x dp = {plan.tp}{cps} x {plan.pp} x {plan.dp} = {plan.n_gpus} GPUs, but the fleet has "
+            f"{n_gpus}; make dp = {n_gpus // fixed}" if n_gpus % fixed == 0
+            else f"tp{cp} x pp = {fixed} does not divide the fleet of {n_gpus} GPUs",
             field="plan.dp",
         )
     if n_heads % plan.tp:
