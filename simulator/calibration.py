@@ -12,6 +12,11 @@ from 20.3 % to 22.1-24.7 %: they fitted noise. Network and
 power parameters are stated priors (``efficiency.yaml``'s ``source``), not fitted;
 ``benchmarks/nccl_compare.py`` measures the network model against nccl-tests.
 
+Derived, not fitted: for GPUs of architectures the cases do not cover, the GEMM fraction is
+carried over through their measured maximum achievable matmul rate (catalog
+``mamf_fraction``): ``gemm_of_mamf`` is the mean, over the fitted architectures whose GPUs
+in the cases have such a measurement, of the fitted fraction over that measurement.
+
 One run, one vote: a run published as several metrics (a step time and its TFLOP/s)
 enters the fit once, with its first metric; errors are still reported for every row.
 
@@ -104,6 +109,7 @@ class _Ops:
     peak_flops: float
     hbm_Bps: float
     generation: str
+    mamf_fraction: float | None
 
 
 def _case_ops(setup) -> _Ops:
@@ -119,13 +125,14 @@ def _case_ops(setup) -> _Ops:
             rows.append((kind, op.flops, op.bytes, min(op.gemm_mnk) if op.gemm_mnk else 1, n * plan.n_microbatches))
     a = np.array(rows, dtype=float)
     return _Ops(a[:, 0].astype(int), a[:, 1], a[:, 2], a[:, 3], a[:, 4],
-                setup.device.peak_flops_for(plan.precision), setup.device.hbm_bandwidth_Bps, setup.device.generation)
+                setup.device.peak_flops_for(plan.precision), setup.device.hbm_bandwidth_Bps, setup.device.generation,
+                setup.device.mamf_fraction)
 
 
 def _compute_time(ops: _Ops, eff: Efficiency) -> float:
     """Seconds of all of a case's operations under ``eff`` (the model of hardware.compute, vectorised)."""
     c = eff.compute
-    top = c.gemm_by_generation.get(ops.generation, c.gemm)
+    top = c.gemm_max(ops.generation, ops.mamf_fraction)
     gemm_eff = top * ops.dmin / (ops.dmin + c.gemm_half_dim) if c.gemm_half_dim else np.full(ops.dmin.shape, top)
     fraction = np.where(ops.kind == 0, gemm_eff, c.attention)
     memory = ops.bytes / (ops.hbm_Bps * c.memory)
@@ -142,20 +149,27 @@ class Calibration:
         self.catalog = catalog or load_catalog()
         self.base = base or default_efficiency()
         self.log = log or (lambda msg: None)
-        gens = sorted({self.catalog.get(str(g)).generation for g in cases.gpu.dropna() if str(g) in self.catalog})
+        gpus = [self.catalog.get(name) for name in sorted({str(g) for g in cases.gpu.dropna()}) if name in self.catalog]
+        gens = sorted({gpu.generation for gpu in gpus})
         self.generations = gens
+        measured = {gen: [gpu.mamf_fraction for gpu in gpus if gpu.generation == gen and gpu.mamf_fraction]
+                    for gen in gens}
+        self.mamf = {gen: float(np.mean(m)) for gen, m in measured.items() if m}  # architecture -> measured MAMF
         self.names = [f"gemm_{g}" for g in gens] + [p.name for p in SHARED]
 
     # -- parameter vector <-> Efficiency ------------------------------------------------
     def efficiency(self, x: np.ndarray, generations: list[str] | None = None) -> Efficiency:
-        """Parameters ``x``; only ``generations`` (default all) get their own GEMM fraction, and
-        the fallback for every other GPU is their mean."""
+        """Parameters ``x``; only ``generations`` (default all) get their own GEMM fraction; other
+        GPUs get it through their measured matmul rate (``gemm_of_mamf``, module docstring), or
+        else the mean."""
         fitted = self.generations if generations is None else generations
         gens = {g: float(v) for g, v in zip(self.generations, x[: len(self.generations)]) if g in fitted}
         shared = {p.field: float(v) * p.scale for p, v in zip(SHARED, x[len(self.generations):])}
+        ratios = [v / self.mamf[g] for g, v in gens.items() if g in self.mamf]
         compute = self.base.compute.model_copy(update={
             "gemm": float(np.mean(list(gens.values()))) if gens else self.base.compute.gemm,
             "gemm_by_generation": gens, **shared,
+            "gemm_of_mamf": min(1.0, float(np.mean(ratios))) if ratios else self.base.compute.gemm_of_mamf,
         })
         return dataclasses.replace(self.base, compute=compute)
 
@@ -277,7 +291,9 @@ def provenance(cases_path: str | Path, cal: Calibration, eff: Efficiency, in_sam
         "date": _dt.date.today().isoformat(),
         "command": command,
         "parameters": {**dict(zip(cal.names, (round(float(v), 4) for v in cal.vector(eff)))),
-                       "gemm (other generations)": round(eff.compute.gemm, 4)},
+                       "gemm (other generations)": round(eff.compute.gemm, 4),
+                       "gemm_of_mamf (derived)": (None if eff.compute.gemm_of_mamf is None
+                                                  else round(eff.compute.gemm_of_mamf, 4))},
         "method": "robust (soft-L1) least squares on log(predicted/published), alternating full "
                   "simulation and a local compute-scaling surrogate (simulator/calibration.py)",
         "in_sample": per_source(in_sample),

@@ -40,7 +40,7 @@ def efficiency_from_dict(raw: dict[str, Any]) -> Efficiency:
     c, n = raw["compute"], raw["network"]
     return Efficiency(
         compute=ComputeEfficiency(
-            gemm=c["gemm"], gemm_by_generation=c.get("gemm_by_generation") or {},
+            gemm=c["gemm"], gemm_by_generation=c.get("gemm_by_generation") or {}, gemm_of_mamf=c.get("gemm_of_mamf"),
             gemm_half_dim=c.get("gemm_half_dim", 0), attention=c["attention"], memory=c["memory"],
             kernel_overhead_s=c["kernel_overhead_us"] * US,
         ),
@@ -58,7 +58,7 @@ def efficiency_to_dict(eff: Efficiency) -> dict[str, Any]:
     """The YAML layout of ``efficiency.yaml`` (input units), the inverse of :func:`efficiency_from_dict`."""
     c, n = eff.compute, eff.network
     return {
-        "compute": {"gemm": c.gemm, "gemm_by_generation": dict(c.gemm_by_generation),
+        "compute": {"gemm": c.gemm, "gemm_by_generation": dict(c.gemm_by_generation), "gemm_of_mamf": c.gemm_of_mamf,
                     "gemm_half_dim": c.gemm_half_dim, "attention": c.attention, "memory": c.memory,
                     "kernel_overhead_us": c.kernel_overhead_s / US},
         "network": {"nvlink": n.nvlink, "pcie": n.pcie, "nic": n.nic, "fabric": n.fabric,

@@ -12,6 +12,7 @@ import pytest
 
 from simulator.calibration import SHARED, Calibration
 from simulator.efficiency import default_efficiency
+from simulator.hardware.catalog import load_catalog
 from simulator.validation import OPTIONAL_COLUMNS, read_cases, summary, validate
 
 CALIBRATION_CSV = Path(__file__).resolve().parents[2] / "shared" / "validation" / "calibration.csv"
@@ -70,3 +71,27 @@ def test_the_packaged_parameters_do_not_regress_on_the_calibration_set():
     for source, recorded in fit["in_sample"].items():
         assert summ.loc[source, "failed"] <= recorded["failed"]
         assert summ.loc[source, "MAPE_pct"] <= recorded["MAPE_pct"] + 0.5, source
+
+
+def test_architectures_without_a_fit_get_the_gemm_rate_through_their_measured_matmul_rate():
+    c = default_efficiency().compute
+    catalog = load_catalog()
+    h100, mi300x, b200, mi250x = (catalog.get(g) for g in ("h100-sxm", "mi300x", "b200", "mi250x"))
+    # fitted architectures keep their fit; the derived ratio is the Hopper fit over the H100's measured best
+    assert c.gemm_max(h100.generation, h100.mamf_fraction) == c.gemm_by_generation["hopper"]
+    assert c.gemm_of_mamf == pytest.approx(c.gemm_by_generation["hopper"] / h100.mamf_fraction, rel=1e-3)
+    for gpu in (mi300x, b200):
+        assert gpu.generation not in c.gemm_by_generation
+        assert c.gemm_max(gpu.generation, gpu.mamf_fraction) == pytest.approx(c.gemm_of_mamf * gpu.mamf_fraction)
+        assert c.gemm_max(gpu.generation, gpu.mamf_fraction) < gpu.mamf_fraction  # never above the measured best
+    assert mi250x.mamf_fraction is None and c.gemm_max(mi250x.generation, None) == c.gemm  # no measurement: the mean
+
+
+def test_the_derived_ratio_follows_the_fitted_architectures():
+    cases = synthetic_cases()
+    cases["gpu"] = ["h100-sxm"] * 5 + ["a100-80gb"] * 5
+    cal = Calibration(cases)
+    assert cal.mamf == {"hopper": pytest.approx(0.803)}  # the A100 has no measured MAMF in the catalog
+    eff = cal.efficiency(np.array([0.65, 0.6, 0.0, 0.4]))  # ampere, hopper, size scale, attention
+    assert eff.compute.gemm_of_mamf == pytest.approx(0.6 / 0.803)
+    assert eff.compute.gemm == pytest.approx(0.625)

@@ -71,6 +71,7 @@ class _GPUEntry(BaseModel):
     tdp_W: _Positive
     idle_W: _NonNegative
     intra_node_bandwidth_GBps: _Positive
+    mamf_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
     source: _Text
     notes: str = ""
 
@@ -119,6 +120,8 @@ class GPUSpec(BaseModel):
     tdp_W: float = Field(gt=0, description="Board power limit, W.")
     idle_W: float = Field(ge=0, description="Estimated power while waiting, W.")
     intra_node_bandwidth_Bps: float = Field(gt=0, description="Scale-up bandwidth per GPU, one direction, bytes/s.")
+    mamf_fraction: float | None = Field(
+        None, description="Measured maximum achievable bf16 matmul FLOP/s as a fraction of the bf16 dense peak.")
     source: str = Field(description="Where the figures come from.")
     notes: str = Field("", description="Caveats, conflicts between sources, what is estimated.")
 
@@ -162,6 +165,7 @@ class GPUSpec(BaseModel):
             tdp_W=entry.tdp_W,
             idle_W=entry.idle_W,
             intra_node_bandwidth_Bps=units.GBps_to_Bps(entry.intra_node_bandwidth_GBps),
+            mamf_fraction=entry.mamf_fraction,
             source=entry.source,
             notes=entry.notes,
         )

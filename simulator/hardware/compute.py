@@ -7,15 +7,19 @@ For an operation with ``F`` FLOPs that moves ``Q`` bytes to and from HBM::
 Element-wise ops are memory bound. For a fused attention kernel ``eff`` is one
 number. For a GEMM of shape ``(M, N, K)``::
 
-    eff = gemm_max(generation) * d / (d + gemm_half_dim),   d = min(M, N, K)
+    eff = gemm_max(device) * d / (d + gemm_half_dim),   d = min(M, N, K)
 
-the achieved fraction of peak of large GEMMs on that GPU generation (its
-architecture in the catalog: ampere, hopper, ...), reduced for
-small GEMMs, which fill the GPU's tiles and waves less well and are more bound
-by memory traffic (``gemm_half_dim`` is the size at which half of ``gemm_max``
-is reached; 0 turns the size effect off). These are the named parameters
-(:class:`ComputeEfficiency`), loaded with the network and power parameters by
-:mod:`simulator.efficiency`.
+``gemm_max`` is the achieved fraction of peak of large GEMMs on the device's GPU generation
+(its architecture in the catalog: ampere, hopper, ...), reduced for small GEMMs, which fill
+the GPU's tiles and waves less well and are more bound by memory traffic
+(``gemm_half_dim`` is the size at which half of ``gemm_max`` is reached; 0 turns the size
+effect off). For an architecture without a fitted value (:meth:`ComputeEfficiency.gemm_max`):
+if the GPU's maximum achievable matmul rate has been measured (``mamf_fraction`` in the
+catalog), the fitted architectures' ratio of training GEMM rate to that measured best
+(``gemm_of_mamf``) times it, so a GPU whose matmuls reach a smaller share of its datasheet
+peak is not credited with the share the calibrated GPUs reach; otherwise the fitted
+architectures' mean (``gemm``). These are the named parameters (:class:`ComputeEfficiency`),
+loaded with the network and power parameters by :mod:`simulator.efficiency`.
 """
 
 from __future__ import annotations
@@ -33,14 +37,25 @@ class ComputeEfficiency(BaseModel):
     gemm_by_generation: dict[str, float] = Field(
         default_factory=dict, description="Large-GEMM fraction of peak per GPU generation (e.g. 'a100')."
     )
+    gemm_of_mamf: float | None = Field(
+        None, gt=0, le=1, description="Large-GEMM rate as a fraction of the measured maximum achievable matmul "
+        "rate, for architectures without a fitted value (None: not used).")
     gemm_half_dim: float = Field(0.0, ge=0, description="GEMM size min(M, N, K) at half efficiency; 0 = no size effect.")
     attention: float = Field(gt=0, le=1, description="Fused attention kernel fraction of peak.")
     memory: float = Field(gt=0, le=1, description="Streaming kernels' fraction of HBM bandwidth.")
     kernel_overhead_s: float = Field(ge=0, description="Fixed cost per kernel launch, seconds.")
 
-    def gemm_efficiency(self, generation: str, mnk: tuple[int, int, int] | None) -> float:
-        """Achieved fraction of peak of one GEMM (see module docstring)."""
-        top = self.gemm_by_generation.get(generation, self.gemm)
+    def gemm_max(self, generation: str, mamf_fraction: float | None = None) -> float:
+        """Large-GEMM fraction of peak on a GPU of this generation whose measured maximum
+        achievable matmul rate is ``mamf_fraction`` of its peak, if known (module docstring)."""
+        if generation in self.gemm_by_generation:
+            return self.gemm_by_generation[generation]
+        if self.gemm_of_mamf is not None and mamf_fraction is not None:
+            return self.gemm_of_mamf * mamf_fraction
+        return self.gemm
+
+    def gemm_efficiency(self, top: float, mnk: tuple[int, int, int] | None) -> float:
+        """Achieved fraction of peak of one GEMM on a GPU whose large GEMMs reach ``top``."""
         if mnk is None or self.gemm_half_dim == 0:
             return top
         d = min(mnk)
@@ -57,20 +72,23 @@ class _Op(Protocol):
 class _Device(Protocol):
     hbm_bandwidth_Bps: float
     generation: str
+    mamf_fraction: float | None
 
     def peak_flops_for(self, precision: str) -> float: ...
 
 
-def op_time_s(op: _Op, peak_flops: float, hbm_Bps: float, generation: str, eff: ComputeEfficiency) -> float:
-    """Seconds for one operation (see module docstring)."""
+def op_time_s(op: _Op, peak_flops: float, hbm_Bps: float, gemm_max: float, eff: ComputeEfficiency) -> float:
+    """Seconds for one operation (see module docstring) on a device of this peak, HBM bandwidth
+    and large-GEMM fraction of peak (:meth:`ComputeEfficiency.gemm_max`)."""
     memory_s = op.bytes / (hbm_Bps * eff.memory)
     if op.kind == "elementwise":
         return eff.kernel_overhead_s + memory_s
-    fraction = eff.gemm_efficiency(generation, op.gemm_mnk) if op.kind == "gemm" else eff.attention
+    fraction = eff.gemm_efficiency(gemm_max, op.gemm_mnk) if op.kind == "gemm" else eff.attention
     return eff.kernel_overhead_s + max(op.flops / (peak_flops * fraction), memory_s)
 
 
 def ops_time_s(ops: Iterable[_Op], device: _Device, precision: str, eff: ComputeEfficiency) -> float:
     """Seconds for a sequence of operations run back to back on one stream."""
     peak = device.peak_flops_for(precision)
-    return sum(op_time_s(op, peak, device.hbm_bandwidth_Bps, device.generation, eff) for op in ops)
+    top = eff.gemm_max(device.generation, device.mamf_fraction)
+    return sum(op_time_s(op, peak, device.hbm_bandwidth_Bps, top, eff) for op in ops)
