@@ -106,7 +106,8 @@ class _Ops:
     bytes: np.ndarray
     dmin: np.ndarray  # min(M, N, K) of GEMMs (1 for others)
     count: np.ndarray  # how many times the op runs in a step on one rank
-    peak_flops: float
+    peak_flops: np.ndarray  # at the op's precision
+    gemm_ratio: np.ndarray  # the device's matmul_ratio at the op's precision
     hbm_Bps: float
     generation: str
     mamf_fraction: float | None
@@ -118,22 +119,24 @@ def _case_ops(setup) -> _Ops:
     per_stage = model.n_layers / plan.pp
     parts = [(layer_work(model, recompute=plan.recompute, attention=plan.attention, **kw), per_stage),
              (embedding_work(model, **kw), 1 / plan.pp), (head_work(model, **kw), 1 / plan.pp)]
+    device = setup.device
     rows = []
     for work, n in parts:
         for op in (*work.forward, *work.backward, *work.recompute):
             kind = {"gemm": 0, "attention": 1}.get(op.kind, 2)
-            rows.append((kind, op.flops, op.bytes, min(op.gemm_mnk) if op.gemm_mnk else 1, n * plan.n_microbatches))
+            p = op.precision or plan.precision
+            rows.append((kind, op.flops, op.bytes, min(op.gemm_mnk) if op.gemm_mnk else 1, n * plan.n_microbatches,
+                         device.peak_flops_for(p), device.matmul_ratio(p)))
     a = np.array(rows, dtype=float)
-    return _Ops(a[:, 0].astype(int), a[:, 1], a[:, 2], a[:, 3], a[:, 4],
-                setup.device.peak_flops_for(plan.precision), setup.device.hbm_bandwidth_Bps, setup.device.generation,
-                setup.device.mamf_fraction)
+    return _Ops(a[:, 0].astype(int), a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5], a[:, 6],
+                device.hbm_bandwidth_Bps, device.generation, device.mamf_fraction)
 
 
 def _compute_time(ops: _Ops, eff: Efficiency) -> float:
     """Seconds of all of a case's operations under ``eff`` (the model of hardware.compute, vectorised)."""
     c = eff.compute
-    top = c.gemm_max(ops.generation, ops.mamf_fraction)
-    gemm_eff = top * ops.dmin / (ops.dmin + c.gemm_half_dim) if c.gemm_half_dim else np.full(ops.dmin.shape, top)
+    top = c.gemm_max(ops.generation, ops.mamf_fraction) * ops.gemm_ratio
+    gemm_eff = top * ops.dmin / (ops.dmin + c.gemm_half_dim) if c.gemm_half_dim else top
     fraction = np.where(ops.kind == 0, gemm_eff, c.attention)
     memory = ops.bytes / (ops.hbm_Bps * c.memory)
     t = np.where(ops.kind == 2, memory, np.maximum(ops.flops / (ops.peak_flops * fraction), memory))

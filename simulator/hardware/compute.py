@@ -20,6 +20,10 @@ catalog), the fitted architectures' ratio of training GEMM rate to that measured
 peak is not credited with the share the calibrated GPUs reach; otherwise the fitted
 architectures' mean (``gemm``). These are the named parameters (:class:`ComputeEfficiency`),
 loaded with the network and power parameters by :mod:`simulator.efficiency`.
+
+An operation runs at its own precision (``op.precision``, e.g. bf16 attention in fp8
+training) or the plan's; an fp8 GEMM reaches ``gemm_max`` times the GPU's measured fp8-to-bf16
+ratio of achievable matmul rates (:meth:`~simulator.hardware.catalog.GPUSpec.matmul_ratio`).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class _Op(Protocol):
     flops: float
     bytes: float
     gemm_mnk: tuple[int, int, int] | None
+    precision: str | None
 
 
 class _Device(Protocol):
@@ -75,6 +80,8 @@ class _Device(Protocol):
     mamf_fraction: float | None
 
     def peak_flops_for(self, precision: str) -> float: ...
+
+    def matmul_ratio(self, precision: str) -> float: ...
 
 
 def op_time_s(op: _Op, peak_flops: float, hbm_Bps: float, gemm_max: float, eff: ComputeEfficiency) -> float:
@@ -88,7 +95,15 @@ def op_time_s(op: _Op, peak_flops: float, hbm_Bps: float, gemm_max: float, eff: 
 
 
 def ops_time_s(ops: Iterable[_Op], device: _Device, precision: str, eff: ComputeEfficiency) -> float:
-    """Seconds for a sequence of operations run back to back on one stream."""
-    peak = device.peak_flops_for(precision)
+    """Seconds for a sequence of operations run back to back on one stream; ``precision`` is
+    the plan's, for ops that do not state their own."""
     top = eff.gemm_max(device.generation, device.mamf_fraction)
-    return sum(op_time_s(op, peak, device.hbm_bandwidth_Bps, top, eff) for op in ops)
+    rates: dict[str, tuple[float, float]] = {}  # precision -> (peak FLOP/s, large-GEMM fraction)
+    total = 0.0
+    for op in ops:
+        p = op.precision or precision
+        rate = rates.get(p)
+        if rate is None:
+            rate = rates[p] = (device.peak_flops_for(p), top * device.matmul_ratio(p))
+        total += op_time_s(op, rate[0], device.hbm_bandwidth_Bps, rate[1], eff)
+    return total

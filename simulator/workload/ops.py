@@ -8,8 +8,17 @@ the network layer turns a :class:`Collective` into time.
 
 Notation: ``b`` micro-batch (sequences), ``s`` seq_len, ``T = b s`` tokens,
 ``h`` d_model, ``a`` query heads, ``k`` kv heads, ``d`` head dim, ``f`` MLP
-inner size, ``V`` vocab, ``t`` tensor-parallel size, ``e`` bytes per element
-of the precision (:data:`simulator.units.BYTES_PER_ELEMENT`).
+inner size, ``V`` vocab, ``t`` tensor-parallel size, ``e`` bytes per activation
+element (:data:`simulator.units.BYTES_PER_ELEMENT`; 2 in fp8 training).
+
+FP8 training follows Transformer Engine's recipe (as Megatron-LM ``--fp8-format hybrid``
+runs it): the GEMMs of the transformer blocks' linear layers run in fp8 (forward, data and
+weight gradient), reading fp8 operands and writing bf16; before each, a cast kernel reads
+its bf16 input (forward) or output gradient (backward) and writes the fp8 copy and its
+transpose (``*_to_fp8``). Everything else stays bf16: activations, element-wise ops, the
+attention core, the LM head, TP collectives and pipeline messages (such ops carry
+``Op.precision = "bf16"`` where the FLOP rate matters). The per-step cast of the weights to
+fp8 is not counted.
 
 Tensor parallelism follows Megatron-LM (Shoeybi et al. 2019): QKV and the MLP
 up (and gate) projections are column-parallel, the attention output and MLP
@@ -101,6 +110,8 @@ class Op:
     flops: float
     bytes: float
     gemm_mnk: tuple[int, int, int] | None = None
+    precision: str | None = None
+    """Math precision when it differs from the plan's (bf16 attention and LM head in fp8 training)."""
 
 
 @dataclass(frozen=True)
@@ -212,17 +223,20 @@ class LayerWork:
 # --------------------------------------------------------------------------- helpers
 
 
-def _gemm(name: str, m: int, n: int, k: int, e: int) -> Op:
-    """``Y[M,N] = X[M,K] W[K,N]``: ``2 M N K`` FLOPs, reads ``X`` and ``W``, writes ``Y``."""
-    return Op(name, "gemm", 2.0 * m * n * k, float(m * k + k * n + m * n) * e, (m, n, k))
+def _gemm(name: str, m: int, n: int, k: int, e: int, *, operand_bytes: int | None = None,
+          precision: str | None = None) -> Op:
+    """``Y[M,N] = X[M,K] W[K,N]``: ``2 M N K`` FLOPs, reads ``X`` and ``W`` (``operand_bytes``
+    per element, default ``e``), writes ``Y`` (``e``)."""
+    ob = e if operand_bytes is None else operand_bytes
+    return Op(name, "gemm", 2.0 * m * n * k, float((m * k + k * n) * ob + m * n * e), (m, n, k), precision)
 
 
 def _gemm_backward(fwd: Op) -> tuple[Op, Op]:
-    """Data and weight gradient GEMMs of ``fwd``; each has its FLOPs and bytes."""
+    """Data and weight gradient GEMMs of ``fwd``; each has its FLOPs, bytes and precision."""
     assert fwd.gemm_mnk is not None
     m, n, k = fwd.gemm_mnk
-    dgrad = Op(f"{fwd.name}_dgrad", "gemm", fwd.flops, fwd.bytes, (m, k, n))
-    wgrad = Op(f"{fwd.name}_wgrad", "gemm", fwd.flops, fwd.bytes, (k, n, m))
+    dgrad = Op(f"{fwd.name}_dgrad", "gemm", fwd.flops, fwd.bytes, (m, k, n), fwd.precision)
+    wgrad = Op(f"{fwd.name}_wgrad", "gemm", fwd.flops, fwd.bytes, (k, n, m), fwd.precision)
     return dgrad, wgrad
 
 
@@ -252,7 +266,8 @@ def _residual(model: ModelConfig, name: str, tokens: float, e: int) -> tuple[Op,
     return fwd, bwd
 
 
-def _standard_attention(model: ModelConfig, b: int, heads: int, e: int) -> list[tuple[Op, ...]]:
+def _standard_attention(model: ModelConfig, b: int, heads: int, e: int, precision: str | None = None
+                        ) -> list[tuple[Op, ...]]:
     """Forward op and its backward ops, in forward order, of unfused attention over ``heads``
     heads on one rank (see :func:`layer_work`). The batched GEMMs read and write per head:
     ``Q K^T`` reads Q and K (``s d`` each) and writes the ``s^2`` scores; ``P V`` reads the
@@ -261,8 +276,8 @@ def _standard_attention(model: ModelConfig, b: int, heads: int, e: int) -> list[
     n = b * heads  # independent (batch, head) GEMMs
     scores = n * s * s  # elements of the score matrices
     flops = 2.0 * n * s * s * d
-    qk = Op("attn_scores", "gemm", flops, float(n * (2 * s * d + s * s) * e), (s, s, d))
-    pv = Op("attn_values", "gemm", flops, float(n * (s * s + 2 * s * d) * e), (s, d, s))
+    qk = Op("attn_scores", "gemm", flops, float(n * (2 * s * d + s * s) * e), (s, s, d), precision)
+    pv = Op("attn_values", "gemm", flops, float(n * (s * s + 2 * s * d) * e), (s, d, s), precision)
     softmax = _elementwise("softmax", SOFTMAX_FLOPS_PER_ELEMENT * scores, scores * e, scores * e)
     softmax_bwd = _elementwise("softmax_bwd", BACKWARD_ELEMENTWISE_FACTOR * softmax.flops, 2 * scores * e, scores * e)
     ops = [(qk, *_gemm_backward(qk)), (softmax, softmax_bwd)]
@@ -274,11 +289,17 @@ def _standard_attention(model: ModelConfig, b: int, heads: int, e: int) -> list[
 
 
 def _check_precision(precision: str) -> int:
+    """Bytes of one activation element: the precision's, bf16's in fp8 training."""
     if precision not in BYTES_PER_ELEMENT:
         raise InputError(
             f"unknown precision {precision!r}; use one of {', '.join(BYTES_PER_ELEMENT)}", field="plan.precision"
         )
-    return BYTES_PER_ELEMENT[precision]
+    return BYTES_PER_ELEMENT["bf16" if precision == "fp8" else precision]
+
+
+def _bf16_in_fp8(precision: str) -> str | None:
+    """``Op.precision`` of ops that stay bf16 in fp8 training (None otherwise: the plan's)."""
+    return "bf16" if precision == "fp8" else None
 
 
 def _check_common(model: ModelConfig, micro_batch: int, tp: int, sequence_parallel: bool, cp: int) -> int:
@@ -346,7 +367,9 @@ def layer_work(
       dropout and softmax backward kernels on the scores.
 
     Backward: each GEMM gives a ``_dgrad`` and a ``_wgrad`` GEMM of its forward
-    FLOPs (so 2x in total); element-wise ops cost 2x.
+    FLOPs (so 2x in total); element-wise ops cost 2x. In fp8 training (module docstring) each
+    linear GEMM is preceded by ``<gemm>_input_to_fp8`` and its backward GEMMs by
+    ``<gemm>_grad_to_fp8``, and the attention core runs in bf16.
 
     Recomputation: ``"full"`` redoes the whole forward (ops and collectives).
     ``"selective"`` (Korthikanti et al. 2022) recomputes only the attention
@@ -399,9 +422,17 @@ def layer_work(
         fwd.append(f_op)
         bwd_groups.append(b_ops)
 
+    fp8 = precision == "fp8"
+
     def gemm(name: str, m: int, n: int, k: int) -> None:
-        op = _gemm(name, m, n, k, e)
-        add(op, *_gemm_backward(op))
+        op = _gemm(name, m, n, k, e, operand_bytes=1 if fp8 else None)
+        if not fp8:
+            add(op, *_gemm_backward(op))
+            return
+        # Transformer Engine: cast the input (forward) and the output gradient (backward) to fp8,
+        # writing the fp8 tensor and its transpose
+        add(_elementwise(f"{name}_input_to_fp8", m * k, m * k * e, 2 * m * k))
+        add(op, _elementwise(f"{name}_grad_to_fp8", m * n, m * n * e, 2 * m * n), *_gemm_backward(op))
 
     add(*_norm(model, "input_norm", Tn, e))
     gemm("qkv", T, (a_r + 2 * k_r) * d, h)
@@ -411,17 +442,20 @@ def layer_work(
         q_elems, kv_elems = T * a_r * d, b * s * k_r * d  # K and V of the whole sequence stream through
         stats = T * a_r * SOFTMAX_STATS_BYTES
         attn_flops = 2.0 * b * s * s * a_r * d / cp
-        attn = Op("attention", "attention", attn_flops, float((q_elems + 2 * kv_elems + q_elems) * e + stats))
+        bf16 = _bf16_in_fp8(precision)
+        attn = Op("attention", "attention", attn_flops, float((q_elems + 2 * kv_elems + q_elems) * e + stats),
+                  precision=bf16)
         # Backward reads Q, K, V, O, dO and the stats; writes dQ, dK, dV.
         attn_bwd = Op(
             "attention_bwd",
             "attention",
             FLASH_BACKWARD_FACTOR * attn_flops,
             float((3 * q_elems + 2 * kv_elems) * e + stats + (q_elems + 2 * kv_elems) * e),
+            precision=bf16,
         )
         add(attn, attn_bwd)
     else:
-        for pair in _standard_attention(model, b, a_r, e):
+        for pair in _standard_attention(model, b, a_r, e, _bf16_in_fp8(precision)):
             add(*pair)
     core = tuple(fwd[core_start:])
 
@@ -568,7 +602,7 @@ def head_work(
     write the logit gradient), ``lm_head_dgrad`` and ``lm_head_wgrad``, the
     input-gradient all-reduce of ``T h e`` bytes (a reduce-scatter with
     sequence parallelism) when ``t > 1``, and ``final_norm_bwd``. The head is
-    never recomputed. With tied embeddings the weight gradient is still
+    never recomputed, and runs in bf16 in fp8 training. With tied embeddings the weight gradient is still
     computed here (same FLOPs).
     """
     e = _check_precision(precision)
@@ -579,7 +613,7 @@ def head_work(
     act_bytes = float(T * h * e)
 
     norm, norm_bwd = _norm(model, "final_norm", Tn, e)
-    head = _gemm("lm_head", T, v_r, h, e)
+    head = _gemm("lm_head", T, v_r, h, e, precision=_bf16_in_fp8(precision))
     head_dgrad, head_wgrad = _gemm_backward(head)
     logits = T * v_r
     ce = _elementwise("cross_entropy", CROSS_ENTROPY_FLOPS_PER_LOGIT * logits, logits * e, logits * LOSS_BYTES)
