@@ -11,6 +11,10 @@ Mapping (plan field: flags):
 * ``tp``, ``pp``, ``cp``: ``--tensor-model-parallel-size``, ``--pipeline-model-parallel-size``,
   ``--context-parallel-size`` (written when > 1); ``dp`` is not a flag: Megatron-LM fills the
   world size, ``dp = n_gpus / (tp x cp x pp)``.
+* layers per stage: when ``pp`` does not divide the layers (:meth:`ParallelPlan.layers`),
+  ``--decoder-first-pipeline-num-layers`` and ``--decoder-last-pipeline-num-layers`` (the middle
+  stages must then split the rest evenly, as Megatron-LM requires; raises otherwise, and for
+  uneven virtual stages). Reading ignores them: the plan's split follows from its sizes.
 * ``vpp``: ``--num-layers-per-virtual-pipeline-stage L / (pp x vpp)`` (with ``--num-layers``);
   newer Megatron-Core's ``--num-virtual-stages-per-pipeline-rank`` is read too.
   Megatron-LM runs interleaved 1F1B when it is set, 1F1B otherwise; it has no GPipe.
@@ -61,6 +65,7 @@ _VALUED = {
     "--recompute-num-layers", "--fp8-format", "--ddp-bucket-size", "--num-layers", "--hidden-size",
     "--ffn-hidden-size", "--num-attention-heads", "--num-query-groups", "--seq-length",
     "--max-position-embeddings", "--attention-backend", "--context-parallel-size",
+    "--decoder-first-pipeline-num-layers", "--decoder-last-pipeline-num-layers",
 }
 
 
@@ -99,6 +104,15 @@ def megatron_flags(plan: ParallelPlan, model: ModelConfig) -> list[str]:
     ]
     if plan.cp > 1:
         flags += ["--context-parallel-size", str(plan.cp)]
+    split = plan.layers(model.n_layers)
+    if len(set(split)) > 1:
+        middle = split[1:-1]
+        if plan.vpp > 1 or len(set(middle)) > 1:
+            raise InputError(f"Megatron-LM cannot split {model.n_layers} layers as {', '.join(map(str, split))} "
+                             "(it takes a first and a last stage size and splits the rest evenly, without "
+                             "virtual stages); pick a pp that divides the layers", field="plan.pp")
+        flags += ["--decoder-first-pipeline-num-layers", str(split[0]),
+                  "--decoder-last-pipeline-num-layers", str(split[-1])]
     if plan.vpp > 1:
         flags += ["--num-layers-per-virtual-pipeline-stage", str(model.n_layers // (plan.pp * plan.vpp))]
     flags += ["--micro-batch-size", str(plan.micro_batch), "--global-batch-size", str(plan.global_batch)]

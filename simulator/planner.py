@@ -104,7 +104,8 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
       ``cp > 1`` only with flash attention;
     * ``pp``: divisors of the layers with ``tp x cp x pp`` dividing the fleet;
       ``dp = gpus / (tp x cp x pp)`` (a stated ``dp`` fixes ``tp x cp x pp``);
-    * ``vpp`` in 1, 2, 3, 4, 5, 6, 8 with ``layers % (pp x vpp) == 0``; ``vpp > 1`` only with
+    * ``vpp`` in 1, 2, 3, 4, 5, 6, 8 with ``layers % (pp x vpp) == 0`` (uneven splits are
+      simulated when a scenario states them, not searched); ``vpp > 1`` only with
       ``pp > 1`` and micro-batches a multiple of ``pp``; ``schedule`` follows (interleaved for
       ``vpp > 1``, else 1F1B; a stated ``gpipe``/``1f1b`` fixes ``vpp = 1``, a stated
       ``interleaved`` needs ``vpp > 1``);

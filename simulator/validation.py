@@ -20,8 +20,9 @@ Rules for what a row leaves open (each use is listed in the row's
   two-tier fat tree of NVSwitch nodes with the catalog's intra-node bandwidth
   (:func:`row_topology`).
 * plan: ``tp``/``pp``/``cp`` empty = 1, ``dp`` empty = ``n_gpus / (tp cp pp)``, ``vpp`` 1,
-  ``micro_batch`` 1, ``seq_parallel`` 0, ``precision`` bf16 (fp16 where the GPU
-  has no bf16). Empty ``recompute``: ``full`` when the source says its FLOP count
+  ``micro_batch`` 1, ``seq_parallel`` 0, ``precision`` bf16 (fp16 where the GPU has no bf16).
+  Layers that ``pp x vpp`` does not divide go one fewer to the first and last stages
+  (:meth:`~simulator.workload.plan.ParallelPlan.layers`). Empty ``recompute``: ``full`` when the source says its FLOP count
   includes the recomputation pass (``source_conventions.yaml``); otherwise, with an
   empty ``zero_stage``, the cheapest memory saving with which the plan fits
   (recompute none, selective, full; within each, ZeRO 0 then the distributed
@@ -304,6 +305,10 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
                 tried.append(f"zero_stage={zero} ({why})")
             used = tried
             break
+    split = plan.layers(model.n_layers)
+    if len(set(split)) > 1:
+        used.append(f"layers per virtual stage {','.join(map(str, split))} (pp x vpp does not divide them: "
+                    "fewer on the first and last)")
     scenario = Scenario(name=str(row["case_id"]), model=model.model_dump(), topology=topology.name,
                         gpus=n_gpus, plan={"global_batch": plan.global_batch})
     return Setup(scenario, model, plan, topology, gpu, efficiency), used

@@ -239,9 +239,15 @@ def test_the_last_stage_holds_the_fp32_logits_of_one_microbatch():
     assert first.buffers == pytest.approx(send_recv)
 
 
-def test_layers_that_do_not_divide_over_stages_are_a_plan_error():
+def test_layers_that_do_not_divide_over_stages_go_fewer_to_the_first_and_last():
+    p = plan(pp=5)
+    assert p.layers(96) == (19, 19, 20, 19, 19)
+    middle = memory_per_gpu(GPT3, p, capacity_bytes=80e9, stage=2)
+    second = memory_per_gpu(GPT3, p, capacity_bytes=80e9, stage=1)
+    assert middle.parameters / second.parameters == pytest.approx(20 / 19)
+    assert middle.activations / second.activations == pytest.approx(20 / 19 * 3 / 4)  # 3 vs 4 in flight
     with pytest.raises(PlanError) as err:
-        memory_per_gpu(GPT3, plan(pp=5), capacity_bytes=80e9)
+        memory_per_gpu(GPT3.model_copy(update={"n_layers": 4}), p, capacity_bytes=80e9)
     assert err.value.field == "plan.pp"
     with pytest.raises(InputError, match="stage 8"):
         memory_per_gpu(GPT3, plan(pp=8), capacity_bytes=80e9, stage=8)

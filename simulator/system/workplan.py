@@ -208,7 +208,7 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
                   "cp": plan.groups("cp", pp_rank=stage) if plan.cp > 1 else []}
         dp_groups = plan.groups("dp", pp_rank=stage)
         # (work, how many times it runs per pass, parameters per TP rank of one of them)
-        parts = [(layer, model.n_layers // n_virtual, block_parameters_per_rank(model, tp))]
+        parts = [(layer, plan.layers(model.n_layers)[v], block_parameters_per_rank(model, tp))]
         if v == 0:
             parts.append((embedding_work(model, **kw), 1, counts.embedding / tp + counts.position))
         if v == n_virtual - 1:

@@ -14,7 +14,9 @@ state (fp32 master weights + Adam ``m`` and ``v``; 8 in fp32 training, where the
 weights are the master copy). ZeRO stage 1 shards the optimizer state over the
 ``dp`` replicas, stage 2 also the gradients, stage 3 also the weights.
 
-Which parameters a rank holds: its stage's ``L/p`` blocks, with the matrices
+Which parameters a rank holds: its stage's blocks (``L/p``, or as
+:meth:`~simulator.workload.plan.ParallelPlan.layers` splits them when ``p`` does not divide
+``L``), with the matrices
 (and the biases of column-parallel layers) split ``1/t`` and the norms and the
 biases of the two row-parallel layers (attention output, MLP down) replicated,
 as in Megatron-LM. Key/value projections are replicated when ``t > k`` (each
@@ -235,14 +237,14 @@ def block_parameters_per_rank(model: ModelConfig, tp: int) -> float:
 
 def parameters_on_virtual_stage(model: ModelConfig, plan: ParallelPlan, v: int) -> float:
     """Parameters (count) one tensor-parallel rank holds for virtual stage ``v`` (model chunk
-    ``v // pp`` of stage ``v % pp``), before ZeRO sharding: its ``L / (pp * vpp)`` blocks, the
+    ``v // pp`` of stage ``v % pp``), before ZeRO sharding: its blocks (:meth:`ParallelPlan.layers`), the
     embedding on the first virtual stage, the final norm and LM head on the last (layout as in
     the module docstring)."""
     _check_layers(model, plan)
     n_virtual = plan.pp * plan.vpp
     pc = parameter_count(model)
     t = plan.tp
-    n = model.n_layers // n_virtual * block_parameters_per_rank(model, t)
+    n = plan.layers(model.n_layers)[v] * block_parameters_per_rank(model, t)
     if v == 0:
         n += pc.embedding / t + pc.position
     if v == n_virtual - 1:
@@ -258,7 +260,7 @@ def parameters_on_stage(model: ModelConfig, plan: ParallelPlan, stage: int) -> f
     """Parameters (count) one tensor-parallel rank of pipeline stage ``stage`` holds, before ZeRO
     sharding: the sum over its ``vpp`` model chunks.
 
-    Raises :class:`PlanError` if ``pp x vpp`` does not divide the layers.
+    Raises :class:`PlanError` with fewer layers than ``pp x vpp``.
     """
     if not 0 <= stage < plan.pp:
         raise InputError(f"stage {stage} does not exist; stages are 0 to {plan.pp - 1}", field="stage")
@@ -266,11 +268,7 @@ def parameters_on_stage(model: ModelConfig, plan: ParallelPlan, stage: int) -> f
 
 
 def _check_layers(model: ModelConfig, plan: ParallelPlan) -> None:
-    if model.n_layers % (plan.pp * plan.vpp):
-        raise PlanError(
-            f"n_layers={model.n_layers} is not divisible by pp x vpp = {plan.pp} x {plan.vpp}",
-            field="plan.pp",
-        )
+    plan.layers(model.n_layers)
 
 
 def _activation_element_bytes(precision: str) -> int:
@@ -291,7 +289,7 @@ def memory_per_gpu(
 
     * parameters, gradients, optimizer: :func:`parameters_on_stage` times 2/4/12
       bytes (4/4/8 in fp32), divided by ``dp x cp`` per the ZeRO stage (module docstring).
-    * activations: ``microbatches_in_flight x L/p x activation_bytes_per_layer``;
+    * activations: ``microbatches_in_flight x (blocks of the stage) x activation_bytes_per_layer``;
       plus, on the first stage, the embedding-dropout mask ``sbh`` (``/t`` with SP)
       per micro-batch in flight; on the last stage the final-norm and LM-head
       inputs ``2 e sbh`` (``/t`` with SP) per micro-batch whose loss is pending
@@ -307,7 +305,7 @@ def memory_per_gpu(
     ``attention`` (default: the plan's) selects the score term of
     :func:`activation_bytes_per_layer`.
 
-    Raises :class:`PlanError` if ``pp x vpp`` does not divide the layers and
+    Raises :class:`PlanError` with fewer layers than ``pp x vpp`` and
     :class:`InputError` for a stage that does not exist.
     """
     _check_layers(model, plan)
@@ -332,7 +330,8 @@ def memory_per_gpu(
     s, b, h, V = model.seq_len // plan.cp, plan.micro_batch, model.d_model, model.vocab  # s: tokens on this rank
     sbh = s * b * h
     outside = t if sp else 1
-    layers = model.n_layers // plan.pp
+    split = plan.layers(model.n_layers)
+    layers = sum(split[c * plan.pp + stage] for c in range(plan.vpp))  # blocks on this stage
     act_kwargs = dict(micro_batch=b, tp=t, sequence_parallel=sp, attention=attention,
                       element_bytes=e, dropout=dropout)
     local = model if plan.cp == 1 else model.model_copy(update={"seq_len": s})

@@ -116,6 +116,15 @@ class ParallelPlan(BaseModel):
         return dict(micro_batch=self.micro_batch, tp=self.tp, sequence_parallel=self.sequence_parallel,
                     precision=self.precision, cp=self.cp)
 
+    def layers(self, n_layers: int) -> tuple[int, ...]:
+        """Transformer blocks of every virtual stage ``v = chunk * pp + stage``: equal when
+        ``pp x vpp`` divides ``n_layers``; otherwise as even as possible, the one fewer going
+        to the first and last virtual stages first (they also hold the embedding and the LM
+        head), then inwards: Llama 3 405B's 126 layers on 16 stages are 7, 8 x 14, 7 (Llama
+        Team 2024, arXiv:2407.21783, section 3.3.2). Raises :class:`PlanError` with fewer
+        layers than virtual stages."""
+        return _layers(n_layers, self.pp * self.vpp)
+
     @property
     def dp_cp(self) -> int:
         """Ranks holding the same parameters, over which gradients are reduced and ZeRO shards:
@@ -154,6 +163,19 @@ class ParallelPlan(BaseModel):
         return [tuple(row) for row in members.tolist()]
 
 
+@lru_cache(maxsize=256)
+def _layers(n_layers: int, n_virtual: int) -> tuple[int, ...]:
+    q, r = divmod(n_layers, n_virtual)
+    if q == 0:
+        raise PlanError(f"n_layers={n_layers} is fewer than the pp x vpp = {n_virtual} virtual pipeline stages; "
+                        "every stage needs at least one layer", field="plan.pp")
+    counts = [q + 1] * n_virtual
+    ends = sorted(range(n_virtual), key=lambda v: (min(v, n_virtual - 1 - v), v != 0))  # first, last, inwards
+    for v in ends[: n_virtual - r]:
+        counts[v] = q
+    return tuple(counts)
+
+
 @lru_cache(maxsize=64)
 def _gpu_grid(width: int, dp: int, pp: int, placement: tuple[str, ...]) -> np.ndarray:
     sizes = {"tp": width, "dp": dp, "pp": pp}
@@ -190,12 +212,7 @@ def check_plan_against(plan: ParallelPlan, *, n_heads: int, n_kv_heads: int, n_l
         raise PlanError(
             f"tp={plan.tp} and n_kv_heads={n_kv_heads}: one must divide the other", field="plan.tp"
         )
-    if n_layers % (plan.pp * plan.vpp):
-        raise PlanError(
-            f"n_layers={n_layers} is not divisible by pp x vpp = {plan.pp} x {plan.vpp}; "
-            f"pp x vpp must be one of {divisors(n_layers)}",
-            field="plan.pp",
-        )
+    plan.layers(n_layers)
     if plan.schedule == "interleaved" and plan.n_microbatches % plan.pp:
         raise PlanError(
             f"the interleaved schedule needs the number of micro-batches ({plan.n_microbatches}) "
