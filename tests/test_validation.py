@@ -164,3 +164,13 @@ def test_megatron_switches_quoted_in_the_notes_set_the_overlap_options(tmp_path)
                for u in used)
     out = validate(cases).set_index("case_id")
     assert out.loc["gpt-7b-noted", "step_time_s"] < out.loc["gpt-7b", "step_time_s"]
+
+
+def test_a_row_whose_size_its_shape_cannot_give_is_not_simulated(cases_csv, tmp_path):
+    # Mixtral-8x7B-like: the dense shape gives about 7B parameters, the row states 46.7B
+    moe = ("mixtral,src-c,Mixtral 8x7B,46.7,32,4096,32,8,14336,32000,4096,64,1,h100-sxm,8,8,8,1,1,1,,1,none,0,"
+           "bf16,400,tokens_per_s_per_gpu,2000,")
+    path = tmp_path / "moe.csv"
+    path.write_text(cases_csv.read_text() + moe + "\n")
+    out = validate(read_cases(path)).set_index("case_id")
+    assert "mixture of experts" in out.loc["mixtral", "status"] and "46.7" in out.loc["mixtral", "status"]
