@@ -37,7 +37,7 @@ arrived, and exposed DP communication after.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -186,19 +186,38 @@ class StepSimulation:
                 if a.kind == "B":
                     last_bwd[(i, a.chunk)] = idx
 
-        # data-parallel streams: one per stage, shared by all replicas (one class flow per bucket)
+        # data-parallel streams: one per stage, shared by all replicas (one class flow per bucket).
+        # A bucket is queued with the time it is ready (all of a chunk's buckets at once, when its
+        # first is ready); the stream starts it then, or when the bucket before it is done.
         n_buckets = [sum(len(sp.chunks[c * pp + i].grad_buckets) for c in range(vpp)) for i in range(pp)]
-        dp_queue = [simpy.Store(env) for _ in range(pp)]
+        dp_queue: list[deque] = [deque() for _ in range(pp)]
+        dp_wake: list[simpy.Event | None] = [None] * pp  # an idle stream waits on it for the next bucket
         dp_done = [env.event() for _ in range(pp)]
         barrier: dict[tuple, list] = defaultdict(list)
         first_release: dict[int, float] = {}
         own_first_arrival: dict[tuple[int, int], float] = {}
 
+        def enqueue(i: int, ready: float, bucket: CollectivePlan, chunk: int) -> None:
+            dp_queue[i].append((ready, bucket, chunk))
+            wake = dp_wake[i]
+            if wake is not None:
+                dp_wake[i] = None
+                wake.succeed()
+
         def dp_stream(i: int):
+            queue = dp_queue[i]
             for k in range(n_buckets[i]):
-                bucket, chunk = yield dp_queue[i].get()
+                if not queue:
+                    wake = dp_wake[i] = env.event()
+                    yield wake
+                ready, bucket, chunk = queue.popleft()
+                if ready > env.now:
+                    yield env.timeout(ready - env.now)
                 t0 = env.now
-                yield start(bucket)
+                if len(bucket.phases) == 1:
+                    yield net.collective(bucket, eff)
+                else:  # the phases one after another, in this process
+                    yield from net.run(bucket, eff)
                 comm_s["dp"] += env.now - t0
                 if record is not None:
                     record(TimelineEvent(0, i, "dp_bucket", k, chunk, t0, env.now, "comm", bucket.bytes,
@@ -214,31 +233,35 @@ class StepSimulation:
         late_draw: dict[int, float] = {}
         variance = defaultdict(float)  # (r, i) -> accumulated jitter variance of the timeline (s^2)
 
-        def issue_bucket(r: int, i: int, chunk: int, k: int, bucket: CollectivePlan):
-            key = (i, chunk, k)
+        def issue_buckets(r: int, i: int, chunk: int, seg: float) -> None:
+            """Replica ``r``'s stage ``i`` has the first gradient bucket of ``chunk`` ready now and
+            the others one every ``seg`` seconds after it: queue them (in full mode, each when all
+            replicas have it; in representative mode, after the latest other replica)."""
+            now = env.now
             if (r, i) not in own_first_arrival:
-                own_first_arrival[(r, i)] = env.now
+                own_first_arrival[(r, i)] = now
+            buckets = sp.chunks[chunk * pp + i].grad_buckets
             if self.mode == "full":
-                barrier[key].append(env.now)
-                if len(barrier[key]) == dp:
-                    first_release.setdefault(i, env.now)
-                    dp_queue[i].put((bucket, chunk))
+                for k, bucket in enumerate(buckets):
+                    arrivals = barrier[(i, chunk, k)]
+                    arrivals.append(now + k * seg)
+                    if len(arrivals) == dp:
+                        release = max(arrivals)
+                        first_release[i] = min(first_release.get(i, release), release)
+                        enqueue(i, release, bucket, chunk)
                 return
             # representative: the reduction waits for the latest other replica, whose
             # lateness is drawn once per stage, at its first bucket
             if i not in late_draw:
                 delay = 0.0
                 if baseline is not None and dp > 1 and jitter.cv > 0:
-                    own_dev = env.now - baseline.first_bucket_s.get(i, env.now)
+                    own_dev = now - baseline.first_bucket_s.get(i, now)
                     latest = shift[(r, i)] + max_of_normals(dp - 1, variance[(r, i)] ** 0.5, rng)
                     delay = max(0.0, latest - own_dev)
                 late_draw[i] = delay
-                first_release[i] = env.now + delay
-            delay = late_draw[i]
-            if delay > 0:
-                env.timeout(delay).callbacks.append(lambda _e: dp_queue[i].put((bucket, chunk)))
-            else:
-                dp_queue[i].put((bucket, chunk))
+                first_release[i] = now + delay
+            for k, bucket in enumerate(buckets):
+                enqueue(i, now + k * seg + late_draw[i], bucket, chunk)
 
         barriers: dict[tuple, tuple[list[float], simpy.Event]] = {}
 
@@ -331,13 +354,10 @@ class StepSimulation:
                 t0 = env.now
                 duration = comp * f_max + comm
                 if not is_f and overlap and idx == last_bwd[(i, a.chunk)] and chunk.grad_buckets:
-                    buckets = chunk.grad_buckets
-                    seg = duration / len(buckets)
-                    for k, bucket in enumerate(buckets):
-                        yield env.timeout(seg)
-                        issue_bucket(r, i, a.chunk, k, bucket)
-                else:
-                    yield env.timeout(duration)
+                    # the chunk's gradient buckets become ready one by one during this pass
+                    seg = duration / len(chunk.grad_buckets)
+                    env.timeout(seg).callbacks.append(lambda _e, c=a.chunk, s=seg: issue_buckets(r, i, c, s))
+                yield env.timeout(duration)
                 events += 1
                 own[2 * v + is_f] += f_own
                 counts[2 * v + is_f] += 1
@@ -361,8 +381,8 @@ class StepSimulation:
             acct.pp_wait_s += pp_wait_s
             if not plan.overlap_grad_reduce:
                 for c in range(vpp):
-                    for k, bucket in enumerate(sp.chunks[c * pp + i].grad_buckets):
-                        issue_bucket(r, i, c, k, bucket)
+                    if sp.chunks[c * pp + i].grad_buckets:
+                        issue_buckets(r, i, c, 0.0)
             # wait for the data-parallel reduction
             if not dp_done[i].triggered:
                 pending[(r, i)] = "waiting for data-parallel gradient reduction"
