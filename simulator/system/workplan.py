@@ -44,8 +44,9 @@ Modelling choices (stated here once):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from simulator.efficiency import Efficiency
 from simulator.hardware.compute import ComputeEfficiency, ops_time_s
@@ -112,7 +113,7 @@ class StepPlan:
     plan: ParallelPlan
     topology: Topology
     net_efficiency: NetworkEfficiency
-    actions: list[list[Action]]
+    actions: Sequence[Sequence[Action]]  # per stage
     chunks: list[ChunkWork]  # by virtual stage v = chunk * pp + stage
     optimizer_s: list[float]  # by stage
     param_gather: list[CollectivePlan | None]  # by stage: ZeRO 1-2 all-gather after the optimizer
@@ -188,6 +189,12 @@ def prefetched_pass_s(compute_s: float, before_s: float, after_s: float, n: int)
     return before_s + (n - 1) * max(compute_s, before_s + after_s) + compute_s + after_s
 
 
+@lru_cache(maxsize=256)
+def _schedule(name: str, pp: int, m: int, vpp: int) -> tuple[tuple[Action, ...], ...]:
+    """:func:`build_schedule`, shared by the step plans of a search (read-only)."""
+    return tuple(tuple(acts) for acts in build_schedule(name, pp, m, vpp))
+
+
 def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, device,
                     efficiency: Efficiency) -> StepPlan:
     """Precompute per-stage work, buckets and collective plans of one step."""
@@ -200,15 +207,29 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
     w_bytes = weight_bytes(plan.precision)
     g_bytes = BYTES_PER_ELEMENT[plan.grad_reduce_precision]
     zero3 = plan.zero_stage == 3 and dp > 1
+    split = plan.layers(model.n_layers)
+    block_params = block_parameters_per_rank(model, tp)
+
+    def stage_groups(stage: int) -> dict[str, list]:
+        return {"tp": plan.groups("tp", pp_rank=stage), "cp": plan.groups("cp", pp_rank=stage) if plan.cp > 1 else [],
+                "dp": plan.groups("dp", pp_rank=stage)}
+
+    groups_of = [stage_groups(stage) for stage in range(pp)]
+    timed: dict[tuple[int, int], tuple] = {}  # (id(work), stage) -> _pass_times: a stage's chunks share it
+
+    def pass_times(work: LayerWork, stage: int) -> tuple:
+        key = (id(work), stage)
+        if key not in timed:
+            timed[key] = _pass_times(work, device, plan.precision, ceff, topology, groups_of[stage], net_eff,
+                                     plan.tp_overlap)
+        return timed[key]
 
     chunks: list[ChunkWork] = []
     for v in range(n_virtual):
         stage = v % pp
-        groups = {"tp": plan.groups("tp", pp_rank=stage),
-                  "cp": plan.groups("cp", pp_rank=stage) if plan.cp > 1 else []}
-        dp_groups = plan.groups("dp", pp_rank=stage)
+        dp_groups = groups_of[stage]["dp"]
         # (work, how many times it runs per pass, parameters per TP rank of one of them)
-        parts = [(layer, plan.layers(model.n_layers)[v], block_parameters_per_rank(model, tp))]
+        parts = [(layer, split[v], block_params)]
         if v == 0:
             parts.append((embedding_work(model, **kw), 1, counts.embedding / tp + counts.position))
         if v == n_virtual - 1:
@@ -220,8 +241,7 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
         flops = [0.0, 0.0, 0.0]
         wire = tp_hidden = cp_hidden = 0.0
         for work, n, params in parts:
-            f, b, hidden = _pass_times(work, device, plan.precision, ceff, topology, groups, net_eff,
-                                       plan.tp_overlap)
+            f, b, hidden = pass_times(work, stage)
             tp_hidden += hidden["tp_comm"] * n
             cp_hidden += hidden["cp_comm"] * n
             f_total, b_total = sum(f.values()), sum(b.values())
@@ -256,7 +276,7 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
         optimizer_s.append(ceff.kernel_overhead_s + shard * ADAM_BYTES_PER_PARAM / (device.hbm_bandwidth_Bps * ceff.memory))
         if dp > 1 and plan.zero_stage in (1, 2) and not plan.overlap_param_gather:
             param_gather.append(plan_collective(
-                topology, "all_gather", plan.groups("dp", pp_rank=stage), local * w_bytes, efficiency=net_eff
+                topology, "all_gather", groups_of[stage]["dp"], local * w_bytes, efficiency=net_eff
             ))
         else:
             param_gather.append(None)
@@ -270,7 +290,7 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
 
     return StepPlan(
         model=model, plan=plan, topology=topology, net_efficiency=net_eff,
-        actions=build_schedule(plan.schedule, pp, plan.n_microbatches, vpp),
+        actions=_schedule(plan.schedule, pp, plan.n_microbatches, vpp),
         chunks=chunks, optimizer_s=optimizer_s, param_gather=param_gather,
         message_bytes=pipeline_message_bytes(model, **kw), embedding_sync=embedding_sync,
     )
