@@ -257,7 +257,8 @@ def plan(
         p = r.plan
         money = tuple(f"{r.training_hours:,.1f}" if c == "train h" else f"{r.training_cost_usd:,.0f}" for c in training)
         fleet = (f"{p.n_gpus:,}", r.gpu) if several else ()
-        table.add_row(str(i), *fleet, *money, str(p.tp), *((str(p.cp),) if cp_col else ()), str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
+        cp = (str(p.cp),) if cp_col else ()
+        table.add_row(str(i), *fleet, *money, str(p.tp), *cp, str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
                       "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage), ",".join(p.placement),
                       f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
                       f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", f"{r.objective:.4g}")

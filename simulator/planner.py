@@ -186,8 +186,8 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
                         for z, order in itertools.product(pick("zero_stage", zeros if dp > 1 else (0,)),
                                                           placements if pp > 1 and dp > 1 else placements[:1]):
                             try:
-                                plan = ParallelPlan(tp=tp, cp=cp, pp=pp, dp=dp, vpp=vpp, micro_batch=mb, schedule=schedule,
-                                                    sequence_parallel=sp, recompute=rc, zero_stage=z,
+                                plan = ParallelPlan(tp=tp, cp=cp, pp=pp, dp=dp, vpp=vpp, micro_batch=mb,
+                                                    schedule=schedule, sequence_parallel=sp, recompute=rc, zero_stage=z,
                                                     placement=order, **kept)
                                 check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads,
                                                    n_layers=model.n_layers, n_gpus=gpus, gpus_per_node=gpn)
@@ -644,9 +644,7 @@ def _tiebreak(plan: ParallelPlan) -> tuple:
 
 
 __all__ = [
-    "CP_CHOICES", "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded", "Estimate", "Fleet", "PlanResult",
-    "PlanSearch", "Price", "candidate_plans", "check_objective", "estimate_step", "map_plans", "objective_value",
-    "plan_search",
-    "resolve_fleet", "simulate_plans",
-    "stated_constraints",
+    "CP_CHOICES", "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded", "Estimate",
+    "Fleet", "PlanResult", "PlanSearch", "Price", "candidate_plans", "check_objective", "estimate_step", "map_plans",
+    "objective_value", "plan_search", "resolve_fleet", "simulate_plans", "stated_constraints",
 ]

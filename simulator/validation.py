@@ -23,8 +23,8 @@ Rules for what a row leaves open (each use is listed in the row's
 * plan: ``tp``/``pp``/``cp`` empty = 1, ``dp`` empty = ``n_gpus / (tp cp pp)``, ``vpp`` 1,
   ``micro_batch`` 1, ``seq_parallel`` 0, ``precision`` bf16 (fp16 where the GPU has no bf16).
   Layers that ``pp x vpp`` does not divide go one fewer to the first and last stages
-  (:meth:`~simulator.workload.plan.ParallelPlan.layers`). Empty ``recompute``: ``full`` when the source says its FLOP count
-  includes the recomputation pass (``source_conventions.yaml``); otherwise, with an
+  (:meth:`~simulator.workload.plan.ParallelPlan.layers`). Empty ``recompute``: ``full`` when
+  the source says its FLOP count includes the recomputation pass (``source_conventions.yaml``); otherwise, with an
   empty ``zero_stage``, the cheapest memory saving with which the plan fits
   (recompute none, selective, full; within each, ZeRO 0 then the distributed
   optimizer, ZeRO 1): the published run must have fitted.

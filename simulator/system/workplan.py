@@ -154,28 +154,28 @@ def _pass_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency
     beside the kernel it names and is exposed only by what it takes beyond that kernel."""
     hidden = {"tp_comm": 0.0, "cp_comm": 0.0}
 
-    def exposed_s(category: str, collectives, ops) -> float:
+    def exposed_s(dim: str, collectives, ops) -> float:
         exposed = 0.0
         for c in collectives:
-            t = _collective_s(topology, c.kind, groups[category[:2]], c.bytes, eff)
+            t = _collective_s(topology, c.kind, groups[dim], c.bytes, eff)
             if c.overlaps_with and (c.overlap_needs == "always" or tp_overlap == "full"
                                     or tp_overlap == c.overlap_needs == "backward"):
                 beside = ops_time_s((op for op in ops if op.name == c.overlaps_with), device, precision, ceff)
-                hidden[category] += min(t, beside)
+                hidden[f"{dim}_comm"] += min(t, beside)
                 t = max(0.0, t - beside)
             exposed += t
         return exposed
 
     fwd = {"forward": ops_time_s(work.forward, device, precision, ceff),
-           "tp_comm": exposed_s("tp_comm", work.tp_forward, work.forward),
-           "cp_comm": exposed_s("cp_comm", work.cp_forward, work.forward)}
+           "tp_comm": exposed_s("tp", work.tp_forward, work.forward),
+           "cp_comm": exposed_s("cp", work.cp_forward, work.forward)}
     bwd = {
         "backward": ops_time_s(work.backward, device, precision, ceff),
         "recompute": ops_time_s(work.recompute, device, precision, ceff),
-        "tp_comm": exposed_s("tp_comm", work.tp_backward, work.backward)
-        + exposed_s("tp_comm", work.tp_recompute, work.recompute),
-        "cp_comm": exposed_s("cp_comm", work.cp_backward, work.backward)
-        + exposed_s("cp_comm", work.cp_recompute, work.recompute),
+        "tp_comm": exposed_s("tp", work.tp_backward, work.backward)
+        + exposed_s("tp", work.tp_recompute, work.recompute),
+        "cp_comm": exposed_s("cp", work.cp_backward, work.backward)
+        + exposed_s("cp", work.cp_recompute, work.recompute),
     }
     return fwd, bwd, hidden
 

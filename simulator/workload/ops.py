@@ -655,8 +655,8 @@ def pipeline_message_bytes(
 ) -> float:
     """Bytes one rank sends to the next pipeline stage per micro-batch (activation forward, gradient backward).
 
-    The tensor is ``b s h / cp`` elements (a context-parallel rank's share of the tokens). Each TP rank sends ``b s h e / t`` when
-    sequence parallelism already shards it, or with Megatron's scatter/gather
+    The tensor is ``b s h / cp`` elements (a context-parallel rank's share of the tokens).
+    Each TP rank sends ``b s h e / t`` when sequence parallelism already shards it, or with Megatron's scatter/gather
     optimisation (Narayanan et al. 2021, sec. 4.1: send ``1/t`` over the
     network, all-gather on the receiving side over NVLink; that all-gather is
     not included here); otherwise the full ``b s h e``.

@@ -110,6 +110,12 @@ class ParallelPlan(BaseModel):
         return self.tp * self.cp
 
     @property
+    def dp_cp(self) -> int:
+        """Ranks holding the same parameters, over which gradients are reduced and ZeRO shards:
+        ``dp x cp``."""
+        return self.dp * self.cp
+
+    @property
     def split(self) -> dict[str, Any]:
         """How one micro-batch is split on a rank: the keyword arguments of the work functions of
         :mod:`simulator.workload.ops` (``micro_batch``, ``tp``, ``sequence_parallel``, ``precision``, ``cp``)."""
@@ -124,12 +130,6 @@ class ParallelPlan(BaseModel):
         Team 2024, arXiv:2407.21783, section 3.3.2). Raises :class:`PlanError` with fewer
         layers than virtual stages."""
         return _layers(n_layers, self.pp * self.vpp)
-
-    @property
-    def dp_cp(self) -> int:
-        """Ranks holding the same parameters, over which gradients are reduced and ZeRO shards:
-        ``dp x cp``."""
-        return self.dp * self.cp
 
     @property
     def n_microbatches(self) -> int:
