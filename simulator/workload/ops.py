@@ -47,7 +47,7 @@ weight gradient (to save memory); that extra all-gather is not modelled here.
 
 Byte counts: a GEMM reads both operands and writes its output once, all in the
 activation precision (weights included; fp32 gradient accumulation not
-modelled). Element-wise ops read and write their tensors once. FLOPs of
+modelled), except that fp8 GEMMs read fp8 operands. Element-wise ops read and write their tensors once. FLOPs of
 element-wise ops are rough per-element counts (constants below); these ops are
 memory-bound, so their bytes matter and their FLOPs hardly. Dropout is not
 modelled (Llama-style pre-training uses none). Biases of column-parallel GEMMs
