@@ -35,7 +35,7 @@ def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, values)) for values in itertools.product(*(list(v) for v in axes.values()))]
 
 
-PLAN_COLUMNS = ("n_gpus", "tp", "pp", "dp", "vpp", "micro_batch", "n_microbatches")
+PLAN_COLUMNS = ("n_gpus", "tp", "cp", "pp", "dp", "vpp", "micro_batch", "n_microbatches")
 """The plan a result actually ran, as flat columns (see :func:`plan_row`)."""
 
 
