@@ -27,7 +27,11 @@ Rules for what a row leaves open (each use is listed in the row's
   the source says its FLOP count includes the recomputation pass (``source_conventions.yaml``); otherwise, with an
   empty ``zero_stage``, the cheapest memory saving with which the plan fits
   (recompute none, selective, full; within each, ZeRO 0 then the distributed
-  optimizer, ZeRO 1): the published run must have fitted.
+  optimizer, ZeRO 1): the published run must have fitted. A row that states none of
+  ``tp``, ``pp`` and ``dp`` gets, among TP sizes within a node and PP sizes dividing the
+  layers (and the recompute and ZeRO options it leaves open), the plan that fits and that
+  the planner's first pass (:func:`~simulator.planner.estimate_step`) estimates fastest:
+  published runs were tuned.
   Megatron-LM option switches quoted in ``notes``
   (``--tp-comm-overlap``, ``--overlap-param-gather``, ``--overlap-grad-reduce``,
   ``--sequence-parallel``, ``--use-distributed-optimizer``, ``--grad-reduce-in-bf16``)
@@ -67,7 +71,9 @@ from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
 from simulator.megatron import options_in_text
 from simulator.network.topology import Topology, TopologyFile, build_topology
 from simulator.scenario import Scenario
-from simulator.simulate import Setup, simulate_setup
+from simulator.planner import estimate_step
+from simulator.simulate import Fleet, Setup, simulate_setup
+from simulator.system.workplan import build_step_plan
 from simulator.workload.counting import model_flops_per_step, parameter_count
 from simulator.workload.memory import memory_per_gpu
 from simulator.workload.model import ModelConfig
@@ -229,7 +235,8 @@ def _row_topology(gpu: str, scale_up_Bps: float, n_gpus: int, gpus_per_node: int
 
 
 def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage: int,
-          used: list[str], stated: dict[str, Any]) -> ParallelPlan:
+          used: list[str], stated: dict[str, Any], sizes: tuple[int, int] | None = None) -> ParallelPlan:
+    """The row's plan; ``sizes``: the (tp, pp) to use when the row states neither (nor dp)."""
     def get(col: str, default: int) -> int:
         value = _int(row, col, minimum=0 if col in ("seq_parallel", "zero_stage") else 1)
         if value is None:
@@ -237,7 +244,13 @@ def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage:
             return default
         return value
 
-    tp, pp, cp = get("tp", 1), get("pp", 1), get("cp", 1)
+    if sizes is None:
+        tp, pp = get("tp", 1), get("pp", 1)
+    else:
+        tp, pp = sizes
+        used.append(f"tp={tp}, pp={pp} (no parallel sizes stated: the fastest plan that fits by trainsim's "
+                    "first-pass estimate)")
+    cp = get("cp", 1)
     dp = _int(row, "dp", minimum=1)
     if dp is None:
         dp = n_gpus // (tp * cp * pp)
@@ -258,6 +271,19 @@ def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage:
         sequence_parallel=sequence_parallel, recompute=recompute, zero_stage=zero_stage,
         precision=precision, **options,
     )
+
+
+def _model_parallel_sizes(row: pd.Series, model: ModelConfig, n_gpus: int, gpus_per_node: int
+                          ) -> list[tuple[int, int] | None]:
+    """The (tp, pp) to try: the row's own (``[None]``) unless it states none of tp, pp and dp; then
+    every split with TP inside a node and PP dividing the layers."""
+    if any(not _blank(row[c]) for c in ("tp", "pp", "dp")):
+        return [None]
+    tps = [t for t in range(1, gpus_per_node + 1) if gpus_per_node % t == 0 and model.n_heads % t == 0
+           and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
+    pps = [p for p in range(1, model.n_layers + 1) if model.n_layers % p == 0]
+    sizes = [(t, p) for t in tps for p in pps if n_gpus % (t * p) == 0]
+    return sizes or [None]
 
 
 def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tuple[Setup, list[str]]:
@@ -302,27 +328,45 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
     else:
         zeros = [0, 1]
     options = list(itertools.product(recomputes, zeros))
-    for i, (recompute, zero) in enumerate(options):
+    all_sizes = _model_parallel_sizes(row, model, n_gpus, gpn)
+    scenario = Scenario(name=str(row["case_id"]), model=model.model_dump(), topology=topology.name, gpus=n_gpus,
+                        plan={"global_batch": _int(row, "global_batch_seqs", minimum=1)})
+    fleet = Fleet(scenario, model, topology, gpu, efficiency)
+    chosen, best_s = None, math.inf
+    for sizes, (recompute, zero) in itertools.product(all_sizes, options):
         tried = list(used)
-        plan = _plan(row, gpu, n_gpus, recompute, zero, tried, stated)
-        check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
-                           n_gpus=n_gpus, gpus_per_node=gpn)
+        try:
+            plan = _plan(row, gpu, n_gpus, recompute, zero, tried, stated, sizes)
+            check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
+                               n_gpus=n_gpus, gpus_per_node=gpn)
+        except (ValueError, InputError):
+            if sizes is None:
+                raise  # the row's own sizes: their error is the row's
+            continue
         fits = memory_per_gpu(model, plan, capacity_bytes=gpu.hbm_bytes).fits
-        if fits or i == len(options) - 1:
-            why = "the cheapest that fits" if fits else "nothing fits"
-            if len(recomputes) > 1:
-                tried.append(f"recompute={recompute} ({why})")
-            if len(zeros) > 1:
-                tried.append(f"zero_stage={zero} ({why})")
-            used = tried
-            break
+        if sizes is None or not fits:  # the row's sizes: the first that fits, else the last tried
+            if chosen is None or not chosen[4]:
+                chosen = (plan, tried, recompute, zero, fits)
+            if fits:
+                break
+            continue
+        # no sizes stated: the fastest that fits by the first-pass estimate
+        step_s = estimate_step(build_step_plan(model, plan, topology, gpu, efficiency), fleet).step_s
+        if step_s < best_s:
+            chosen, best_s = (plan, tried, recompute, zero, fits), step_s
+    if chosen is None:
+        raise ValueError("no tensor and pipeline size divides this model, fleet and batch")
+    plan, used, recompute, zero, fits = chosen
+    why = ("the fastest that fits" if all_sizes != [None] else "the cheapest that fits") if fits else "nothing fits"
+    if len(recomputes) > 1:
+        used.append(f"recompute={recompute} ({why})")
+    if len(zeros) > 1:
+        used.append(f"zero_stage={zero} ({why})")
     split = plan.layers(model.n_layers)
     if len(set(split)) > 1:
         used.append(f"layers per virtual stage {','.join(map(str, split))} (pp x vpp does not divide them: "
                     "fewer on the first and last)")
-    scenario = Scenario(name=str(row["case_id"]), model=model.model_dump(), topology=topology.name,
-                        gpus=n_gpus, plan={"global_batch": plan.global_batch})
-    return Setup(scenario, model, plan, topology, gpu, efficiency), used
+    return fleet.setup(plan), used
 
 
 # --------------------------------------------------------------------------- metrics

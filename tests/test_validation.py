@@ -10,7 +10,12 @@ from typer.testing import CliRunner
 
 from simulator.cli import app
 from simulator.errors import InputError
-from simulator.validation import read_cases, summary, validate
+from simulator.efficiency import default_efficiency
+from simulator.hardware.catalog import load_catalog
+from simulator.planner import estimate_step
+from simulator.system.workplan import build_step_plan
+from simulator.validation import case_setup, read_cases, summary, validate
+from simulator.workload.memory import memory_per_gpu
 
 COLUMNS = ("case_id,source_id,model,n_params_b,n_layers,d_model,n_heads,n_kv_heads,d_ffn,vocab,seq_len,"
            "global_batch_seqs,micro_batch,gpu,n_gpus,gpus_per_node,tp,pp,dp,cp,vpp,seq_parallel,recompute,"
@@ -174,3 +179,24 @@ def test_a_row_whose_size_its_shape_cannot_give_is_not_simulated(cases_csv, tmp_
     path.write_text(cases_csv.read_text() + moe + "\n")
     out = validate(read_cases(path)).set_index("case_id")
     assert "mixture of experts" in out.loc["mixtral", "status"] and "46.7" in out.loc["mixtral", "status"]
+
+
+def test_a_row_without_parallel_sizes_gets_the_fastest_plan_that_fits(cases_csv, tmp_path):
+    # GPT-3 175B on 64 A100s, no tp/pp/dp: data parallelism alone cannot hold it
+    open_row = "gpt3-open,src-a,GPT-3,174.6,96,12288,96,,,51200,2048,64,1,a100-80gb,64,8,,,,1,,1,,,bf16,200,mfu,0.5,"
+    path = tmp_path / "open.csv"
+    path.write_text(cases_csv.read_text() + open_row + "\n")
+    cases = read_cases(path)
+    setup, used = case_setup(cases[cases.case_id == "gpt3-open"].iloc[0], load_catalog(), default_efficiency())
+    assert setup.plan.tp * setup.plan.pp > 1 and "fastest plan that fits" in "; ".join(used)
+
+    def estimate_s(plan) -> float:
+        sp = build_step_plan(setup.model, plan, setup.topology, setup.device, setup.efficiency)
+        return estimate_step(sp, setup).step_s
+
+    chosen_s = estimate_s(setup.plan)
+    for tp, pp, recompute in ((8, 8, "full"), (8, 4, "full"), (4, 8, "full"), (8, 8, "none"), (8, 2, "full")):
+        other = setup.plan.model_copy(update=dict(tp=tp, pp=pp, dp=64 // (tp * pp), recompute=recompute))
+        if memory_per_gpu(setup.model, other, capacity_bytes=setup.device.hbm_bytes).fits:
+            assert chosen_s <= estimate_s(other)
+    assert validate(cases).set_index("case_id").loc["gpt3-open", "status"] == "ok"
