@@ -375,6 +375,10 @@ class CollectivePlanner:
         self.topology = topology
         self.n_links = len(topology.bandwidth_Bps)
         self._plans: dict[tuple, CollectivePlan] = {}
+        # By groups, whatever the buffer size: the checked groups and valid algorithms, and each
+        # algorithm's phases for a 1-byte buffer (every phase's link bytes are linear in the size).
+        self._checked: dict[tuple, tuple] = {}
+        self._unit_phases: dict[tuple, tuple[Phase, ...]] = {}
         self._rail: list[int] | None = None
         self._factors: dict[NetworkEfficiency, np.ndarray] = {}
         self._bandwidth: dict[NetworkEfficiency, np.ndarray] = {}
@@ -642,7 +646,13 @@ class CollectivePlanner:
             raise InputError(f"unknown collective {kind!r}; use one of {', '.join(KINDS)}", field="kind")
         if not isinstance(S, (int, float)) or not math.isfinite(S) or S < 0:
             raise InputError(f"{S!r} is not a buffer size; use bytes >= 0", field="bytes")
-        groups = self._check_groups(kind, groups)
+        checked = self._checked.get((kind, groups))
+        if checked is None:
+            valid = self._check_groups(kind, groups)
+            auto = [a for a in _VALID_ALGORITHMS[kind] if len(valid[0]) > 1 and (kind, a) not in _AUTO_SKIPS
+                    and self._valid(kind, a, valid) is None]
+            checked = self._checked[(kind, groups)] = (valid, auto)
+        groups, auto = checked
         n = len(groups[0])
         allowed = _VALID_ALGORITHMS[kind]
         if algorithm != "auto" and algorithm not in allowed:
@@ -659,16 +669,23 @@ class CollectivePlanner:
                 raise InputError(f"algorithm {algorithm!r} cannot run {kind} on these groups: {why}", field="algorithm")
             candidates = [algorithm]
         else:
-            candidates = [
-                a for a in allowed if (kind, a) not in _AUTO_SKIPS and self._valid(kind, a, groups) is None
-            ]
+            candidates = auto
         best = None
         for name in candidates:
-            phases = self._build(kind, name, groups, float(S))
+            phases = self._phases(kind, name, groups, float(S))
             plan = CollectivePlan(kind, name, float(S), n, phases, len(groups), self.topology)
             if best is None or plan.standalone_time_s(eff) < best.standalone_time_s(eff):
                 best = plan
         return best
+
+    def _phases(self, kind: str, algorithm: str, groups: tuple[tuple[int, ...], ...], S: float) -> tuple[Phase, ...]:
+        """The phases of ``algorithm`` for an ``S``-byte buffer: its 1-byte phases (built once per
+        groups) with the link bytes scaled."""
+        key = (kind, algorithm, groups)
+        unit = self._unit_phases.get(key)
+        if unit is None:
+            unit = self._unit_phases[key] = self._build(kind, algorithm, groups, 1.0)
+        return tuple(Phase(p.link_ids, p.link_bytes * S, p.latency_s) for p in unit)
 
     def _check_groups(self, kind: str, groups: tuple[tuple, ...]) -> tuple[tuple[int, ...], ...]:
         if not groups:
