@@ -158,6 +158,14 @@ class StepSimulation:
             return net.collective(plan_, eff)
 
         arrived_at: dict[tuple, float] = {}  # transfers whose data is there, by receiver key
+        p2p_plans: dict[tuple[int, int, int], CollectivePlan] = {}  # (replica, from stage, to stage) -> send
+
+        def p2p_plan(r: int, v_from: int, v_to: int) -> CollectivePlan:
+            key = (r, v_from % pp, v_to % pp)
+            plan_ = p2p_plans.get(key)
+            if plan_ is None:
+                plan_ = p2p_plans[key] = sp.p2p(v_from, v_to, p2p_class[r])
+            return plan_
 
         def send(r: int, v_from: int, v_to: int, key: tuple, mb: int, chunk: int, stage: int) -> None:
             t0 = env.now
@@ -175,7 +183,7 @@ class StepSimulation:
                 else:
                     waiting.succeed()
 
-            p2p = sp.p2p(v_from, v_to, p2p_class[r])
+            p2p = p2p_plan(r, v_from, v_to)
             net.collective(p2p, eff, on_done=arrived)
 
         overlap = plan.overlap_grad_reduce
