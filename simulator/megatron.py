@@ -30,8 +30,8 @@ Mapping (plan field: flags):
 * ``placement``: ``tp,dp,pp`` is Megatron-LM's default rank order; ``tp,pp,dp`` is
   ``--use-tp-pp-dp-mapping``; other orders raise.
 * ``dp_bucket_bytes``: ``--ddp-bucket-size`` in elements (bytes / bytes per reduced gradient
-  element), written only when it differs from trainsim's default of 160 MB; a command line
-  without it reads as 160 MB (Megatron-LM's own default is ``max(40M, 1M x dp)`` elements).
+  element), written when set; unset (None) is Megatron-LM's own default, ``max(40M, 1M x dp)``
+  elements (:attr:`ParallelPlan.grad_bucket_bytes`), and so is a command line without it.
 * ``overlap_grad_reduce``, ``overlap_param_gather``: ``--overlap-grad-reduce``,
   ``--overlap-param-gather`` (both off by default in Megatron-LM).
 * ``grad_reduce_precision`` bf16: ``--grad-reduce-in-bf16``.
@@ -54,7 +54,6 @@ from simulator.errors import InputError
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan
 
-DEFAULT_BUCKET_BYTES = 160e6
 _GRAD_BYTES = {"fp32": 4, "bf16": 2}
 
 # flags that take a value (everything else known is a switch)
@@ -130,7 +129,7 @@ def megatron_flags(plan: ParallelPlan, model: ModelConfig) -> list[str]:
         flags.append("--overlap-param-gather")
     if plan.grad_reduce_precision == "bf16":
         flags.append("--grad-reduce-in-bf16")
-    if plan.dp_bucket_bytes != DEFAULT_BUCKET_BYTES:
+    if plan.dp_bucket_bytes is not None:
         elements = plan.dp_bucket_bytes / _GRAD_BYTES[plan.grad_reduce_precision]
         flags += ["--ddp-bucket-size", str(int(elements)) if elements == int(elements) else repr(elements)]
     if plan.tp_overlap == "full":
@@ -234,7 +233,7 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
         precision = "fp32"
 
     grad_precision = "bf16" if "--grad-reduce-in-bf16" in switches else "fp32"
-    bucket = DEFAULT_BUCKET_BYTES
+    bucket = None
     if "--ddp-bucket-size" in values:
         try:
             bucket = float(values["--ddp-bucket-size"]) * _GRAD_BYTES[grad_precision]

@@ -135,7 +135,7 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
     gb = spec.global_batch
     kept = dict(
         global_batch=gb, precision=spec.precision,
-        dp_bucket_bytes=spec.dp_bucket_MB * 1e6, overlap_grad_reduce=spec.overlap_grad_reduce,
+        dp_bucket_bytes=spec.dp_bucket_bytes, overlap_grad_reduce=spec.overlap_grad_reduce,
         grad_reduce_precision=spec.grad_reduce_precision, tp_overlap=spec.tp_overlap,
         overlap_param_gather=spec.overlap_param_gather, attention=spec.attention,
     )

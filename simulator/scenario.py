@@ -48,12 +48,18 @@ class PlanSpec(BaseModel):
     placement: list[Literal["tp", "dp", "pp"]] | str = Field(
         default_factory=lambda: ["tp", "dp", "pp"], description="Innermost first, e.g. 'tp,dp,pp'."
     )
-    dp_bucket_MB: float = Field(160.0, ge=1.0, description="Gradient bucket, MB of reduced gradients (>= 1).")
+    dp_bucket_MB: float | None = Field(
+        None, ge=1.0, description="Gradient bucket, MB of reduced gradients (>= 1); default: Megatron-LM's.")
     overlap_grad_reduce: bool = True
     grad_reduce_precision: Literal["fp32", "bf16"] = "fp32"
     tp_overlap: Literal["none", "backward", "full"] = "backward"
     overlap_param_gather: bool = False
     attention: Literal["flash", "standard"] = "flash"
+
+    @property
+    def dp_bucket_bytes(self) -> float | None:
+        """``dp_bucket_MB`` in bytes (None: Megatron-LM's default)."""
+        return None if self.dp_bucket_MB is None else self.dp_bucket_MB * 1e6
 
     @field_validator("placement", mode="before")
     @classmethod
@@ -68,7 +74,7 @@ class PlanSpec(BaseModel):
             schedule=self.schedule or ("interleaved" if self.vpp > 1 else "1f1b"),
             sequence_parallel=self.sequence_parallel, recompute=self.recompute,
             zero_stage=self.zero_stage, precision=self.precision, placement=tuple(self.placement),
-            dp_bucket_bytes=self.dp_bucket_MB * 1e6, overlap_grad_reduce=self.overlap_grad_reduce,
+            dp_bucket_bytes=self.dp_bucket_bytes, overlap_grad_reduce=self.overlap_grad_reduce,
             grad_reduce_precision=self.grad_reduce_precision, tp_overlap=self.tp_overlap,
             overlap_param_gather=self.overlap_param_gather, attention=self.attention,
         )

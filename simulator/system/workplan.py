@@ -20,7 +20,7 @@ Modelling choices (stated here once):
   always beside their attention kernel (``cp_comm``).
 * Context parallelism: the ``tp x cp`` ranks of a stage run each pass together (a compute
   event stands for all of them); data-parallel reduction and ZeRO work over ``dp x cp``.
-* Data-parallel gradients are reduced in buckets of ``plan.dp_bucket_bytes``
+* Data-parallel gradients are reduced in buckets of ``plan.grad_bucket_bytes``
   during the last backward pass of each chunk (``overlap_grad_reduce``), on one
   communication stream per stage: all-reduce for ZeRO 0, reduce-scatter for
   ZeRO 1-2, followed after the optimizer by an all-gather of the updated
@@ -262,7 +262,7 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
         buckets: tuple[CollectivePlan, ...] = ()
         if dp > 1 and not zero3:
             grad_bytes = params_local * g_bytes
-            n_buckets = max(1, math.ceil(grad_bytes / plan.dp_bucket_bytes))
+            n_buckets = max(1, math.ceil(grad_bytes / plan.grad_bucket_bytes))
             kind = "all_reduce" if plan.zero_stage == 0 else "reduce_scatter"
             bucket = plan_collective(topology, kind, dp_groups, grad_bytes / n_buckets, efficiency=net_eff)
             buckets = (bucket,) * n_buckets

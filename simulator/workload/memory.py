@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from simulator.errors import InputError, PlanError
+from simulator.errors import InputError
 from simulator.units import GB, weight_bytes
 from simulator.workload.counting import parameter_count
 from simulator.workload.model import ModelConfig
@@ -298,7 +298,7 @@ def memory_per_gpu(
     * buffers: last stage: fp32 logits of one micro-batch ``4 s b V / t``;
       with recomputation, the difference between one block's full activations and
       its checkpointed ones (the block being recomputed); ``dp > 1``: one gradient
-      bucket (``plan.dp_bucket_bytes``, capped at the stage's gradients);
+      bucket (``plan.grad_bucket_bytes``, capped at the stage's gradients);
       ``pp > 1``: one ``e sbh`` buffer (``/t`` with SP) per neighbour stage for
       send/receive; ZeRO-3: two blocks of gathered weights (current + prefetch).
 
@@ -352,7 +352,7 @@ def memory_per_gpu(
     if plan.recompute != "none":
         buffers += activation_bytes_per_layer(local, recompute="none", **act_kwargs) - per_layer
     if dp > 1:
-        buffers += min(plan.dp_bucket_bytes, gradients)
+        buffers += min(plan.grad_bucket_bytes, gradients)
     if plan.pp > 1:
         buffers += (int(not first) + int(not last)) * e * sbh / outside
     if z >= 3:

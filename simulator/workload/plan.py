@@ -17,6 +17,7 @@ context parallelism): ``groups("dp")`` returns those.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulator.errors import PlanError
+from simulator.units import BYTES_PER_ELEMENT
 
 Dim = Literal["tp", "dp", "pp"]
 GroupDim = Literal["tp", "cp", "dp", "pp"]
@@ -52,9 +54,10 @@ class ParallelPlan(BaseModel):
     zero_stage: int = Field(0, ge=0, le=3, description="ZeRO stage: 1 shards optimizer, 2 also gradients, 3 also parameters.")
     precision: Precision = Field("bf16", description="Math precision of GEMMs and stored activations.")
     placement: tuple[Dim, Dim, Dim] = Field(("tp", "dp", "pp"), description="Rank dimensions innermost first.")
-    dp_bucket_bytes: float = Field(
-        160e6, gt=0,
-        description="Gradient bucket for DP reduction, bytes of reduced gradients (160 MB: Megatron's 40M fp32 params).",
+    dp_bucket_bytes: float | None = Field(
+        None, gt=0,
+        description="Gradient bucket for DP reduction, bytes of reduced gradients; None: Megatron-LM's default "
+        "(see grad_bucket_bytes).",
     )
     overlap_grad_reduce: bool = Field(True, description="Overlap DP gradient reduction with the last backward pass.")
     overlap_param_gather: bool = Field(
@@ -114,6 +117,17 @@ class ParallelPlan(BaseModel):
         """Ranks holding the same parameters, over which gradients are reduced and ZeRO shards:
         ``dp x cp``."""
         return self.dp * self.cp
+
+    @property
+    def grad_bucket_bytes(self) -> float:
+        """Bytes of reduced gradients per data-parallel bucket: ``dp_bucket_bytes``, else Megatron-Core's
+        default, ``max(40M, 1M x dp x cp)`` gradient elements with ``overlap_grad_reduce`` and one bucket
+        for everything (infinite) without (``DistributedDataParallel``)."""
+        if self.dp_bucket_bytes is not None:
+            return self.dp_bucket_bytes
+        if not self.overlap_grad_reduce:
+            return math.inf
+        return max(40e6, 1e6 * self.dp_cp) * BYTES_PER_ELEMENT[self.grad_reduce_precision]
 
     @property
     def split(self) -> dict[str, Any]:
