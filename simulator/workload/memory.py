@@ -240,7 +240,6 @@ def parameters_on_virtual_stage(model: ModelConfig, plan: ParallelPlan, v: int) 
     ``v // pp`` of stage ``v % pp``), before ZeRO sharding: its blocks (:meth:`ParallelPlan.layers`), the
     embedding on the first virtual stage, the final norm and LM head on the last (layout as in
     the module docstring)."""
-    _check_layers(model, plan)
     n_virtual = plan.pp * plan.vpp
     pc = parameter_count(model)
     t = plan.tp
@@ -265,10 +264,6 @@ def parameters_on_stage(model: ModelConfig, plan: ParallelPlan, stage: int) -> f
     if not 0 <= stage < plan.pp:
         raise InputError(f"stage {stage} does not exist; stages are 0 to {plan.pp - 1}", field="stage")
     return sum(parameters_on_virtual_stage(model, plan, c * plan.pp + stage) for c in range(plan.vpp))
-
-
-def _check_layers(model: ModelConfig, plan: ParallelPlan) -> None:
-    plan.layers(model.n_layers)
 
 
 def _activation_element_bytes(precision: str) -> int:
@@ -308,7 +303,7 @@ def memory_per_gpu(
     Raises :class:`PlanError` with fewer layers than ``pp x vpp`` and
     :class:`InputError` for a stage that does not exist.
     """
-    _check_layers(model, plan)
+    plan.layers(model.n_layers)  # raises for fewer layers than virtual stages
     if dropout is None:
         dropout = model.dropout
     if attention is None:
