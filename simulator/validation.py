@@ -28,9 +28,10 @@ Rules for what a row leaves open (each use is listed in the row's
   empty ``zero_stage``, the cheapest memory saving with which the plan fits
   (recompute none, selective, full; within each, ZeRO 0 then the distributed
   optimizer, ZeRO 1): the published run must have fitted. A row that states none of
-  ``tp``, ``pp`` and ``dp`` gets, among TP sizes within a node and PP sizes dividing the
-  layers (and the recompute and ZeRO options it leaves open), the plan that fits and that
-  the planner's first pass (:func:`~simulator.planner.estimate_step`) estimates fastest:
+  ``tp``, ``pp`` and ``dp`` (or states ``dp`` with sizes that, empty as 1, do not fill the
+  fleet) gets, among the TP sizes within a node and PP sizes dividing the layers it leaves
+  open (and the recompute and ZeRO options it leaves open), the plan that fits and that the
+  planner's first pass (:func:`~simulator.planner.estimate_step`) estimates fastest:
   published runs were tuned.
   Megatron-LM option switches quoted in ``notes``
   (``--tp-comm-overlap``, ``--overlap-param-gather``, ``--overlap-grad-reduce``,
@@ -248,8 +249,8 @@ def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage:
         tp, pp = get("tp", 1), get("pp", 1)
     else:
         tp, pp = sizes
-        used.append(f"tp={tp}, pp={pp} (no parallel sizes stated: the fastest plan that fits by trainsim's "
-                    "first-pass estimate)")
+        used.append(f"tp={tp}, pp={pp} (the sizes the row leaves open: the fastest plan that fits by "
+                    "trainsim's first-pass estimate)")
     cp = get("cp", 1)
     dp = _int(row, "dp", minimum=1)
     if dp is None:
@@ -275,14 +276,21 @@ def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage:
 
 def _model_parallel_sizes(row: pd.Series, model: ModelConfig, n_gpus: int, gpus_per_node: int
                           ) -> list[tuple[int, int] | None]:
-    """The (tp, pp) to try: the row's own (``[None]``) unless it states none of tp, pp and dp; then
-    every split with TP inside a node and PP dividing the layers."""
-    if any(not _blank(row[c]) for c in ("tp", "pp", "dp")):
+    """The (tp, pp) to try: the row's own (``[None]``: empty is 1) unless it states none of tp, pp
+    and dp, or states dp but its tp and pp (empty as 1) do not fill the fleet with it; then every
+    split the row leaves open, with TP inside a node, PP dividing the layers, and the fleet filled."""
+    tp, pp, dp, cp = (_int(row, c, minimum=1) for c in ("tp", "pp", "dp", "cp"))
+    cp = cp or 1
+    if tp is not None and pp is not None:
         return [None]
-    tps = [t for t in range(1, gpus_per_node + 1) if gpus_per_node % t == 0 and model.n_heads % t == 0
-           and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
-    pps = [p for p in range(1, model.n_layers + 1) if model.n_layers % p == 0]
-    sizes = [(t, p) for t in tps for p in pps if n_gpus % (t * p) == 0]
+    if (tp, pp, dp) != (None, None, None) and (dp is None or (tp or 1) * (pp or 1) * cp * dp == n_gpus):
+        return [None]
+    tps = [tp] if tp is not None else [
+        t for t in range(1, gpus_per_node + 1) if gpus_per_node % t == 0 and model.n_heads % t == 0
+        and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
+    pps = [pp] if pp is not None else [p for p in range(1, model.n_layers + 1) if model.n_layers % p == 0]
+    sizes = [(t, p) for t in tps for p in pps
+             if (n_gpus % (t * p * cp) == 0 if dp is None else t * p * cp * dp == n_gpus)]
     return sizes or [None]
 
 

@@ -200,3 +200,14 @@ def test_a_row_without_parallel_sizes_gets_the_fastest_plan_that_fits(cases_csv,
         if memory_per_gpu(setup.model, other, capacity_bytes=setup.device.hbm_bytes).fits:
             assert chosen_s <= estimate_s(other)
     assert validate(cases).set_index("case_id").loc["gpt3-open", "status"] == "ok"
+
+
+def test_a_row_stating_tp_and_dp_gets_the_pipeline_that_fills_the_fleet(cases_csv, tmp_path):
+    row = ("gpt3-pp-open,src-a,GPT-3,174.6,96,12288,96,,,51200,2048,64,1,a100-80gb,128,8,8,,8,1,,1,full,1,bf16,200,"
+           "mfu,0.4,")
+    path = tmp_path / "pp.csv"
+    path.write_text(cases_csv.read_text() + row + "\n")
+    cases = read_cases(path)
+    setup, used = case_setup(cases[cases.case_id == "gpt3-pp-open"].iloc[0], load_catalog(), default_efficiency())
+    assert (setup.plan.tp, setup.plan.pp, setup.plan.dp) == (8, 2, 8)  # 128 GPUs / (tp 8 x dp 8)
+    assert "tp=8, pp=2" in "; ".join(used)
