@@ -108,6 +108,8 @@ PLANS = st.sampled_from([
     dict(gpus=16, tp=1, pp=1, global_batch=32, zero_stage=1),
     dict(gpus=16, tp=1, pp=1, global_batch=16, zero_stage=3),
     dict(gpus=16, tp=8, pp=2, global_batch=16, sequence_parallel=True),
+    dict(gpus=16, tp=2, cp=2, pp=2, global_batch=16, sequence_parallel=True),  # context parallel
+    dict(gpus=24, tp=8, pp=3, global_batch=16),  # 4 layers on 3 stages: 1, 2, 1
 ])
 
 
