@@ -90,6 +90,18 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def tp_choices(model, gpus_per_node: int, options: Iterable[int] | None = None) -> list[int]:
+    """Tensor-parallel sizes that stay inside a node (``options``, default every divisor of the GPUs
+    per node) and split the query heads, and the kv heads or a multiple of them."""
+    return [t for t in (_divisors(gpus_per_node) if options is None else options) if model.n_heads % t == 0
+            and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
+
+
+def pp_choices(model) -> list[int]:
+    """Pipeline sizes that divide the layers evenly."""
+    return _divisors(model.n_layers)
+
+
 def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = None, *,
                     fleet: Fleet | None = None) -> list[ParallelPlan]:
     """Every valid plan of ``scenario``'s model on its fleet.
@@ -146,8 +158,7 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
     placements = [tuple(c["placement"])] if "placement" in c else list(PLACEMENT_CHOICES)
     # with a flash kernel selective recomputation changes nothing (the scores are never stored)
     recomputes = [r for r in RECOMPUTE_CHOICES if not (r == "selective" and spec.attention == "flash")]
-    tps = [t for t in pick("tp", _divisors(gpn)) if model.n_heads % t == 0
-           and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
+    tps = tp_choices(model, gpn, pick("tp", _divisors(gpn)))
     s = model.seq_len
     cps = pick("cp", [cp for cp in CP_CHOICES if cp == 1 or (s % (2 * cp) == 0 and s // cp >= MIN_TOKENS_PER_CP_RANK
                                                              and spec.attention == "flash")])
@@ -155,7 +166,7 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
     plans: list[ParallelPlan] = []
     seen: set[ParallelPlan] = set()
     for tp, cp in itertools.product(tps, cps):
-        for pp in pick("pp", _divisors(model.n_layers)):
+        for pp in pick("pp", pp_choices(model)):
             if gpus % (tp * cp * pp):
                 continue
             dp = gpus // (tp * cp * pp)

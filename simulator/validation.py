@@ -72,7 +72,7 @@ from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
 from simulator.megatron import options_in_text
 from simulator.network.topology import Topology, TopologyFile, build_topology
 from simulator.scenario import Scenario
-from simulator.planner import estimate_step
+from simulator.planner import estimate_step, pp_choices, tp_choices
 from simulator.simulate import Fleet, Setup, simulate_setup
 from simulator.system.workplan import build_step_plan
 from simulator.workload.counting import model_flops_per_step, parameter_count
@@ -285,10 +285,8 @@ def _model_parallel_sizes(row: pd.Series, model: ModelConfig, n_gpus: int, gpus_
         return [None]
     if (tp, pp, dp) != (None, None, None) and (dp is None or (tp or 1) * (pp or 1) * cp * dp == n_gpus):
         return [None]
-    tps = [tp] if tp is not None else [
-        t for t in range(1, gpus_per_node + 1) if gpus_per_node % t == 0 and model.n_heads % t == 0
-        and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
-    pps = [pp] if pp is not None else [p for p in range(1, model.n_layers + 1) if model.n_layers % p == 0]
+    tps = [tp] if tp is not None else tp_choices(model, gpus_per_node)
+    pps = [pp] if pp is not None else pp_choices(model)
     sizes = [(t, p) for t in tps for p in pps
              if (n_gpus % (t * p * cp) == 0 if dp is None else t * p * cp * dp == n_gpus)]
     return sizes or [None]
@@ -352,13 +350,14 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
                 raise  # the row's own sizes: their error is the row's
             continue
         fits = memory_per_gpu(model, plan, capacity_bytes=gpu.hbm_bytes).fits
-        if sizes is None or not fits:  # the row's sizes: the first that fits, else the last tried
-            if chosen is None or not chosen[4]:
+        if not fits:
+            if chosen is None or not chosen[4]:  # nothing fits yet: keep the last tried
                 chosen = (plan, tried, recompute, zero, fits)
-            if fits:
-                break
             continue
-        # no sizes stated: the fastest that fits by the first-pass estimate
+        if sizes is None:  # the row's own sizes: the first that fits
+            chosen = (plan, tried, recompute, zero, fits)
+            break
+        # sizes the row leaves open: the fastest that fits by the first-pass estimate
         step_s = estimate_step(build_step_plan(model, plan, topology, gpu, efficiency), fleet).step_s
         if step_s < best_s:
             chosen, best_s = (plan, tried, recompute, zero, fits), step_s
