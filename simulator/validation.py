@@ -8,7 +8,11 @@ fleet and the plan, simulates one step and turns it into the row's metric.
 Rules for what a row leaves open (each use is listed in the row's
 ``defaults_used``):
 
-* model shape: ``n_kv_heads`` empty = ``n_heads``; ``d_ffn`` empty = ``4 d_model``.
+* model shape: a row that leaves any of ``n_layers``, ``d_model``, ``n_heads`` and ``vocab``
+  empty gets the shape and architecture of the model preset its ``model`` names (by name or
+  alias, :func:`~simulator.workload.loading.find_preset`), with the shape cells it does state;
+  a name that is no preset is an error. Otherwise the row's shape:
+  ``n_kv_heads`` empty = ``n_heads``; ``d_ffn`` empty = ``4 d_model``.
   Whether the MLP is gated, the embeddings tied and the positions learned is not
   in the file: of the 8 combinations, the one whose parameter count is closest to
   ``n_params_b`` is used (plain GPT first on ties); a row more than 30 % from all of them
@@ -76,6 +80,7 @@ from simulator.planner import estimate_step, pp_choices, tp_choices
 from simulator.simulate import Fleet, Setup, simulate_setup
 from simulator.system.workplan import build_step_plan
 from simulator.workload.counting import model_flops_per_step, parameter_count
+from simulator.workload.loading import find_preset, get_preset, preset_names
 from simulator.workload.memory import memory_per_gpu
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan, check_plan_against
@@ -165,7 +170,37 @@ MAX_PARAMETER_MISMATCH = 0.3
 dense transformer trainsim can simulate (the calibration rows are all within 3 %)."""
 
 
+SHAPE_COLUMNS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ffn", "vocab")
+
+
+def _preset_model(row: pd.Series, empty: list[str], used: list[str]) -> ModelConfig:
+    """A row that names a preset model (or an alias of one) and leaves shape cells empty:
+    the preset's shape and architecture, with the cells the row states."""
+    name = None if _blank(row["model"]) else str(row["model"]).strip()
+    preset = find_preset(name) if name else None
+    if preset is None:
+        raise ValueError(f"column {empty[0]} is empty and model {name!r} is not a preset or an alias of one "
+                         f"({', '.join(preset_names())}); state the shape columns")
+    stated = {c: _int(row, c, minimum=1) for c in SHAPE_COLUMNS if not _blank(row[c])}
+    try:
+        model = ModelConfig(**{**get_preset(preset).model_dump(), **stated, "name": name,
+                               "seq_len": _int(row, "seq_len", minimum=1)})
+    except ValidationError as err:
+        raise ValueError(f"preset {preset} with the row's shape columns: {err.errors()[0]['msg']}") from None
+    used.append(f"model shape from preset {preset} ({', '.join(empty)} empty)")
+    if not _blank(row["n_params_b"]):
+        target = _number(row, "n_params_b") * 1e9
+        count = parameter_count(model).total
+        if abs(count - target) / target > MAX_PARAMETER_MISMATCH:
+            raise ValueError(f"n_params_b={row['n_params_b']}, but preset {preset} has {count / 1e9:.3g}B parameters: "
+                             "the row's model is not that preset")
+    return model
+
+
 def _model(row: pd.Series, used: list[str]) -> ModelConfig:
+    empty = [c for c in ("n_layers", "d_model", "n_heads", "vocab") if _blank(row[c])]
+    if empty:
+        return _preset_model(row, empty, used)
     h, a = _int(row, "d_model", minimum=1), _int(row, "n_heads", minimum=1)
     base = dict(
         name=str(row["model"]) if not _blank(row["model"]) else str(row["case_id"]),
@@ -458,6 +493,9 @@ def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency:
                 raise ValueError(f"column value: {row['value']!r} is not a published number > 0")
             if str(row["metric"]) not in METRICS:
                 raise ValueError(f"column metric: {row['metric']!r} is not one of {', '.join(METRICS)}")
+            if str(row["metric"]) in ("mfu", "hfu") and published > 1:
+                raise ValueError(f"column value: {row['value']!r} is not a fraction <= 1, as {row['metric']} is "
+                                 f"given in this format (a percentage? {published:g} % is {published / 100:g})")
         except ValueError as err:
             error = error or str(err)
             published = np.nan if published is None else published

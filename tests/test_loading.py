@@ -12,6 +12,8 @@ from simulator.workload.counting import parameter_count
 from simulator.workload.loading import (
     SUPPORTED_HF_FAMILIES,
     from_hf_config,
+    _preset_file,
+    find_preset,
     get_preset,
     load_model,
     preset_names,
@@ -28,7 +30,9 @@ PUBLISHED = {
     "megatron-530b": (529.6e9, 0.005),
     "megatron-1t": (1008.0e9, 0.005),
     "llama2-7b": (6.74e9, 0.01),
+    "llama2-13b": (13.02e9, 0.01),
     "llama2-70b": (68.98e9, 0.01),
+    "opt-175b": (175e9, 0.01),  # Zhang et al. 2022, Table 1
     "llama3-8b": (8.03e9, 0.01),
     "llama3-70b": (70.55e9, 0.01),
     "llama3-405b": (405.8e9, 0.01),
@@ -52,6 +56,15 @@ def test_every_preset_loads_cites_a_source_and_is_named_after_its_key():
         model = get_preset(name)
         assert model.name == name
         assert len(preset_source(name)) > 20
+
+
+def test_published_names_and_aliases_find_their_preset():
+    assert find_preset("Llama 3.1 70B") == find_preset("meta-llama/Llama-3.1-70B") == "llama3-70b"
+    assert find_preset("LLAMA2_13B") == "llama2-13b" and find_preset("OPT-175B") == "opt-175b"
+    assert find_preset("Falcon 180B") is None
+    labels = [(name, label) for name, entry in _preset_file().items() for label in (name, *entry.get("aliases", ()))]
+    for name, label in labels:
+        assert find_preset(label) == name  # so no two presets share a spelling
 
 
 def test_presets_have_the_published_shapes():

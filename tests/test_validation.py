@@ -15,6 +15,7 @@ from simulator.hardware.catalog import load_catalog
 from simulator.planner import estimate_step
 from simulator.system.workplan import build_step_plan
 from simulator.validation import case_setup, read_cases, summary, validate
+from simulator.workload.loading import get_preset
 from simulator.workload.memory import memory_per_gpu
 
 COLUMNS = ("case_id,source_id,model,n_params_b,n_layers,d_model,n_heads,n_kv_heads,d_ffn,vocab,seq_len,"
@@ -211,3 +212,41 @@ def test_a_row_stating_tp_and_dp_gets_the_pipeline_that_fills_the_fleet(cases_cs
     setup, used = case_setup(cases[cases.case_id == "gpt3-pp-open"].iloc[0], load_catalog(), default_efficiency())
     assert (setup.plan.tp, setup.plan.pp, setup.plan.dp) == (8, 2, 8)  # 128 GPUs / (tp 8 x dp 8)
     assert "tp=8, pp=2" in "; ".join(used)
+
+
+def test_a_row_naming_a_preset_without_its_shape_gets_the_preset(tmp_path):
+    """Shape cells empty: the model named (by preset name or an alias, any spelling) gives it;
+    stated shape cells still count; an unknown name or a size the preset cannot have fails."""
+    tail = ",4096,64,1,h100-sxm,64,8,8,1,8,1,,1,selective,1,bf16,400,mfu,0.45,"
+    rows = {
+        "by-alias": "src,meta-llama/Llama-2-70b-hf,70,,,,,,",
+        "spelled-out": "src,Llama 2 70B,70,80,8192,64,8,28672,32000",
+        "by-name-short-vocab": "src,LLAMA2-70B,,,,,,,16000",
+        "unknown": "src,Falcon 180B,180,,,,,,",
+        "wrong-size": "src,Llama 2 70B,7,,,,,,",
+    }
+    path = tmp_path / "presets.csv"
+    path.write_text("\n".join([COLUMNS, *(f"{k},{v}{tail}" for k, v in rows.items())]) + "\n")
+    out = validate(read_cases(path)).set_index("case_id")
+    assert out.loc["by-alias", "status"] == "ok"
+    assert "model shape from preset llama2-70b (n_layers, d_model, n_heads, vocab empty)" in \
+        out.loc["by-alias", "defaults_used"]
+    cases = read_cases(path).set_index("case_id", drop=False)
+    setup, _ = case_setup(cases.loc["by-alias"], load_catalog(), default_efficiency())
+    preset = get_preset("llama2-70b").model_dump()
+    assert {k: v for k, v in setup.model.model_dump().items() if k != "name"} == \
+        {k: v for k, v in preset.items() if k != "name"}
+    # the spelled-out shape differs only in what the columns cannot say (its variant is a close call)
+    assert out.loc["by-alias", "step_time_s"] == pytest.approx(out.loc["spelled-out", "step_time_s"], rel=0.01)
+    assert out.loc["by-name-short-vocab", "status"] == "ok"
+    assert out.loc["by-name-short-vocab", "step_time_s"] < out.loc["by-alias", "step_time_s"]  # half the vocab
+    assert "column n_layers is empty and model 'Falcon 180B' is not a preset" in out.loc["unknown", "status"]
+    assert "preset llama2-70b has 69" in out.loc["wrong-size", "status"]
+
+
+def test_an_mfu_given_as_a_percentage_is_refused_with_the_fraction(cases_csv, tmp_path):
+    path = tmp_path / "pct.csv"
+    path.write_text(cases_csv.read_text().replace(",mfu,0.514,", ",mfu,51.4,"))
+    out = validate(read_cases(path)).set_index("case_id")
+    assert "not a fraction <= 1" in out.loc["gpt3-mfu", "status"] and "0.514" in out.loc["gpt3-mfu", "status"]
+    assert out.loc["gpt3-step", "status"] == "ok"

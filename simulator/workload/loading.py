@@ -17,6 +17,7 @@ the field; pydantic's own errors are translated, never shown raw.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
@@ -46,9 +47,30 @@ def _preset_file() -> dict[str, dict[str, Any]]:
 
 
 def _presets() -> dict[str, dict[str, Any]]:
-    """Preset name -> ModelConfig fields (``source`` removed, ``name`` = the key)."""
-    return {name: {"name": name, **{k: v for k, v in entry.items() if k != "source"}}
+    """Preset name -> ModelConfig fields (``source`` and ``aliases`` removed, ``name`` = the key)."""
+    return {name: {"name": name, **{k: v for k, v in entry.items() if k not in ("source", "aliases")}}
             for name, entry in _preset_file().items()}
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@lru_cache(maxsize=1)
+def _preset_keys() -> dict[str, str]:
+    """Normalised preset name or alias -> preset name."""
+    keys: dict[str, str] = {}
+    for name, entry in _preset_file().items():
+        for label in (name, *entry.get("aliases", ())):
+            keys[_name_key(label)] = name
+    return keys
+
+
+def find_preset(model_name: str) -> str | None:
+    """The preset a published model name refers to, or None: its name or one of its
+    ``aliases``, ignoring case, spaces and punctuation (``"Llama 3.1 70B"``,
+    ``"meta-llama/Llama-3.1-70B"`` and ``"llama3-70b"`` all give ``llama3-70b``)."""
+    return _preset_keys().get(_name_key(model_name))
 
 
 def preset_names() -> list[str]:
