@@ -273,12 +273,16 @@ def _mape(table: pd.DataFrame) -> float:
 
 
 def provenance(cases_path: str | Path, cal: Calibration, eff: Efficiency, in_sample: pd.DataFrame,
-               loso: pd.DataFrame | None, *, hardware: str | Path | None = None) -> dict[str, Any]:
-    """The ``fit`` record stored with fitted parameters: data, method, errors."""
+               loso: pd.DataFrame | None, *, hardware: str | Path | None = None,
+               efficiency: str | Path | None = None) -> dict[str, Any]:
+    """The ``fit`` record stored with fitted parameters: data, method, errors (``hardware``,
+    ``efficiency``: the user files the fit used, if any)."""
     data = Path(cases_path).read_bytes()
     command = f"trainsim calibrate {cases_path}" + (" --loso" if loso is not None else "")
-    if hardware:
-        command += f" --hardware {hardware}"
+    inputs = {"hardware": hardware, "efficiency": efficiency}
+    for option, path in inputs.items():
+        if path:
+            command += f" --{option} {path}"
 
     def per_source(table: pd.DataFrame) -> dict[str, dict[str, float]]:
         s = summary(table)
@@ -289,8 +293,8 @@ def provenance(cases_path: str | Path, cal: Calibration, eff: Efficiency, in_sam
     record: dict[str, Any] = {
         "fitted_on": {"file": Path(cases_path).name, "sha256": hashlib.sha256(data).hexdigest(),
                       "rows": int(len(cal.cases)), "distinct_runs": cal.n_runs(),
-                      **({"hardware_sha256": hashlib.sha256(Path(hardware).read_bytes()).hexdigest()}
-                         if hardware else {})},
+                      **{f"{option}_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                         for option, path in inputs.items() if path}},
         "date": _dt.date.today().isoformat(),
         "command": command,
         "parameters": {**dict(zip(cal.names, (round(float(v), 4) for v in cal.vector(eff)))),

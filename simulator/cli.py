@@ -33,17 +33,23 @@ def _check_output_file(path: str | None, option: str) -> None:
         raise InputError(f"the folder of {path} does not exist", field=option)
 
 
-def _cases_and_catalog(cases: str, out: str | None, hardware: str | None):
-    """The validation cases and GPU catalog of a command; refuses an output path whose folder
-    does not exist before any work is done."""
+def _cases_catalog_efficiency(cases: str, out: str | None, hardware: str | None, efficiency: str | None):
+    """The validation cases, GPU catalog and efficiency parameters of a command; refuses an
+    output path whose folder does not exist before any work is done."""
+    from simulator.efficiency import default_efficiency, load_efficiency
     from simulator.hardware.catalog import load_catalog
     from simulator.validation import read_cases
 
     try:
         _check_output_file(out, "--out")
-        return read_cases(cases), load_catalog(hardware)
+        return (read_cases(cases), load_catalog(hardware),
+                load_efficiency(efficiency) if efficiency else default_efficiency())
     except TrainsimError as err:
         _fail(err)
+
+
+EFFICIENCY_HELP = ("Efficiency parameters YAML (layout of simulator/efficiency.yaml, e.g. from `trainsim calibrate "
+                   "--out`, or just the values to change); default: the packaged ones.")
 
 
 def _fail(err: Exception) -> None:
@@ -56,6 +62,8 @@ def run(
     scenario: str = typer.Argument(DEFAULT_SCENARIO, help="Scenario YAML file, or the name of a bundled scenario."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (keys documented in the README)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (overrides the scenario's)."),
+    efficiency: Optional[str] = typer.Option(None, "--efficiency", help=EFFICIENCY_HELP + " Overrides the "
+                                             "scenario's efficiency_file."),
     mode: Optional[str] = typer.Option(None, "--mode", help="'representative' or 'full' (every DP replica)."),
     trace: Optional[str] = typer.Option(None, "--trace", help="Write the step's timeline to this Chrome trace JSON "
                                         "(open in ui.perfetto.dev or chrome://tracing)."),
@@ -79,6 +87,8 @@ def run(
         changes = {}
         if hardware:
             changes["hardware_file"] = str(Path(hardware).resolve())
+        if efficiency:
+            changes["efficiency_file"] = str(Path(efficiency).resolve())
         if mode:
             changes["simulation"] = {"mode": mode}
         if changes:
@@ -110,6 +120,7 @@ def validate(
     cases: str = typer.Argument(..., help="CSV of published measurements (trainsim's validation format)."),
     out: Optional[str] = typer.Option(None, "--out", help="Write one row per case to this CSV."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (adds or overrides GPUs)."),
+    efficiency: Optional[str] = typer.Option(None, "--efficiency", help=EFFICIENCY_HELP),
 ) -> None:
     """Re-simulate published measurements and report predicted vs published, with errors."""
     from rich.progress import Progress
@@ -117,10 +128,11 @@ def validate(
     from simulator.results.report import error_table
     from simulator.validation import summary, validate as run_validation, write_csv_atomically
 
-    df, catalog = _cases_and_catalog(cases, out, hardware)
+    df, catalog, eff = _cases_catalog_efficiency(cases, out, hardware, efficiency)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("simulating cases", total=len(df))
-        results = run_validation(df, catalog=catalog, progress=lambda done, total: bar.update(task, completed=done))
+        results = run_validation(df, catalog=catalog, efficiency=eff,
+                                 progress=lambda done, total: bar.update(task, completed=done))
     if out:
         write_csv_atomically(results, out)
     console = Console()
@@ -144,6 +156,8 @@ def calibrate(
     out: Optional[str] = typer.Option(None, "--out", help="Write the fitted parameters (efficiency.yaml format)."),
     loso: bool = typer.Option(False, "--loso", help="Also run leave-one-source-out cross-validation."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (adds or overrides GPUs)."),
+    efficiency: Optional[str] = typer.Option(None, "--efficiency", help=EFFICIENCY_HELP + " The parameters not "
+                                             "fitted (network, power, HBM, launch cost) are taken from it."),
 ) -> None:
     """Fit the efficiency parameters on CASES and report in-sample (and out-of-sample) error."""
     import yaml
@@ -154,14 +168,14 @@ def calibrate(
     from simulator.atomic import write_text_atomically
     from simulator.validation import summary
 
-    df, catalog = _cases_and_catalog(cases, out, hardware)
+    df, catalog, base = _cases_catalog_efficiency(cases, out, hardware, efficiency)
     try:
-        cal = Calibration(df, catalog=catalog, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+        cal = Calibration(df, catalog=catalog, base=base, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
         eff, table = cal.fit()
         cv = cal.leave_one_source_out() if loso else None
     except TrainsimError as err:
         _fail(err)
-    fit = provenance(cases, cal, eff, table, cv, hardware=hardware)
+    fit = provenance(cases, cal, eff, table, cv, hardware=hardware, efficiency=efficiency)
     eff = fitted_efficiency(eff, fit)
     console = Console()
     console.print("[bold]fitted parameters[/bold]: " + ", ".join(f"{k}={v}" for k, v in fit["parameters"].items()))

@@ -3,7 +3,7 @@
 A scenario is four small parts (as in Calculon): the **model** (a preset name,
 preset + overrides, a Hugging Face ``config.json``, or all fields), the
 **fleet** (a topology file, the number of GPUs, optionally another GPU and a
-user hardware file), the **plan** (how the model is split) and **run** options
+user hardware file and efficiency parameters), the **plan** (how the model is split) and **run** options
 (variability, simulation mode, energy). ``dp`` may be left out: it follows
 from the fleet. Paths in a scenario are relative to the scenario file.
 
@@ -106,6 +106,9 @@ class Scenario(BaseModel):
     gpus: int = Field(ge=1, description="Fleet size in GPUs.")
     gpu: str | None = Field(None, description="GPU catalog name; default: the topology's GPU.")
     hardware_file: str | None = Field(None, description="User GPU catalog (YAML) adding or overriding GPUs.")
+    efficiency_file: str | None = Field(
+        None, description="Efficiency parameters (YAML in the layout of simulator/efficiency.yaml, e.g. written by "
+        "`trainsim calibrate --out`, or just the values to change); default: the packaged ones.")
     plan: PlanSpec
     variability: Variability = Field(default_factory=Variability)
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from simulator.errors import InputError, SimulationError
 from simulator.hardware.catalog import GPUSpec, load_catalog
-from simulator.efficiency import Efficiency, default_efficiency
+from simulator.efficiency import Efficiency, default_efficiency, load_efficiency
 from simulator.hardware.power import StateTimes, step_energy
 from simulator.network.topology import Topology, load_topology
 from simulator.results.step import BREAKDOWN_KEYS, StepResult
@@ -92,9 +92,12 @@ def resolve_fleet(scenario: Scenario, efficiency: Efficiency | None = None) -> F
         except InputError as err:
             raise InputError(err.detail, file=file, field="plan.precision") from None
         scenario.variability.check_fleet(scenario.gpus, topology.gpus_per_node)
+        if efficiency is None:
+            efficiency = (load_efficiency(scenario.resolve(scenario.efficiency_file)) if scenario.efficiency_file
+                          else default_efficiency())
     except InputError as err:
         raise err.with_file(file) if file else err
-    return Fleet(scenario, model, topology, device, efficiency or default_efficiency())
+    return Fleet(scenario, model, topology, device, efficiency)
 
 
 def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:

@@ -13,10 +13,10 @@ A sweep file names a base scenario and the changes to try::
     output: results.csv        # default: <sweep file stem>.csv beside the sweep file
 
 Keys are scenario field paths: ``gpus``, ``gpu``, ``topology``, ``hardware_file``,
-``model`` (a preset name or mapping), ``model.X`` (merged into the base model's mapping
-or preset), ``plan.X``, ``variability.X``, ``simulation.X``, ``energy.X``. Changing
-``gpus`` without ``plan.dp`` lets dp fill the new fleet. Paths given for ``topology``
-or ``hardware_file`` are relative to the sweep file.
+``efficiency_file``, ``model`` (a preset name or mapping), ``model.X`` (merged into the
+base model's mapping or preset), ``plan.X``, ``variability.X``, ``simulation.X``,
+``energy.X``. Changing ``gpus`` without ``plan.dp`` lets dp fill the new fleet. Paths given
+for ``topology``, ``hardware_file`` or ``efficiency_file`` are relative to the sweep file.
 
 Each variant has a stable id (a short hash of its sorted changes). :func:`run_sweep`
 simulates every variant (one Dask task each, or serially in this process without a
@@ -77,8 +77,8 @@ class SweepSpec(BaseModel):
 _SECTIONS: dict[str, type[BaseModel]] = {
     "plan": PlanSpec, "variability": Variability, "simulation": SimulationSpec, "energy": EnergySpec,
 }
-_TOP_LEVEL = ("model", "topology", "gpus", "gpu", "hardware_file", "name", "description")
-_PATH_FIELDS = ("topology", "hardware_file")
+_TOP_LEVEL = ("model", "topology", "gpus", "gpu", "hardware_file", "efficiency_file", "name", "description")
+_PATH_FIELDS = ("topology", "hardware_file", "efficiency_file")
 
 # Columns of every output row after the changed fields (PLAN_COLUMNS from simulator.study first).
 NUMBER_COLUMNS = (

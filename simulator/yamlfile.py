@@ -49,3 +49,18 @@ def parse_yaml(text: str, *, file: str | Path | None) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise InputError(f"not valid YAML{where}: {problem}", file=file) from None
+
+
+def read_yaml_file(path: str | Path, *, expected: str) -> Any:
+    """The data in YAML file ``path``; :class:`InputError` naming it if it cannot be read or
+    parsed (``expected`` says what the file should be, e.g. "a YAML GPU catalog")."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"file not found; give the path of {expected}", file=path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason}); expected {expected}", file=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}; expected {expected}", file=path) from None
+    return parse_yaml(text, file=path)

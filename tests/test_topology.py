@@ -305,10 +305,13 @@ def test_building_3072_gpus_is_fast():
 
 def test_path_lookups_are_cheap():
     topo = load_topology(A100, 3072)
-    start = time.perf_counter()
-    for src in range(0, 3072, 3):
-        topo.path_ids(src, 3071 - src)
-    assert time.perf_counter() - start < 0.5
+    best = float("inf")
+    for first in range(3):  # the best of three sets of new pairs: a busy shared machine can pause one
+        start = time.perf_counter()
+        for src in range(first, 3072, 3):
+            topo.path_ids(src, 3071 - src)
+        best = min(best, time.perf_counter() - start)
+    assert best < 0.5
 
 
 # ----------------------------------------------------------------- bad files

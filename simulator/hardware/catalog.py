@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from simulator import units
 from simulator.errors import InputError, from_validation_error
-from simulator.yamlfile import parse_yaml
+from simulator.yamlfile import parse_yaml, read_yaml_file
 
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8")
 """Precision keys a catalog entry may list, in display order."""
@@ -252,30 +252,14 @@ def load_catalog(user_file: str | Path | None = None) -> Catalog:
     if user_file is None:
         return packaged
     path = Path(user_file)
-    return _apply_layer(packaged, _read_yaml(path), file=path)
+    raw = read_yaml_file(path, expected="a YAML GPU catalog (format: simulator/hardware/gpus.yaml)")
+    return _apply_layer(packaged, raw, file=path)
 
 
 @lru_cache(maxsize=1)
 def _packaged_catalog() -> Catalog:
     text = resources.files(__package__).joinpath("gpus.yaml").read_text(encoding="utf-8")
     return _apply_layer(Catalog(()), parse_yaml(text, file=PACKAGED_FILE), file=PACKAGED_FILE)
-
-
-# --- YAML reading -------------------------------------------------------------------------------
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(
-            "file not found; give the path of a YAML GPU catalog (format: simulator/hardware/gpus.yaml)", file=path
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason}); expected a YAML GPU catalog", file=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror or exc}", file=path) from None
-    return parse_yaml(text, file=path)
 
 
 # --- layering -----------------------------------------------------------------------------------
