@@ -121,6 +121,8 @@ def validate(
     out: Optional[str] = typer.Option(None, "--out", help="Write one row per case to this CSV."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (adds or overrides GPUs)."),
     efficiency: Optional[str] = typer.Option(None, "--efficiency", help=EFFICIENCY_HELP),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write predicted vs published per metric, coloured by "
+                                       "source, to this figure (.png, .svg or .pdf)."),
 ) -> None:
     """Re-simulate published measurements and report predicted vs published, with errors."""
     from rich.progress import Progress
@@ -128,6 +130,14 @@ def validate(
     from simulator.results.report import error_table
     from simulator.validation import summary, validate as run_validation, write_csv_atomically
 
+    from simulator.results.parity import figure_format, write_parity
+
+    try:
+        if plot is not None:
+            _check_output_file(plot, "--plot")
+            figure_format(plot)
+    except TrainsimError as err:
+        _fail(err)
     df, catalog, eff = _cases_catalog_efficiency(cases, out, hardware, efficiency)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("simulating cases", total=len(df))
@@ -135,6 +145,8 @@ def validate(
                                  progress=lambda done, total: bar.update(task, completed=done))
     if out:
         write_csv_atomically(results, out)
+    if plot:
+        write_parity(results, plot)
     console = Console()
     table = Table(title=f"{cases}: predicted vs published", title_justify="left")
     for col, justify in (("case_id", "left"), ("metric", "left"), ("published", "right"), ("predicted", "right"),

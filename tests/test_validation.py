@@ -134,6 +134,25 @@ def test_the_command_prints_a_summary_and_writes_the_table_atomically(cases_csv,
     assert not list(tmp_path.glob(".predictions.csv.*"))  # no temporary file left behind
 
 
+def test_the_plot_shows_each_simulated_case_in_its_metrics_panel(cases_csv, tmp_path):
+    from simulator.results.parity import parity_figure
+
+    results = validate(read_cases(cases_csv))
+    fig = parity_figure(results)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    ok = results[results.status == "ok"]
+    assert [ax.get_xlabel() for ax in panels] == [
+        "published step time (s)", "published MFU", "published tokens/s per GPU"]
+    assert sum(len(c.get_offsets()) for ax in panels for c in ax.collections if c.get_label() != "±10 %") == len(ok)
+    assert f"{len(ok)} of {len(results)} cases simulated" in fig._suptitle.get_text()
+    plot = tmp_path / "parity.svg"
+    result = CliRunner().invoke(app, ["validate", str(cases_csv), "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert plot.read_text().lstrip().startswith("<?xml") and not list(tmp_path.glob(".parity.svg.*"))
+    refused = CliRunner().invoke(app, ["validate", str(cases_csv), "--plot", str(tmp_path / "parity.jpg")])
+    assert refused.exit_code == 2 and "ending in .png, .svg, .pdf" in refused.output
+
+
 def test_the_command_reports_a_missing_file(tmp_path):
     result = CliRunner().invoke(app, ["validate", str(tmp_path / "nope.csv")])
     assert result.exit_code == 2
