@@ -33,7 +33,7 @@ def _check_output_file(path: str | None, option: str) -> None:
         raise InputError(f"the folder of {path} does not exist", field=option)
 
 
-def _cases_catalog_efficiency(cases: str, out: str | None, hardware: str | None, efficiency: str | None):
+def _validation_inputs(cases: str, out: str | None, hardware: str | None, efficiency: str | None):
     """The validation cases, GPU catalog and efficiency parameters of a command; refuses an
     output path whose folder does not exist before any work is done."""
     from simulator.efficiency import default_efficiency, load_efficiency
@@ -127,10 +127,9 @@ def validate(
     """Re-simulate published measurements and report predicted vs published, with errors."""
     from rich.progress import Progress
 
+    from simulator.results.parity import figure_format, write_parity
     from simulator.results.report import error_table
     from simulator.validation import summary, validate as run_validation, write_csv_atomically
-
-    from simulator.results.parity import figure_format, write_parity
 
     try:
         if plot is not None:
@@ -138,7 +137,7 @@ def validate(
             figure_format(plot)
     except TrainsimError as err:
         _fail(err)
-    df, catalog, eff = _cases_catalog_efficiency(cases, out, hardware, efficiency)
+    df, catalog, eff = _validation_inputs(cases, out, hardware, efficiency)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("simulating cases", total=len(df))
         results = run_validation(df, catalog=catalog, efficiency=eff,
@@ -180,7 +179,7 @@ def calibrate(
     from simulator.atomic import write_text_atomically
     from simulator.validation import summary
 
-    df, catalog, base = _cases_catalog_efficiency(cases, out, hardware, efficiency)
+    df, catalog, base = _validation_inputs(cases, out, hardware, efficiency)
     try:
         cal = Calibration(df, catalog=catalog, base=base, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
         eff, table = cal.fit()
