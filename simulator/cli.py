@@ -275,8 +275,9 @@ def plan(
                                      ("train USD", tokens and gpu_hour_usd)) if on)
     fleet_cols = ("GPUs", "GPU") if several else ()
     cp_col = ("CP",) if any(r.plan.cp > 1 for r in search.results[:top]) else ()
+    objective_col = () if objective == "throughput" else (unit,)  # throughput is the tokens/s column
     for col in ("#", *fleet_cols, *training, "TP", *cp_col, "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order",
-                "step s", "tokens/s", "MFU", "mem/free GB", unit):
+                "step s", "tokens/s", "MFU", "mem/free GB", *objective_col):
         table.add_column(col, justify="left" if col in ("recompute", "order") else "right")
     for i, r in enumerate(search.results[:top], 1):
         p = r.plan
@@ -286,7 +287,7 @@ def plan(
         table.add_row(str(i), *fleet, *money, str(p.tp), *cp, str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
                       "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage), ",".join(p.placement),
                       f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
-                      f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", f"{r.objective:.4g}")
+                      f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", *(f"{r.objective:.4g}" for _ in objective_col))
     console.print(table)
     bd = Table(title="Best plan: where the step time goes (mean over stages)", title_justify="left")
     bd.add_column("category")
@@ -302,12 +303,17 @@ def plan(
         console.print(f"[bold]Megatron-LM flags:[/bold] none ({best.megatron_note})", highlight=False)
     if search.discarded:
         console.print(f"[bold]Discarded for memory[/bold] ({len(search.discarded)}; nearest misses):")
-        for d in search.discarded[:5]:
+        misses: dict[str, int] = {}  # plans differing only in what memory does not depend on share a line
+        for d in search.discarded:
             p = d.plan
             cp = f" CP {p.cp}" if p.cp > 1 else ""
-            console.print(f"  {p.n_gpus} x {d.gpu}: TP {p.tp}{cp} PP {p.pp} DP {p.dp} VPP {p.vpp} mb {p.micro_batch} "
-                          f"{p.recompute} ZeRO {p.zero_stage}: needs {d.needed_GB:.2f} GB of {d.capacity_GB:.1f} GB "
-                          f"(stage {d.stage})", highlight=False)
+            line = (f"  {p.n_gpus} x {d.gpu}: TP {p.tp}{cp} PP {p.pp} DP {p.dp} VPP {p.vpp} mb {p.micro_batch} "
+                    f"SP {'on' if p.sequence_parallel else 'off'} {p.recompute} ZeRO {p.zero_stage}: needs "
+                    f"{d.needed_GB:.2f} GB of {d.capacity_GB:.1f} GB (stage {d.stage})")
+            if line in misses or len(misses) < 5:
+                misses[line] = misses.get(line, 0) + 1
+        for line, n in misses.items():
+            console.print(line + (f" [{n} plans: other rank orders or schedules]" if n > 1 else ""), highlight=False)
     if search.over_budget:
         console.print(f"{len(search.over_budget)} simulated plans cost more than {budget_usd:,.0f} USD to train "
                       "(left out of the ranking)", highlight=False)

@@ -228,6 +228,20 @@ def test_cli_plan_prints_the_table():  # on the default local Dask cluster (one 
         assert text in result.output
 
 
+def test_cli_plan_lists_distinct_memory_misses_and_one_tokens_column(tmp_path):
+    sc = tmp_path / "sc.yaml"
+    sc.write_text("name: misses\nmodel: llama3-8b\ntopology: dgx-h100-superpod\ngpus: 64\nplan: {global_batch: 64}\n")
+    result = runner.invoke(app, ["plan", str(sc), "--simulate", "2", "--top", "2", "--workers", "1"],
+                           catch_exceptions=False, env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "tokens/s" in line and "MFU" in line)
+    assert header.count("tokens/s") == 1  # the throughput objective is that column
+    misses = result.output.split("nearest misses):")[1].splitlines()[1:6]
+    assert all(line.startswith("  64 x h100-sxm: TP") and "needs" in line for line in misses)
+    assert len({line.split(" [")[0] for line in misses}) == len(misses)  # no line printed twice
+    assert "[2 plans: other rank orders or schedules]" in result.output
+
+
 def test_cli_plan_compares_fleets():
     result = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--gpus", "4,8", "--simulate", "6", "--workers", "1",
                                  "--objective", "cost", "--gpu-hour-usd", "1.5"],
