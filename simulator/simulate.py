@@ -209,6 +209,7 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
         n_events=run.n_events,
         timeline=timeline,
         notes=notes,
+        efficiency_source=s.efficiency.source,
     )
 
 

@@ -69,7 +69,10 @@ def test_the_scenario_field_the_run_option_and_an_explicit_argument_agree(tmp_pa
     (tmp_path / "sc.yaml").write_text(yaml.safe_dump(sc.model_dump(exclude={"base_dir", "source_file"})))
     res = CliRunner().invoke(app, ["run", str(tmp_path / "sc.yaml"), "--json", "--efficiency", str(path)])
     assert res.exit_code == 0, res.output
-    assert yaml.safe_load(res.stdout)["step_time_s"] == pytest.approx(by_field.step_time_s, rel=1e-12)
+    doc = yaml.safe_load(res.stdout)
+    assert doc["step_time_s"] == pytest.approx(by_field.step_time_s, rel=1e-12)
+    assert doc["simulation"]["efficiency_source"].startswith("slow-nic.yaml: network.fabric, network.nic from")
+    assert default.efficiency_source == default_efficiency().source
 
 
 def test_a_sweep_can_vary_the_efficiency_file(tmp_path):

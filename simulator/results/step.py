@@ -46,6 +46,7 @@ class StepResult:
     n_events: int
     timeline: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
+    efficiency_source: str = ""  # where the efficiency parameters of the step came from
 
     @property
     def tokens_per_s(self) -> float:
@@ -124,6 +125,6 @@ class StepResult:
                 "avg_power_per_gpu_W": self.avg_power_per_gpu_W,
                 "J_per_token": self.energy_per_step_J / self.tokens_per_step,
             },
-            "simulation": {"n_events": self.n_events},
+            "simulation": {"n_events": self.n_events, "efficiency_source": self.efficiency_source},
             "notes": self.notes,
         }
