@@ -26,6 +26,9 @@ HF = Path(__file__).parent / "data" / "hf"
 # Published sizes (parameters) and the relative tolerance each is held to.
 PUBLISHED = {
     "gpt3-175b": (174.6e9, 0.005),  # Brown et al. 2020 (175B rounded; 174.6B exact)
+    "gpt3-2.7b": (2.7e9, 0.02),  # Table 2.1, rounded to one decimal
+    "gpt3-6.7b": (6.7e9, 0.01),
+    "nemotron4-340b": (340e9, 0.01),
     "megatron-145b": (145.6e9, 0.005),  # Narayanan et al. 2021, Table 1
     "megatron-530b": (529.6e9, 0.005),
     "megatron-1t": (1008.0e9, 0.005),
