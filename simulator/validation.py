@@ -115,13 +115,14 @@ def read_cases(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
         df = pd.read_csv(path, dtype={"case_id": str, "gpu": str, "metric": str, "recompute": str,
-                                      "n_params_b": str, "source_id": str})
+                                      "n_params_b": str, "source_id": str}, skipinitialspace=True)
     except FileNotFoundError:
         raise InputError("no such file; give a CSV in trainsim's validation format", file=str(path)) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"not a readable CSV ({err})", file=str(path)) from None
     except OSError as err:
         raise InputError(f"cannot read it ({err.strerror or err}); give a CSV file", file=str(path)) from None
+    df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}",

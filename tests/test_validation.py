@@ -153,6 +153,14 @@ def test_the_plot_shows_each_simulated_case_in_its_metrics_panel(cases_csv, tmp_
     assert refused.exit_code == 2 and "ending in .png, .svg, .pdf" in refused.output
 
 
+def test_spaces_after_the_commas_and_a_byte_order_mark_change_nothing(cases_csv, tmp_path):
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text(cases_csv.read_text().replace(",", ", "), encoding="utf-8-sig")
+    a, b = validate(read_cases(cases_csv)), validate(read_cases(spaced))
+    assert list(a.status) == list(b.status)
+    assert a.predicted.fillna(-1).tolist() == b.predicted.fillna(-1).tolist()
+
+
 def test_the_command_reports_a_missing_file(tmp_path):
     result = CliRunner().invoke(app, ["validate", str(tmp_path / "nope.csv")])
     assert result.exit_code == 2
