@@ -3,7 +3,7 @@
     cd /work/main && /tmp/venv/bin/python benchmarks/nccl_compare.py [--csv PATH] [--out table.csv]
 
 Reads ``/work/shared/reference/nccl.csv`` (benchmarks may read ``/work/shared``; the
-``simulator`` package never does), runs :func:`simulator.network.nccl_validation.compare`
+``simulator`` package never does), runs :func:`simulator.validation.collectives.compare`
 with the packaged efficiency parameters (``default_efficiency().network``), prints one line
 per row (every row: ``ok`` or ``not comparable: <reason>``), then the error summary per
 collective and message-size range (count, MAPE, median and max |error|) and the MAPE of
@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from simulator.network.nccl_validation import MiB, compare, mape_pct, read_nccl_csv, summary
+from simulator.validation.collectives import (
+    MiB,
+    compare,
+    mape_pct,
+    read_nccl_csv,
+    summary,
+)
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nccl.csv"
 

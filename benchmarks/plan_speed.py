@@ -8,7 +8,7 @@ plan field is open. Prints the plans enumerated / fitting in memory / estimated 
 analytic first pass / simulated event by event, the wall time of each phase, and the
 configurations evaluated per second per core (plans / (wall seconds x worker processes)),
 for the first pass and the full step simulations separately. With ``--workers`` > 1 both
-run on a local Dask cluster (:func:`simulator.cluster.dask_client`).
+run on a local Dask cluster (:func:`simulator.studies.executor.dask_client`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import argparse
 import os
 import time
 
-from simulator.cluster import dask_client
-from simulator.planner import plan_search
-from simulator.scenario import Scenario
+from simulator.inputs.scenario import Scenario
+from simulator.studies.executor import dask_client
+from simulator.studies.planner import plan_search
 
 
 def scenario() -> Scenario:

@@ -1,6 +1,6 @@
 """Command line: ``trainsim run [SCENARIO] [--json]``.
 
-Errors a user can fix (an :class:`~simulator.errors.InputError`) are printed as
+Errors a user can fix (an :class:`~simulator.core.errors.InputError`) are printed as
 one message naming the file and field, with exit code 2; nothing is written.
 """
 
@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from simulator.errors import InputError, TrainsimError
-from simulator.scenario import DEFAULT_SCENARIO, bundled_scenarios, load_scenario
+from simulator.core.errors import InputError, TrainsimError
+from simulator.inputs.scenario import DEFAULT_SCENARIO, bundled_scenarios, load_scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="trainsim: simulate distributed LLM training before you book the hardware.")
@@ -36,9 +36,9 @@ def _check_output_file(path: str | None, option: str) -> None:
 def _validation_inputs(cases: str, out: str | None, hardware: str | None, efficiency: str | None):
     """The validation cases, GPU catalog and efficiency parameters of a command; refuses an
     output path whose folder does not exist before any work is done."""
-    from simulator.efficiency import default_efficiency, load_efficiency
     from simulator.hardware.catalog import load_catalog
-    from simulator.validation import read_cases
+    from simulator.inputs.efficiency_file import default_efficiency, load_efficiency
+    from simulator.validation.published import read_cases
 
     try:
         _check_output_file(out, "--out")
@@ -48,7 +48,7 @@ def _validation_inputs(cases: str, out: str | None, hardware: str | None, effici
         _fail(err)
 
 
-EFFICIENCY_HELP = ("Efficiency parameters YAML (layout of simulator/efficiency.yaml, e.g. from `trainsim calibrate "
+EFFICIENCY_HELP = ("Efficiency parameters YAML (layout of simulator/inputs/efficiency.yaml, e.g. from `trainsim calibrate "
                    "--out`, or just the values to change); default: the packaged ones.")
 
 
@@ -71,8 +71,8 @@ def run(
                                         "(PNG and SVG) to this folder (created if missing)."),
 ) -> None:
     """Simulate one optimizer step of SCENARIO and report where the time goes."""
+    from simulator.results.assemble import simulate
     from simulator.results.report import print_report
-    from simulator.simulate import simulate
 
     try:
         _check_output_file(trace, "--trace")
@@ -101,7 +101,7 @@ def run(
     else:
         print_report(result)
     if trace:
-        from simulator.atomic import write_text_atomically
+        from simulator.core.atomic import write_text_atomically
         from simulator.results.trace import chrome_trace
 
         write_text_atomically(json.dumps(chrome_trace(result)), trace)
@@ -129,7 +129,8 @@ def validate(
 
     from simulator.results.parity import figure_format, write_parity
     from simulator.results.report import error_table
-    from simulator.validation import summary, validate as run_validation, write_csv_atomically
+    from simulator.validation.published import summary, write_csv_atomically
+    from simulator.validation.published import validate as run_validation
 
     try:
         if plot is not None:
@@ -173,11 +174,15 @@ def calibrate(
     """Fit the efficiency parameters on CASES and report in-sample (and out-of-sample) error."""
     import yaml
 
-    from simulator.calibration import Calibration, fitted_efficiency, provenance
-    from simulator.efficiency import efficiency_to_dict
+    from simulator.core.atomic import write_text_atomically
+    from simulator.inputs.efficiency_file import efficiency_to_dict
     from simulator.results.report import error_table
-    from simulator.atomic import write_text_atomically
-    from simulator.validation import summary
+    from simulator.validation.calibration import (
+        Calibration,
+        fitted_efficiency,
+        provenance,
+    )
+    from simulator.validation.published import summary
 
     df, catalog, base = _validation_inputs(cases, out, hardware, efficiency)
     try:
@@ -207,8 +212,8 @@ WORKERS_OPTION = typer.Option(None, "--workers", min=1, help="Worker processes o
 
 
 def _engine(scheduler: str | None, workers: int | None):
-    """The Dask client (or ``None``: in-process) of --scheduler / --workers (simulator.cluster.engine)."""
-    from simulator.cluster import engine
+    """The Dask client (or ``None``: in-process) of --scheduler / --workers (simulator.studies.executor.engine)."""
+    from simulator.studies.executor import engine
 
     if scheduler and workers:
         err_console.print("[yellow]--workers is ignored with --scheduler[/yellow]")
@@ -243,7 +248,7 @@ def plan(
 ) -> None:
     """Find the best parallel plan for SCENARIO's model on its fleet (or on each of the fleets
     given by --gpus / --gpu, ranked together)."""
-    from simulator.planner import check_objective, plan_search
+    from simulator.studies.planner import check_objective, plan_search
 
     try:
         sc = load_scenario(scenario)
@@ -378,7 +383,7 @@ def sweep(
     rerun skips the variants already there."""
     import pandas as pd
 
-    from simulator.sweep import SweepInterrupted, load_sweep, run_sweep
+    from simulator.studies.sweep import SweepInterrupted, load_sweep, run_sweep
 
     try:
         _check_output_file(output, "--output")

@@ -10,10 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.calibration import SHARED, Calibration
-from simulator.efficiency import default_efficiency
 from simulator.hardware.catalog import load_catalog
-from simulator.validation import OPTIONAL_COLUMNS, read_cases, summary, validate
+from simulator.inputs.efficiency_file import default_efficiency
+from simulator.validation.calibration import SHARED, Calibration
+from simulator.validation.published import (
+    OPTIONAL_COLUMNS,
+    read_cases,
+    summary,
+    validate,
+)
 
 CALIBRATION_CSV = Path(__file__).resolve().parents[2] / "shared" / "validation" / "calibration.csv"
 

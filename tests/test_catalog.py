@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator.errors import InputError
+from simulator.core.errors import InputError
 from simulator.hardware.catalog import PRECISIONS, Catalog, GPUSpec, load_catalog
 
 REQUIRED = ("h100-sxm", "h100-pcie", "h200", "b200", "gb200", "mi250x", "mi300x", "l40s")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.errors import InputError
+from simulator.core.errors import InputError
 from simulator.network.collectives import (
     CollectivePlanner,
     NetworkEfficiency,

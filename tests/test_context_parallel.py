@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.errors import InputError, PlanError
-from simulator.megatron import megatron_flags, plan_from_megatron_flags
+from simulator.core.errors import InputError, PlanError
+from simulator.core.units import BYTES_PER_ELEMENT
+from simulator.inputs.resolve import resolve_fleet
+from simulator.inputs.scenario import Scenario
 from simulator.network.collectives import plan_collective
-from simulator.planner import candidate_plans
-from simulator.scenario import Scenario
-from simulator.simulate import resolve_fleet, simulate
+from simulator.results.assemble import simulate
+from simulator.studies.planner import candidate_plans
 from simulator.system.workplan import build_step_plan
-from simulator.units import BYTES_PER_ELEMENT
 from simulator.workload.loading import load_model
+from simulator.workload.megatron import megatron_flags, plan_from_megatron_flags
 from simulator.workload.memory import memory_per_gpu
 from simulator.workload.ops import layer_work, pipeline_message_bytes
 from simulator.workload.plan import ParallelPlan

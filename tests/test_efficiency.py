@@ -10,12 +10,16 @@ import yaml
 from typer.testing import CliRunner
 
 from simulator.cli import app
-from simulator.efficiency import default_efficiency, efficiency_to_dict, load_efficiency
-from simulator.errors import InputError
-from simulator.scenario import Scenario
-from simulator.simulate import simulate
-from simulator.sweep import run_sweep
-from simulator.validation import read_cases, validate
+from simulator.core.errors import InputError
+from simulator.inputs.efficiency_file import (
+    default_efficiency,
+    efficiency_to_dict,
+    load_efficiency,
+)
+from simulator.inputs.scenario import Scenario
+from simulator.results.assemble import simulate
+from simulator.studies.sweep import run_sweep
+from simulator.validation.published import read_cases, validate
 
 
 def write(path: Path, data) -> Path:

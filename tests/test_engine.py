@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import pytest
 
+from simulator.core.errors import SimulationError
 from simulator.network.collectives import CollectivePlan, NetworkEfficiency
 from simulator.network.topology import load_topology
 from simulator.system.engine import StepSimulation
 from simulator.system.workplan import ChunkWork, StepPlan
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan
-from simulator.errors import SimulationError
 from simulator.workload.schedules import Action, bubble_fraction_1f1b, build_schedule
 
 TOY = ModelConfig(name="toy", n_layers=8, d_model=64, n_heads=4, vocab=100, seq_len=16)

@@ -10,7 +10,7 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.errors import InputError, SimulationError
+from simulator.core.errors import InputError, SimulationError
 from simulator.network.collectives import NetworkEfficiency, plan_collective
 from simulator.network.flows import FlowNetwork, max_min_speeds
 from simulator.network.topology import load_topology

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from simulator import load_scenario, simulate
-from simulator.efficiency import default_efficiency
 from simulator.hardware.catalog import load_catalog
 from simulator.hardware.compute import ops_time_s
+from simulator.inputs.efficiency_file import default_efficiency
 from simulator.workload.loading import load_model
 from simulator.workload.ops import Op, head_work, layer_work, pipeline_message_bytes
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 import golden
+import pytest
 
 SHARED_FILES = (*golden.VALIDATION_FILES, golden.NCCL_FILE)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-from simulator.megatron import megatron_flags, plan_from_megatron_flags
-from simulator.simulate import resolve_fleet
-from simulator.scenario import Scenario
+from simulator.inputs.resolve import resolve_fleet
+from simulator.inputs.scenario import Scenario
 from simulator.system.workplan import build_step_plan
 from simulator.workload.loading import load_model
+from simulator.workload.megatron import megatron_flags, plan_from_megatron_flags
 from simulator.workload.plan import ParallelPlan
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from simulator.errors import InputError
+from simulator.core.errors import InputError
 from simulator.workload.counting import parameter_count
 from simulator.workload.loading import (
     SUPPORTED_HF_FAMILIES,
-    from_hf_config,
     _preset_file,
     find_preset,
+    from_hf_config,
     get_preset,
     load_model,
     preset_names,

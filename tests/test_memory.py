@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from simulator.errors import InputError, PlanError
+from simulator.core.errors import InputError, PlanError
 from simulator.workload.counting import parameter_count
 from simulator.workload.loading import get_preset
 from simulator.workload.memory import (

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.errors import InputError
+from simulator.core.errors import InputError
 from simulator.workload.counting import parameter_count
 from simulator.workload.model import ModelConfig
 from simulator.workload.ops import (

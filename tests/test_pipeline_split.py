@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.errors import InputError
-from simulator.megatron import megatron_flags, plan_from_megatron_flags
-from simulator.scenario import Scenario
-from simulator.simulate import simulate
+from simulator.core.errors import InputError
+from simulator.inputs.scenario import Scenario
+from simulator.results.assemble import simulate
 from simulator.workload.loading import load_model
+from simulator.workload.megatron import megatron_flags, plan_from_megatron_flags
 from simulator.workload.plan import ParallelPlan
 
 

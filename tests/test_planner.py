@@ -8,10 +8,15 @@ from typer.testing import CliRunner
 
 from simulator import load_scenario, simulate
 from simulator.cli import app
-from simulator.errors import InputError
-from simulator.megatron import megatron_flags, plan_from_megatron_flags
-from simulator.planner import candidate_plans, plan_search, resolve_fleet, stated_constraints
-from simulator.scenario import Scenario
+from simulator.core.errors import InputError
+from simulator.inputs.scenario import Scenario
+from simulator.studies.planner import (
+    candidate_plans,
+    plan_search,
+    resolve_fleet,
+    stated_constraints,
+)
+from simulator.workload.megatron import megatron_flags, plan_from_megatron_flags
 from simulator.workload.memory import memory_per_gpu
 
 PLAN_FIELDS = ("tp", "pp", "dp", "vpp", "micro_batch", "schedule", "sequence_parallel", "recompute", "zero_stage")
@@ -108,7 +113,7 @@ def test_enumeration_rules():
 
 
 def test_rank_order_changes_which_links_the_pipeline_uses():
-    from simulator.simulate import simulate
+    from simulator.results.assemble import simulate
 
     sc = Scenario(name="order", model="llama3-70b", topology="dgx-h100-superpod", gpus=64,
                   plan={"global_batch": 64, "tp": 4, "pp": 4, "recompute": "full", "zero_stage": 1})
@@ -125,7 +130,7 @@ def test_rank_order_changes_which_links_the_pipeline_uses():
 
 
 def test_option_switches_are_read_from_prose_without_partial_matches():
-    from simulator.megatron import options_in_text
+    from simulator.workload.megatron import options_in_text
 
     fields, flags = options_in_text("Overlap flags: --overlap-param-gather, --tp-comm-overlap. 8 GPUs.")
     assert flags == ["--overlap-param-gather", "--tp-comm-overlap"]

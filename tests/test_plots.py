@@ -10,11 +10,11 @@ from matplotlib.lines import Line2D
 from typer.testing import CliRunner
 
 from simulator.cli import app
+from simulator.inputs.scenario import Scenario, load_scenario
 from simulator.results import plots
+from simulator.results.assemble import simulate
 from simulator.results.report import LABELS
 from simulator.results.step import BREAKDOWN_KEYS
-from simulator.scenario import Scenario, load_scenario
-from simulator.simulate import simulate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FILES = [f"{stem}.{ext}" for stem in ("timeline", "breakdown", "memory") for ext in ("png", "svg")]

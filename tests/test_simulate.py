@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.efficiency import default_efficiency
-from simulator.errors import InputError
-from simulator.scenario import Scenario, load_scenario
-from simulator.simulate import simulate
+from simulator.core.errors import InputError
+from simulator.inputs.efficiency_file import default_efficiency
+from simulator.inputs.scenario import Scenario, load_scenario
+from simulator.results.assemble import simulate
 
 
 def scenario(**plan) -> Scenario:

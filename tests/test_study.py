@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from simulator.scenario import Scenario
-from simulator.simulate import simulate
-from simulator.study import compare, grid
+from simulator.inputs.scenario import Scenario
+from simulator.results.assemble import simulate
+from simulator.studies.study import compare, grid
 
 BASE = Scenario(name="study", model={"preset": "tiny", "seq_len": 1024}, topology="dgx-a100-superpod", gpus=16,
                 plan={"global_batch": 16})

@@ -10,10 +10,17 @@ import yaml
 from typer.testing import CliRunner
 
 from simulator.cli import app
-from simulator.errors import InputError
-from simulator.simulate import simulate
-from simulator.sweep import (CsvSink, SweepInterrupted, apply_changes, load_sweep, read_results, run_sweep,
-                             variant_id)
+from simulator.core.errors import InputError
+from simulator.results.assemble import simulate
+from simulator.studies.sweep import (
+    CsvSink,
+    SweepInterrupted,
+    apply_changes,
+    load_sweep,
+    read_results,
+    run_sweep,
+    variant_id,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,7 +108,7 @@ def test_a_failing_variant_is_a_row_with_its_message(tmp_path, client):
 
 
 def test_ctrl_c_keeps_the_finished_rows(tmp_path, monkeypatch):
-    import simulator.sweep as sweep_module
+    import simulator.studies.sweep as sweep_module
 
     path = write_sweep(tmp_path, grid=GRID)
     real, calls = sweep_module.run_variant, []

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.errors import InputError
+from simulator.core.errors import InputError
 from simulator.network.topology import Topology, bundled_topologies, load_topology
 
 A100 = "dgx-a100-superpod"

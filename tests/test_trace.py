@@ -10,9 +10,9 @@ import yaml
 from typer.testing import CliRunner
 
 from simulator.cli import app
+from simulator.inputs.scenario import Scenario
+from simulator.results.assemble import simulate
 from simulator.results.trace import WAIT_KIND, _lanes, chrome_trace
-from simulator.scenario import Scenario
-from simulator.simulate import simulate
 
 TOL_US = 1e-6  # microseconds
 PLAN = dict(tp=2, pp=2, micro_batch=1, global_batch=16, zero_stage=1)

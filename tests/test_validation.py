@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from simulator.cli import app
-from simulator.errors import InputError
-from simulator.efficiency import default_efficiency
+from simulator.core.errors import InputError
 from simulator.hardware.catalog import load_catalog
-from simulator.planner import estimate_step
+from simulator.inputs.efficiency_file import default_efficiency
+from simulator.system.estimate import estimate_step
 from simulator.system.workplan import build_step_plan
-from simulator.validation import case_setup, read_cases, summary, validate
+from simulator.validation.published import case_setup, read_cases, summary, validate
 from simulator.workload.loading import get_preset
 from simulator.workload.memory import memory_per_gpu
 
@@ -54,7 +54,7 @@ def test_every_row_comes_back_with_a_prediction_or_a_reason(cases_csv):
 
 
 def test_rows_sharing_a_configuration_share_one_simulation(cases_csv, monkeypatch):
-    import simulator.validation as v
+    import simulator.validation.published as v
 
     calls = []
     real = v.simulate_setup
@@ -177,9 +177,9 @@ def test_a_user_hardware_file_covers_a_gpu_the_catalog_lacks(cases_csv, tmp_path
 
 
 def test_megatron_switches_quoted_in_the_notes_set_the_overlap_options(tmp_path):
-    from simulator.validation import case_setup
-    from simulator.efficiency import default_efficiency
     from simulator.hardware.catalog import load_catalog
+    from simulator.inputs.efficiency_file import default_efficiency
+    from simulator.validation.published import case_setup
 
     row = ("gpt-7b,src-c,GPT,,32,4096,32,,,50000,4096,64,1,h100-sxm,16,8,8,1,2,1,,,,,bf16,400,mfu,0.5,")
     noted = row + '"ran with --overlap-grad-reduce --overlap-param-gather --tp-comm-overlap, PP overlap default"'
@@ -220,7 +220,7 @@ def test_a_row_without_parallel_sizes_gets_the_fastest_plan_that_fits(cases_csv,
 
     def estimate_s(plan) -> float:
         sp = build_step_plan(setup.model, plan, setup.topology, setup.device, setup.efficiency)
-        return estimate_step(sp, setup).step_s
+        return estimate_step(sp, setup.device, setup.efficiency, pue=setup.scenario.energy.pue).step_s
 
     chosen_s = estimate_s(setup.plan)
     for tp, pp, recompute in ((8, 8, "full"), (8, 4, "full"), (4, 8, "full"), (8, 8, "none"), (8, 2, "full")):

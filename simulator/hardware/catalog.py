@@ -22,7 +22,7 @@ Rules for ``base`` (chosen so that nothing surprising is inherited):
   repeats the base's source, so no overridden figure is passed off as the vendor's.
 * A precision cannot be removed through ``base``; write a full entry instead.
 
-Every problem in an input file raises :class:`~simulator.errors.InputError` naming the file and the
+Every problem in an input file raises :class:`~simulator.core.errors.InputError` naming the file and the
 field as ``<slug>.<field>`` (``None`` for whole-file problems such as a missing file or bad YAML).
 """
 
@@ -36,11 +36,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from simulator import units
-from simulator.errors import InputError, from_validation_error
-from simulator.yamlfile import parse_yaml, read_yaml_file
+from simulator.core import units
+from simulator.core.errors import InputError, from_validation_error
+from simulator.core.yamlfile import parse_yaml, read_yaml_file
 
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8")
 """Precision keys a catalog entry may list, in display order."""

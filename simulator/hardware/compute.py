@@ -19,7 +19,7 @@ catalog), the fitted architectures' ratio of training GEMM rate to that measured
 (``gemm_of_mamf``) times it, so a GPU whose matmuls reach a smaller share of its datasheet
 peak is not credited with the share the calibrated GPUs reach; otherwise the fitted
 architectures' mean (``gemm``). These are the named parameters (:class:`ComputeEfficiency`),
-loaded with the network and power parameters by :mod:`simulator.efficiency`.
+loaded with the network and power parameters by :mod:`simulator.inputs.efficiency_file`.
 
 An operation runs at its own precision (``op.precision``, e.g. bf16 attention in fp8
 training) or the plan's; an fp8 GEMM reaches ``gemm_max`` times the GPU's measured fp8-to-bf16

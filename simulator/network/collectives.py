@@ -90,7 +90,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.errors import InputError
+from simulator.core.errors import InputError
 from simulator.network.topology import LINK_KINDS
 
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv")
@@ -123,7 +123,7 @@ class NetworkEfficiency:
 
     These are the only free parameters of the network model; a calibration fits
     them against nccl-tests measurements. The simulator's values come from
-    :mod:`simulator.efficiency`; this class's defaults (every fraction 1.0, no
+    :mod:`simulator.inputs.efficiency_file`; this class's defaults (every fraction 1.0, no
     overhead) give the ideal, nominal-bandwidth time (:data:`NOMINAL`).
 
     Attributes:

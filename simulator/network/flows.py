@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from simulator.errors import InputError, SimulationError
+from simulator.core.errors import InputError, SimulationError
 
 _TOL = 1e-9  # relative slack on link capacity (float accumulation)
 _max = np.maximum.reduce  # cheaper than ndarray.max() on the fast path

@@ -105,10 +105,10 @@ import networkx as nx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simulator.bundled import bundled_dir
-from simulator.errors import InputError, from_validation_error
-from simulator.yamlfile import parse_yaml
-from simulator.units import US, GBps_to_Bps, gbit_per_s_to_Bps
+from simulator.core.bundled import bundled_dir
+from simulator.core.errors import InputError, from_validation_error
+from simulator.core.units import US, GBps_to_Bps, gbit_per_s_to_Bps
+from simulator.core.yamlfile import parse_yaml
 
 Link = tuple[Hashable, Hashable]
 """A directed edge ``(u, v)`` of :attr:`Topology.graph`."""

@@ -16,8 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from simulator.atomic import atomic_write
-from simulator.errors import InputError
+from simulator.core.atomic import atomic_write
+from simulator.core.errors import InputError
 
 METRIC_LABELS = {
     "step_time_s": "step time (s)",

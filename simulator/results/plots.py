@@ -15,7 +15,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from simulator.atomic import atomic_write
+from simulator.core.atomic import atomic_write
 from simulator.results.report import LABELS, MEMORY_KEYS
 from simulator.results.step import BREAKDOWN_KEYS, StepResult
 

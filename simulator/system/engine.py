@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from simulator.errors import SimulationError
+from simulator.core.errors import SimulationError
 from simulator.network.collectives import CollectivePlan
 from simulator.network.flows import FlowNetwork
 from simulator.system.variability import Jitter, Variability, max_of_normals

@@ -21,7 +21,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulator.errors import InputError
+from simulator.core.errors import InputError
 
 _STD_NORMAL = NormalDist()
 _Index = Annotated[int, Field(ge=0)]

@@ -48,15 +48,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
-from simulator.efficiency import Efficiency
+from simulator.core.units import BYTES_PER_ELEMENT, weight_bytes
 from simulator.hardware.compute import ComputeEfficiency, ops_time_s
-from simulator.network.collectives import CollectivePlan, NetworkEfficiency, plan_collective
+from simulator.network.collectives import (
+    CollectivePlan,
+    NetworkEfficiency,
+    plan_collective,
+)
 from simulator.network.topology import Topology
-from simulator.units import BYTES_PER_ELEMENT, weight_bytes
+from simulator.system.efficiency import Efficiency
 from simulator.workload.counting import parameter_count
-from simulator.workload.memory import block_parameters_per_rank, parameters_on_virtual_stage
+from simulator.workload.memory import (
+    block_parameters_per_rank,
+    parameters_on_virtual_stage,
+)
 from simulator.workload.model import ModelConfig
-from simulator.workload.ops import LayerWork, embedding_work, head_work, layer_work, pipeline_message_bytes
+from simulator.workload.ops import (
+    LayerWork,
+    embedding_work,
+    head_work,
+    layer_work,
+    pipeline_message_bytes,
+)
 from simulator.workload.plan import ParallelPlan
 from simulator.workload.schedules import Action, build_schedule
 

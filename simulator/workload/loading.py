@@ -10,7 +10,7 @@ Three sources, all ending in a validated :class:`ModelConfig`:
   name, a preset with overrides, an HF config with overrides, or every field
   spelled out).
 
-Every problem raises :class:`~simulator.errors.InputError` naming the file and
+Every problem raises :class:`~simulator.core.errors.InputError` naming the file and
 the field; pydantic's own errors are translated, never shown raw.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from simulator.errors import InputError, from_validation_error
+from simulator.core.errors import InputError, from_validation_error
 from simulator.workload.model import ModelConfig
 
 SUPPORTED_HF_FAMILIES = ("llama", "mistral", "qwen2", "gpt2", "gpt_neox")

@@ -46,8 +46,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from simulator.errors import InputError
-from simulator.units import GB, weight_bytes
+from simulator.core.errors import InputError
+from simulator.core.units import GB, weight_bytes
 from simulator.workload.counting import parameter_count
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan, Recompute

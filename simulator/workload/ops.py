@@ -9,7 +9,7 @@ the network layer turns a :class:`Collective` into time.
 Notation: ``b`` micro-batch (sequences), ``s`` seq_len, ``T = b s`` tokens,
 ``h`` d_model, ``a`` query heads, ``k`` kv heads, ``d`` head dim, ``f`` MLP
 inner size, ``V`` vocab, ``t`` tensor-parallel size, ``e`` bytes per activation
-element (:data:`simulator.units.BYTES_PER_ELEMENT`; 2 in fp8 training).
+element (:data:`simulator.core.units.BYTES_PER_ELEMENT`; 2 in fp8 training).
 
 FP8 training follows Transformer Engine's recipe (as Megatron-LM ``--fp8-format hybrid``
 runs it): the GEMMs of the transformer blocks' linear layers run in fp8 (forward, data and
@@ -65,8 +65,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.errors import InputError
-from simulator.units import BYTES_PER_ELEMENT
+from simulator.core.errors import InputError
+from simulator.core.units import BYTES_PER_ELEMENT
 from simulator.workload.model import ModelConfig
 
 OpKind = Literal["gemm", "attention", "elementwise"]

@@ -22,11 +22,10 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulator.errors import PlanError
-from simulator.units import BYTES_PER_ELEMENT
+from simulator.core.errors import PlanError
+from simulator.core.units import BYTES_PER_ELEMENT
 
 Dim = Literal["tp", "dp", "pp"]
 GroupDim = Literal["tp", "cp", "dp", "pp"]

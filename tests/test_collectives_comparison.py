@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from simulator.efficiency import default_efficiency
-from simulator.network import nccl_validation
+from simulator.inputs.efficiency_file import default_efficiency
+from simulator.validation import collectives as nccl_validation
 from simulator.network.collectives import bus_bandwidth_Bps, plan_collective
-from simulator.network.nccl_validation import (
+from simulator.validation.collectives import (
     EXTRA_TOPOLOGIES,
     MiB,
     build_topology,

@@ -13,7 +13,6 @@ values replace the packaged ones, the rest stay); a study may build its own
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -21,12 +20,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simulator.errors import InputError, from_validation_error
+from simulator.core.errors import InputError, from_validation_error
+from simulator.core.units import US
+from simulator.core.yamlfile import parse_yaml, read_yaml_file
 from simulator.hardware.compute import ComputeEfficiency
 from simulator.hardware.power import PowerFractions
 from simulator.network.collectives import NetworkEfficiency
-from simulator.units import US
-from simulator.yamlfile import parse_yaml, read_yaml_file
+from simulator.system.efficiency import Efficiency
 
 _Fraction = Annotated[float, Field(gt=0, le=1)]
 
@@ -60,18 +60,6 @@ class EfficiencyFile(BaseModel):
     power: PowerFractions
     source: str = Field(description="how the values were obtained")
     fit: dict[str, Any] | None = Field(None, description="the fit record of `trainsim calibrate`")
-
-
-@dataclass(frozen=True)
-class Efficiency:
-    """Compute, network and power parameters, with their provenance (``fit``: how they were
-    fitted, as written by ``trainsim calibrate``; None for priors)."""
-
-    compute: ComputeEfficiency
-    network: NetworkEfficiency
-    power: PowerFractions
-    source: str
-    fit: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def efficiency_from_dict(raw: Any, *, file: str | Path | None = None) -> Efficiency:
@@ -113,17 +101,17 @@ def efficiency_to_dict(eff: Efficiency) -> dict[str, Any]:
     }
 
 
-PACKAGED_FILE = "simulator/efficiency.yaml"
+PACKAGED_FILE = "simulator/inputs/efficiency.yaml"
 
 
 @lru_cache(maxsize=1)
 def _packaged() -> dict[str, Any]:
-    return parse_yaml(resources.files("simulator").joinpath("efficiency.yaml").read_text(), file=PACKAGED_FILE)
+    return parse_yaml(resources.files("simulator.inputs").joinpath("efficiency.yaml").read_text(), file=PACKAGED_FILE)
 
 
 @lru_cache(maxsize=1)
 def default_efficiency() -> Efficiency:
-    """The packaged parameters (``simulator/efficiency.yaml``)."""
+    """The packaged parameters (``simulator/inputs/efficiency.yaml``)."""
     return efficiency_from_dict(_packaged(), file=PACKAGED_FILE)
 
 
@@ -132,7 +120,7 @@ def load_efficiency(path: str | Path) -> Efficiency:
     it) in their place. Without its own ``source`` the result's says which values the file
     changed; its ``fit`` is the file's (none if it has none). Raises :class:`InputError`
     naming the file and the field."""
-    raw = read_yaml_file(path, expected="efficiency parameters (format: simulator/efficiency.yaml)")
+    raw = read_yaml_file(path, expected="efficiency parameters (format: simulator/inputs/efficiency.yaml)")
     if not isinstance(raw, dict) or not raw:
         raise InputError("expected a mapping with any of " + ", ".join(EfficiencyFile.model_fields), file=path)
     merged = _merged({**_packaged(), "fit": None}, raw)

@@ -50,7 +50,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from simulator.errors import InputError
+from simulator.core.errors import InputError
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan
 
@@ -250,7 +250,7 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
 
     from pydantic import ValidationError
 
-    from simulator.errors import from_validation_error
+    from simulator.core.errors import from_validation_error
 
     try:
         return ParallelPlan(

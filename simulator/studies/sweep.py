@@ -42,13 +42,19 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.errors import InputError, TrainsimError, from_validation_error
+from simulator.core.errors import InputError, TrainsimError, from_validation_error
+from simulator.core.yamlfile import parse_yaml
+from simulator.inputs.scenario import (
+    EnergySpec,
+    PlanSpec,
+    Scenario,
+    SimulationSpec,
+    load_scenario,
+)
 from simulator.results.step import BREAKDOWN_KEYS
-from simulator.scenario import EnergySpec, PlanSpec, Scenario, SimulationSpec, load_scenario
-from simulator.study import grid as grid_product
-from simulator.study import PLAN_COLUMNS, plan_row, summary_row
+from simulator.studies.study import PLAN_COLUMNS, plan_row, summary_row
+from simulator.studies.study import grid as grid_product
 from simulator.system.variability import Variability
-from simulator.yamlfile import parse_yaml
 
 # --------------------------------------------------------------------------- the file
 
@@ -80,7 +86,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
 _TOP_LEVEL = ("model", "topology", "gpus", "gpu", "hardware_file", "efficiency_file", "name", "description")
 _PATH_FIELDS = ("topology", "hardware_file", "efficiency_file")
 
-# Columns of every output row after the changed fields (PLAN_COLUMNS from simulator.study first).
+# Columns of every output row after the changed fields (PLAN_COLUMNS from simulator.studies.study first).
 NUMBER_COLUMNS = (
     "step_time_s", "tokens_per_s", "mfu", "hfu", "model_tflops_per_gpu", "memory_GB", "capacity_GB", "fits",
     "energy_per_token_J", "avg_power_per_gpu_W",
@@ -259,7 +265,7 @@ def _blame(err: InputError, changes: dict[str, Any], combo: dict[str, Any], more
 def run_variant(vid: str, scenario: Scenario) -> dict[str, Any]:
     """Simulate one variant: its row (id, status, plan, :func:`summary_row`). Never raises for a
     problem inside the simulation: ``status`` is then the message. Runs on a Dask worker."""
-    from simulator.simulate import simulate
+    from simulator.results.assemble import simulate
 
     row: dict[str, Any] = {"id": vid}
     try:
@@ -328,7 +334,7 @@ class CsvSink:
     """
 
     def __init__(self, path: Path, columns: list[str]):
-        from simulator.atomic import atomic_write
+        from simulator.core.atomic import atomic_write
 
         self.path = path
         if not path.parent.is_dir():
@@ -355,7 +361,7 @@ class CsvSink:
         self.done.add(str(row["id"]))
 
     def _grow(self, new: list[str]) -> None:
-        from simulator.atomic import atomic_write
+        from simulator.core.atomic import atomic_write
 
         self._f.close()
         header, rows, _ = read_done(self.path)
@@ -409,8 +415,15 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[Any]:
         yield lambda n: None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
     class Rate(ProgressColumn):

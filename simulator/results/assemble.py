@@ -9,110 +9,24 @@ This is the Python API the CLI and notebooks use::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from simulator.errors import InputError, SimulationError
-from simulator.hardware.catalog import GPUSpec, load_catalog
-from simulator.efficiency import Efficiency, default_efficiency, load_efficiency
+from simulator.core.errors import InputError, SimulationError
 from simulator.hardware.power import StateTimes, step_energy
-from simulator.network.topology import Topology, load_topology
+from simulator.inputs.resolve import Setup, setup
+from simulator.inputs.scenario import Scenario
 from simulator.results.step import BREAKDOWN_KEYS, StepResult
-from simulator.scenario import Scenario
+from simulator.system.efficiency import Efficiency
 from simulator.system.engine import StepRun, StepSimulation, TimelineEvent
 from simulator.system.workplan import build_step_plan
 from simulator.workload.counting import model_flops_per_token, recompute_flops_per_token
-from simulator.workload.loading import load_model
 from simulator.workload.memory import memory_per_gpu
-from simulator.workload.model import ModelConfig
-from simulator.workload.plan import ParallelPlan, check_plan_against
 
 COMPUTE_STATE = ("forward", "backward", "recompute", "optimizer")
 COMM_STATE = ("tp_comm", "cp_comm", "pp_comm", "dp_comm")
 IDLE_STATE = ("bubble", "stall")
 
-
-@dataclass(frozen=True)
-class Setup:
-    """A scenario resolved into the objects the layers take."""
-
-    scenario: Scenario
-    model: ModelConfig
-    plan: ParallelPlan
-    topology: Topology
-    device: GPUSpec
-    efficiency: Efficiency
-
-
-def topology_source(scenario: Scenario) -> str | Path:
-    """The scenario's topology as :func:`load_topology` takes it: a path (relative to the
-    scenario file) if it names a file, else a bundled topology name."""
-    path = scenario.resolve(scenario.topology)
-    return path if path.exists() or scenario.topology.endswith((".yaml", ".yml")) else scenario.topology
-
-
-@dataclass(frozen=True)
-class Fleet:
-    """The scenario's model, topology, GPU and efficiency, resolved once; a plan completes it into a Setup."""
-
-    scenario: Scenario
-    model: ModelConfig
-    topology: Topology
-    device: GPUSpec
-    efficiency: Efficiency
-
-    def setup(self, plan: ParallelPlan) -> Setup:
-        return Setup(self.scenario, self.model, plan, self.topology, self.device, self.efficiency)
-
-
-def resolve_fleet(scenario: Scenario, efficiency: Efficiency | None = None) -> Fleet:
-    """Load the model, topology and GPU of ``scenario`` (not its plan); :class:`InputError` naming the field."""
-    file = scenario.source_file
-    try:
-        model = load_model(scenario.model, base_dir=scenario.base_dir, file=file)
-        catalog = load_catalog(scenario.resolve(scenario.hardware_file) if scenario.hardware_file else None)
-        try:
-            topology = load_topology(topology_source(scenario), scenario.gpus, file=file)
-        except InputError as err:
-            if err.field != "n_gpus":
-                raise
-            raise InputError(err.detail, file=file, field="gpus") from None
-        gpu_name = scenario.gpu or topology.gpu
-        if gpu_name is None:
-            raise InputError("the topology names no GPU; set 'gpu' in the scenario", field="gpu")
-        try:
-            device = catalog.get(gpu_name)
-        except InputError as err:
-            raise InputError(err.detail, file=file, field="gpu") from None
-        try:
-            device.peak_flops_for(scenario.plan.precision)
-        except InputError as err:
-            raise InputError(err.detail, file=file, field="plan.precision") from None
-        scenario.variability.check_fleet(scenario.gpus, topology.gpus_per_node)
-        if efficiency is None:
-            efficiency = (load_efficiency(scenario.resolve(scenario.efficiency_file)) if scenario.efficiency_file
-                          else default_efficiency())
-    except InputError as err:
-        raise err.with_file(file) if file else err
-    return Fleet(scenario, model, topology, device, efficiency)
-
-
-def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
-    """Resolve and check everything before simulating; raises :class:`InputError` naming the field."""
-    fleet = resolve_fleet(scenario, efficiency)
-    try:
-        plan = scenario.parallel_plan()
-        model = fleet.model
-        check_plan_against(
-            plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
-            n_gpus=scenario.gpus, gpus_per_node=fleet.topology.gpus_per_node,
-        )
-    except InputError as err:
-        raise err.with_file(scenario.source_file) if scenario.source_file else err
-    return fleet.setup(plan)
 
 
 def simulate(scenario: Scenario, efficiency: Efficiency | None = None, *, record_timeline: bool = True) -> StepResult:

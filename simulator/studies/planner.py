@@ -3,7 +3,7 @@
 ::
 
     from simulator import load_scenario
-    from simulator.planner import plan_search
+    from simulator.studies.planner import plan_search
 
     search = plan_search(load_scenario("my.yaml"), objective="throughput", top_k=64)
     search.best.plan, search.best.step_time_s, search.best.megatron_flags
@@ -14,10 +14,10 @@ The search has three passes:
    model and fleet allow (the rules are in :func:`candidate_plans`).
 2. **Memory**: plans whose peak stage does not fit (:func:`~simulator.workload.memory.memory_per_gpu`)
    are discarded; the GB needed and the capacity are kept for the report.
-3. **First pass** (:func:`estimate_step`): an analytic step time from the per-micro-batch work of
+3. **First pass** (:func:`~simulator.system.estimate.estimate_step`): an analytic step time from the per-micro-batch work of
    :func:`~simulator.system.workplan.build_step_plan`, used only to choose which plans to
    simulate. The best ``top_k`` of them by the objective's estimate are simulated event by
-   event (:func:`~simulator.simulate.simulate_setup`), and the final ranking comes from
+   event (:func:`~simulator.results.assemble.simulate_setup`), and the final ranking comes from
    those simulations only.
 
 Objectives (``OBJECTIVES``): ``throughput`` (tokens/s, higher is better), ``energy``
@@ -37,16 +37,17 @@ from typing import Any, Union
 
 from pydantic import ValidationError
 
-from simulator.cluster import scatter_once
-from simulator.efficiency import Efficiency
-from simulator.errors import InputError, PlanError, TrainsimError
-from simulator.hardware.power import StateTimes, step_energy
-from simulator.megatron import megatron_flags
+from simulator.core.errors import InputError, PlanError, TrainsimError
+from simulator.core.units import GB
+from simulator.inputs.resolve import Fleet, resolve_fleet
+from simulator.inputs.scenario import PlanSpec, Scenario
+from simulator.results.assemble import simulate_setup
 from simulator.results.step import StepResult
-from simulator.scenario import PlanSpec, Scenario
-from simulator.simulate import Fleet, resolve_fleet, simulate_setup
-from simulator.system.workplan import StepPlan, build_step_plan
-from simulator.units import GB
+from simulator.studies.executor import scatter_once
+from simulator.system.efficiency import Efficiency
+from simulator.system.estimate import Estimate, estimate_step
+from simulator.system.workplan import build_step_plan
+from simulator.workload.megatron import megatron_flags
 from simulator.workload.memory import memory_per_gpu
 from simulator.workload.plan import ParallelPlan, check_plan_against
 
@@ -210,81 +211,6 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
     return plans
 
 
-# --------------------------------------------------------------------------- first pass
-
-@dataclass(frozen=True)
-class Estimate:
-    """Analytic step estimate of one plan (seconds; joules per step at the facility)."""
-
-    step_s: float
-    pipeline_s: float
-    dp_exposed_s: float
-    optimizer_s: float
-    energy_J: float
-
-
-def estimate_step(sp: StepPlan, fleet: Fleet) -> Estimate:
-    """Analytic step time from the work plan, without the event simulation.
-
-    With ``t_i`` the forward + backward seconds (compute and the communication inside the passes)
-    of one micro-batch through all ``vpp`` chunks of stage ``i``, ``m`` micro-batches, ``p``
-    stages, ``v`` chunks per stage::
-
-        pipeline = (m + (p - 1) / v) * max_i t_i + 2 (p - 1) * send     (1F1B, interleaved)
-                   (m + p - 1) * max_i t_i + 2 (p - 1) * send            (GPipe)
-        dp_i     = sum of stage i's gradient bucket times (alone on the network), minus the
-                   backward of one micro-batch through the stage when overlap_grad_reduce
-                   is on, but at least the last bucket; plus the ZeRO 1-2 parameter all-gather
-        step     = pipeline + max_i (dp_i + optimizer_i) + embedding all-reduce (tied, p > 1)
-
-    ``send`` is one pipeline transfer alone on the network. Energy uses the same power model
-    as the simulation with compute ``m t_i + optimizer_i``, communication ``dp_i``, the rest idle.
-    """
-    plan, eff = sp.plan, fleet.efficiency.network
-    p, v, m = plan.pp, plan.vpp, plan.n_microbatches
-    stage_f = [0.0] * p
-    stage_b = [0.0] * p
-    stage_compute = [0.0] * p
-    buckets: list[list[float]] = [[] for _ in range(p)]
-    for vs, chunk in enumerate(sp.chunks):
-        i = vs % p
-        stage_f[i] += sum(chunk.forward.values())
-        stage_b[i] += sum(chunk.backward.values())
-        stage_compute[i] += chunk.forward_compute_s + chunk.backward_compute_s
-        buckets[i].extend(b.standalone_time_s(eff) for b in chunk.grad_buckets)
-    t = max(f + b for f, b in zip(stage_f, stage_b))
-    send = sp.p2p(0, 1, tuple(range(plan.dp))).standalone_time_s(eff) if p > 1 else 0.0
-    fill = (p - 1) if plan.schedule == "gpipe" else (p - 1) / v
-    pipeline = (m + fill) * t + 2 * (p - 1) * send
-
-    tail = []
-    dp_exposed = []
-    for i in range(p):
-        total = sum(buckets[i])
-        if total and plan.overlap_grad_reduce:
-            exposed = max(buckets[i][-1], total - stage_b[i])
-        else:
-            exposed = total
-        gather = sp.param_gather[i]
-        if gather is not None:
-            exposed += gather.standalone_time_s(eff)
-        dp_exposed.append(exposed)
-        tail.append(exposed + sp.optimizer_s[i])
-    emb = sp.embedding_sync.standalone_time_s(eff) if sp.embedding_sync is not None else 0.0
-    step = pipeline + max(tail) + emb
-
-    times = []
-    for i in range(p):
-        compute = m * stage_compute[i] + sp.optimizer_s[i]
-        comm = dp_exposed[i] + m * (stage_f[i] + stage_b[i] - stage_compute[i])
-        times.append(StateTimes(compute, comm, max(0.0, step - compute - comm)))
-    dev, power = fleet.device, fleet.topology.power
-    energy = step_energy(times, plan.width * plan.dp, tdp_W=dev.tdp_W, idle_W=dev.idle_W,
-                         fractions=fleet.efficiency.power, nodes_W=power.nodes_W, switches_W=power.switches_W,
-                         step_s=step, pue=fleet.scenario.energy.pue).facility_J
-    return Estimate(step, pipeline, max(dp_exposed), max(sp.optimizer_s), energy)
-
-
 # --------------------------------------------------------------------------- results
 
 @dataclass
@@ -444,7 +370,8 @@ def _simulate(fleet: Fleet, plan: ParallelPlan) -> StepResult:
 
 
 def _estimate(fleet: Fleet, plan: ParallelPlan) -> Estimate:
-    return estimate_step(build_step_plan(fleet.model, plan, fleet.topology, fleet.device, fleet.efficiency), fleet)
+    return estimate_step(build_step_plan(fleet.model, plan, fleet.topology, fleet.device, fleet.efficiency),
+                         fleet.device, fleet.efficiency, pue=fleet.scenario.energy.pue)
 
 
 def _run_batch(func: Callable[[Fleet, ParallelPlan], Any], plans: list[ParallelPlan], fleet: Fleet) -> list[Any]:
@@ -655,7 +582,7 @@ def _tiebreak(plan: ParallelPlan) -> tuple:
 
 
 __all__ = [
-    "CP_CHOICES", "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded", "Estimate",
-    "Fleet", "PlanResult", "PlanSearch", "Price", "candidate_plans", "check_objective", "estimate_step", "map_plans",
+    "CP_CHOICES", "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded",
+    "Fleet", "PlanResult", "PlanSearch", "Price", "candidate_plans", "check_objective", "map_plans",
     "objective_value", "plan_search", "resolve_fleet", "simulate_plans", "stated_constraints",
 ]

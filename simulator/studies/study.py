@@ -3,7 +3,7 @@
 ::
 
     from simulator import load_scenario
-    from simulator.study import compare, grid
+    from simulator.studies.study import compare, grid
 
     base = load_scenario("gpt3-175b-1024-a100")
     df = compare(base, grid(tp=[4, 8], pp=[8, 16], vpp=[1]))
@@ -23,10 +23,10 @@ from typing import Any
 
 import pandas as pd
 
-from simulator.errors import TrainsimError
+from simulator.core.errors import TrainsimError
+from simulator.inputs.scenario import Scenario
+from simulator.results.assemble import simulate
 from simulator.results.step import BREAKDOWN_KEYS, StepResult
-from simulator.scenario import Scenario
-from simulator.simulate import simulate
 
 
 def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:

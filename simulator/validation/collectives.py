@@ -55,8 +55,19 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from simulator.network.collectives import KINDS, NetworkEfficiency, bus_bandwidth_Bps, plan_collective
-from simulator.network.topology import Topology, TopologyFile, load_topology, parse_topology_file
+from simulator.inputs.efficiency_file import default_efficiency
+from simulator.network.collectives import (
+    KINDS,
+    NetworkEfficiency,
+    bus_bandwidth_Bps,
+    plan_collective,
+)
+from simulator.network.topology import (
+    Topology,
+    TopologyFile,
+    load_topology,
+    parse_topology_file,
+)
 
 MiB = 1 << 20
 
@@ -368,12 +379,6 @@ class _Topos:
         return self.cache[(key, n)]
 
 
-def _default_efficiency() -> NetworkEfficiency:
-    from simulator.efficiency import default_efficiency  # noqa: PLC0415 - efficiency imports the network layer
-
-    return default_efficiency().network
-
-
 def predict_busbw_GBps(
     topology: Topology, kind: str, n: int, message_bytes: float, efficiency: NetworkEfficiency,
     algorithm: str = "auto",
@@ -479,7 +484,7 @@ def compare(table: pd.DataFrame | str | Path, efficiency: NetworkEfficiency | No
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise KeyError(f"nccl table lacks columns {missing}")
-    eff = efficiency or _default_efficiency()
+    eff = efficiency or default_efficiency().network
     topos = _Topos({})
     rows = [_compare_row(r, eff, topos) for _, r in table.fillna("").iterrows()]
     out = pd.DataFrame(rows, columns=list(COLUMNS))

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.bundled import bundled_dir
-from simulator.errors import InputError, PlanError, from_validation_error
-from simulator.yamlfile import parse_yaml
+from simulator.core.bundled import bundled_dir
+from simulator.core.errors import InputError, PlanError, from_validation_error
+from simulator.core.yamlfile import parse_yaml
 from simulator.system.variability import Variability
 from simulator.workload.plan import ParallelPlan
 
@@ -107,7 +107,7 @@ class Scenario(BaseModel):
     gpu: str | None = Field(None, description="GPU catalog name; default: the topology's GPU.")
     hardware_file: str | None = Field(None, description="User GPU catalog (YAML) adding or overriding GPUs.")
     efficiency_file: str | None = Field(
-        None, description="Efficiency parameters (YAML in the layout of simulator/efficiency.yaml, e.g. written by "
+        None, description="Efficiency parameters (YAML in the layout of simulator/inputs/efficiency.yaml, e.g. written by "
         "`trainsim calibrate --out`, or just the values to change); default: the packaged ones.")
     plan: PlanSpec
     variability: Variability = Field(default_factory=Variability)

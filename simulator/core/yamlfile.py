@@ -1,6 +1,6 @@
 """Reading YAML input files: one parser for scenarios, topologies and GPU catalogs.
 
-Problems become an :class:`~simulator.errors.InputError` naming the file and,
+Problems become an :class:`~simulator.core.errors.InputError` naming the file and,
 for syntax errors, the line and column. A key given twice in one mapping is an
 error (plain PyYAML silently keeps the last one, hiding typos).
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from simulator.errors import InputError
+from simulator.core.errors import InputError
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -51,9 +51,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from simulator.efficiency import Efficiency, default_efficiency
 from simulator.hardware.catalog import Catalog, load_catalog
-from simulator.validation import case_setup, config_key, summary, validate
+from simulator.inputs.efficiency_file import default_efficiency
+from simulator.system.efficiency import Efficiency
+from simulator.validation.published import case_setup, config_key, summary, validate
 from simulator.workload.ops import embedding_work, head_work, layer_work
 
 COMPUTE_SCALED = ("forward_s", "backward_s", "recompute_s", "bubble_s", "stall_s")

@@ -35,14 +35,14 @@ Rules for what a row leaves open (each use is listed in the row's
   ``tp``, ``pp`` and ``dp`` (or states ``dp`` with sizes that, empty as 1, do not fill the
   fleet) gets, among the TP sizes within a node and PP sizes dividing the layers it leaves
   open (and the recompute and ZeRO options it leaves open), the plan that fits and that the
-  planner's first pass (:func:`~simulator.planner.estimate_step`) estimates fastest:
+  planner's first pass (:func:`~simulator.studies.planner.estimate_step`) estimates fastest:
   published runs were tuned.
   Megatron-LM option switches quoted in ``notes``
   (``--tp-comm-overlap``, ``--overlap-param-gather``, ``--overlap-grad-reduce``,
   ``--sequence-parallel``, ``--use-distributed-optimizer``, ``--grad-reduce-in-bf16``)
   set the overlap options no column carries, and the features Megatron-LM requires
   for them (sequence parallelism, the distributed optimizer) where the column is empty
-  (:func:`simulator.megatron.options_in_text`). The attention kernel is flash unless
+  (:func:`simulator.workload.megatron.options_in_text`). The attention kernel is flash unless
   ``source_conventions.yaml`` says the source ran unfused (``standard``) attention.
 * metric: ``step_time_s``; ``tflops_per_gpu`` by the Megatron-LM formula
   (Narayanan et al. 2021, eq. 3) with or without its recomputation term as the
@@ -69,18 +69,21 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from simulator.atomic import write_text_atomically
-from simulator.efficiency import Efficiency, default_efficiency
-from simulator.errors import InputError, TrainsimError, from_validation_error
+from simulator.core.atomic import write_text_atomically
+from simulator.core.errors import InputError, TrainsimError, from_validation_error
 from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
-from simulator.megatron import options_in_text
+from simulator.inputs.efficiency_file import default_efficiency
+from simulator.inputs.resolve import Fleet, Setup
+from simulator.inputs.scenario import Scenario
 from simulator.network.topology import Topology, TopologyFile, build_topology
-from simulator.scenario import Scenario
-from simulator.planner import estimate_step, pp_choices, tp_choices
-from simulator.simulate import Fleet, Setup, simulate_setup
+from simulator.results.assemble import simulate_setup
+from simulator.studies.planner import pp_choices, tp_choices
+from simulator.system.efficiency import Efficiency
+from simulator.system.estimate import estimate_step
 from simulator.system.workplan import build_step_plan
 from simulator.workload.counting import model_flops_per_step, parameter_count
 from simulator.workload.loading import find_preset, get_preset, preset_names
+from simulator.workload.megatron import options_in_text
 from simulator.workload.memory import memory_per_gpu
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan, check_plan_against
@@ -394,7 +397,8 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
             chosen = (plan, tried, recompute, zero, fits)
             break
         # sizes the row leaves open: the fastest that fits by the first-pass estimate
-        step_s = estimate_step(build_step_plan(model, plan, topology, gpu, efficiency), fleet).step_s
+        step_s = estimate_step(build_step_plan(model, plan, topology, gpu, efficiency), gpu, efficiency,
+                               pue=fleet.scenario.energy.pue).step_s
         if step_s < best_s:
             chosen, best_s = (plan, tried, recompute, zero, fits), step_s
     if chosen is None:
@@ -418,7 +422,7 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
 @lru_cache(maxsize=1)
 def source_conventions() -> dict[str, dict[str, Any]]:
     """Per source, what it did that its rows do not say (``source_conventions.yaml``)."""
-    return yaml.safe_load(resources.files("simulator").joinpath("source_conventions.yaml").read_text())
+    return yaml.safe_load(resources.files("simulator.validation").joinpath("source_conventions.yaml").read_text())
 
 
 def _convention(row: pd.Series) -> dict[str, Any]:
@@ -547,5 +551,5 @@ def summary(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_csv_atomically(df: pd.DataFrame, path: str | Path) -> None:
-    """Write ``df`` as CSV to ``path`` atomically (:mod:`simulator.atomic`)."""
+    """Write ``df`` as CSV to ``path`` atomically (:mod:`simulator.core.atomic`)."""
     write_text_atomically(df.to_csv(index=False), path)
