@@ -10,7 +10,7 @@ from simulator.inputs.resolve import resolve_fleet
 from simulator.inputs.scenario import Scenario
 from simulator.network.collectives import plan_collective
 from simulator.results.assemble import simulate
-from simulator.studies.planner import candidate_plans
+from simulator.studies.space import candidate_plans
 from simulator.system.workplan import build_step_plan
 from simulator.workload.loading import load_model
 from simulator.workload.megatron import megatron_flags, plan_from_megatron_flags

@@ -17,7 +17,7 @@ from simulator.network.topology import Topology, load_topology
 from simulator.system.efficiency import Efficiency
 from simulator.workload.loading import load_model
 from simulator.workload.model import ModelConfig
-from simulator.workload.plan import ParallelPlan, check_plan_against
+from simulator.workload.plan import ParallelPlan, check_plan
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,7 @@ def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
     try:
         plan = scenario.parallel_plan()
         model = fleet.model
-        check_plan_against(
-            plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
-            n_gpus=scenario.gpus, gpus_per_node=fleet.topology.gpus_per_node,
-        )
+        check_plan(plan, model, n_gpus=scenario.gpus, gpus_per_node=fleet.topology.gpus_per_node)
     except InputError as err:
         raise err.with_file(scenario.source_file) if scenario.source_file else err
     return fleet.setup(plan)

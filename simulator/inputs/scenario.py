@@ -16,68 +16,67 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from simulator.core.bundled import bundled_dir
 from simulator.core.errors import InputError, PlanError, from_validation_error
+from simulator.core.units import MB
 from simulator.core.yamlfile import parse_yaml
 from simulator.system.variability import Variability
-from simulator.workload.plan import ParallelPlan
+from simulator.workload.legality import fleet_filled
+from simulator.workload.plan import ParallelPlan, Schedule
 
 
-class PlanSpec(BaseModel):
-    """The plan as written in a scenario: like :class:`ParallelPlan` but ``dp`` may be omitted
-    and the bucket size is in MB."""
+class _WrittenPlan(BaseModel):
+    """What a scenario's ``plan:`` adds to :class:`ParallelPlan`: ``dp`` and ``schedule`` may be
+    left out, the bucket is in MB and the rank order may be one string."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tp: int = Field(1, ge=1)
-    pp: int = Field(1, ge=1)
-    dp: int | None = Field(None, ge=1, description="Omit to fill the fleet: gpus / (tp * cp * pp).")
-    cp: int = Field(1, ge=1, description="Context-parallel size (sequence split over cp ranks).")
-    vpp: int = Field(1, ge=1)
-    micro_batch: int = Field(1, ge=1)
-    global_batch: int = Field(ge=1)
-    schedule: Literal["gpipe", "1f1b", "interleaved"] | None = Field(
-        None, description="Default: 'interleaved' if vpp > 1, else '1f1b'."
-    )
-    sequence_parallel: bool = False
-    recompute: Literal["none", "selective", "full"] = "none"
-    zero_stage: int = Field(0, ge=0, le=3)
-    precision: Literal["fp32", "tf32", "bf16", "fp16", "fp8"] = "bf16"
-    placement: list[Literal["tp", "dp", "pp"]] | str = Field(
-        default_factory=lambda: ["tp", "dp", "pp"], description="Innermost first, e.g. 'tp,dp,pp'."
-    )
-    dp_bucket_MB: float | None = Field(
-        None, ge=1.0, description="Gradient bucket, MB of reduced gradients (>= 1); default: Megatron-LM's.")
-    overlap_grad_reduce: bool = True
-    grad_reduce_precision: Literal["fp32", "bf16"] = "fp32"
-    tp_overlap: Literal["none", "backward", "full"] = "backward"
-    overlap_param_gather: bool = False
-    attention: Literal["flash", "standard"] = "flash"
-
-    @property
-    def dp_bucket_bytes(self) -> float | None:
-        """``dp_bucket_MB`` in bytes (None: Megatron-LM's default)."""
-        return None if self.dp_bucket_MB is None else self.dp_bucket_MB * 1e6
-
-    @field_validator("placement", mode="before")
+    @field_validator("placement", mode="before", check_fields=False)
     @classmethod
     def _split(cls, v: Any) -> Any:
         return [p.strip() for p in v.split(",")] if isinstance(v, str) else v
 
+    @property
+    def dp_bucket_bytes(self) -> float | None:
+        """``dp_bucket_MB`` in bytes (None: Megatron-LM's default)."""
+        return None if self.dp_bucket_MB is None else self.dp_bucket_MB * MB
+
+    def plan_value(self, name: str) -> Any:
+        """The value of the :class:`ParallelPlan` field ``name`` as written (None where left out)."""
+        return self.dp_bucket_bytes if name == "dp_bucket_bytes" else getattr(self, name)
+
     def to_plan(self, n_gpus: int) -> ParallelPlan:
+        """The :class:`ParallelPlan` on ``n_gpus`` GPUs (``dp`` filling the fleet if left out)."""
         dp = self.dp if self.dp is not None else n_gpus // (self.tp * self.cp * self.pp)
-        return ParallelPlan(
-            tp=self.tp, pp=self.pp, dp=dp, cp=self.cp, vpp=self.vpp, micro_batch=self.micro_batch,
-            global_batch=self.global_batch,
-            schedule=self.schedule or ("interleaved" if self.vpp > 1 else "1f1b"),
-            sequence_parallel=self.sequence_parallel, recompute=self.recompute,
-            zero_stage=self.zero_stage, precision=self.precision, placement=tuple(self.placement),
-            dp_bucket_bytes=self.dp_bucket_bytes, overlap_grad_reduce=self.overlap_grad_reduce,
-            grad_reduce_precision=self.grad_reduce_precision, tp_overlap=self.tp_overlap,
-            overlap_param_gather=self.overlap_param_gather, attention=self.attention,
-        )
+        return ParallelPlan(**self.model_dump(exclude={"dp", "schedule", "dp_bucket_MB"}), dp=dp,
+                            schedule=self.schedule or ("interleaved" if self.vpp > 1 else "1f1b"),
+                            dp_bucket_bytes=self.dp_bucket_bytes)
+
+
+_WRITTEN_DIFFERENTLY: dict[str, tuple[str, Any, Any]] = {
+    "dp": ("dp", int | None, Field(None, ge=1, description="Data-parallel replicas; omit to fill the fleet: "
+                                   "gpus / (tp x cp x pp).")),
+    "schedule": ("schedule", Schedule | None, Field(None, description="Pipeline schedule; default: 'interleaved' "
+                                                    "if vpp > 1, else '1f1b'.")),
+    "dp_bucket_bytes": ("dp_bucket_MB", float | None, Field(None, ge=1.0, description="Gradient bucket, MB of "
+                                                            "reduced gradients (>= 1); default: Megatron-LM's.")),
+}
+"""Scenario name, type and field of the :class:`ParallelPlan` fields a scenario writes differently."""
+
+
+def _scenario_fields() -> dict[str, tuple[Any, Any]]:
+    fields = {}
+    for name, info in ParallelPlan.model_fields.items():
+        written, annotation, field = _WRITTEN_DIFFERENTLY.get(name, (name, info.annotation, info))
+        fields[written] = (annotation, field)
+    return fields
+
+
+PlanSpec = create_model("PlanSpec", __base__=_WrittenPlan, __module__=__name__, **_scenario_fields())
+"""The plan as written in a scenario: every :class:`ParallelPlan` field, with its type, default
+and description, except those in ``_WRITTEN_DIFFERENTLY`` (see :class:`_WrittenPlan`)."""
 
 
 class SimulationSpec(BaseModel):
@@ -124,17 +123,11 @@ class Scenario(BaseModel):
     def parallel_plan(self) -> ParallelPlan:
         """The plan, with ``dp`` filled in; checks first that it fills the fleet."""
         spec = self.plan
-        fixed = spec.tp * spec.cp * spec.pp
-        names, sizes = ("tp x cp x pp", f"{spec.tp} x {spec.cp} x {spec.pp}") if spec.cp > 1 else \
-            ("tp x pp", f"{spec.tp} x {spec.pp}")
-        dp = spec.dp if spec.dp is not None else self.gpus // fixed
-        if fixed * dp != self.gpus:
-            fix = (f"set dp to {self.gpus // fixed} or leave it out" if self.gpus % fixed == 0
-                   else f"{names} = {fixed} must divide the fleet of {self.gpus} GPUs")
-            raise PlanError(f"{names} x dp = {sizes} x {dp} does not fill the fleet of "
-                            f"{self.gpus} GPUs; {fix}", file=self.source_file, field="plan.dp")
+        violation = fleet_filled(spec.tp, spec.cp, spec.pp, spec.dp, self.gpus)
+        if violation is not None:
+            raise PlanError(violation.message, file=self.source_file, field=violation.field)
         try:
-            return self.plan.to_plan(self.gpus)
+            return spec.to_plan(self.gpus)
         except ValidationError as err:
             raise from_validation_error(err, schema=ParallelPlan, file=self.source_file, prefix="plan") from None
 

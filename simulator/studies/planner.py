@@ -10,8 +10,8 @@
 
 The search has three passes:
 
-1. **Enumerate** (:func:`candidate_plans`): every plan of the searched fields that the
-   model and fleet allow (the rules are in :func:`candidate_plans`).
+1. **Enumerate** (:func:`~simulator.studies.space.candidate_plans`): every plan of the searched fields that the
+   model and fleet allow (the rules are in :func:`~simulator.studies.space.candidate_plans`).
 2. **Memory**: plans whose peak stage does not fit (:func:`~simulator.workload.memory.memory_per_gpu`)
    are discarded; the GB needed and the capacity are kept for the report.
 3. **First pass** (:func:`~simulator.system.estimate.estimate_step`): an analytic step time from the per-micro-batch work of
@@ -28,189 +28,29 @@ fixed fleet cost and time to train rank plans like throughput; their values are 
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from pydantic import ValidationError
 
-from simulator.core.errors import InputError, PlanError, TrainsimError
+from simulator.core.errors import InputError, TrainsimError
 from simulator.core.units import GB
 from simulator.inputs.resolve import Fleet, resolve_fleet
-from simulator.inputs.scenario import PlanSpec, Scenario
+from simulator.inputs.scenario import Scenario
 from simulator.results.assemble import simulate_setup
 from simulator.results.step import StepResult
 from simulator.studies.executor import scatter_once
+from simulator.studies.space import PLACEMENT_CHOICES, RECOMPUTE_CHOICES, candidate_plans, stated_constraints
 from simulator.system.efficiency import Efficiency
 from simulator.system.estimate import Estimate, estimate_step
 from simulator.system.workplan import build_step_plan
 from simulator.workload.megatron import megatron_flags
 from simulator.workload.memory import memory_per_gpu
-from simulator.workload.plan import ParallelPlan, check_plan_against
+from simulator.workload.plan import ParallelPlan
 
 OBJECTIVES = ("throughput", "energy", "cost", "time-to-train")
-VPP_CHOICES = (1, 2, 3, 4, 5, 6, 8)
-MICRO_BATCH_CHOICES = (1, 2, 4, 8)
-RECOMPUTE_CHOICES = ("none", "selective", "full")
-SEARCHED_FIELDS = ("tp", "cp", "pp", "dp", "vpp", "micro_batch", "schedule", "sequence_parallel", "recompute",
-                   "zero_stage", "placement")
-"""Plan fields the planner chooses unless the scenario states them."""
-CP_CHOICES = (1, 2, 4, 8, 16)
-MIN_TOKENS_PER_CP_RANK = 8192
-"""Context parallelism is searched only while every rank keeps at least this many tokens of a
-sequence: shorter chunks leave too little attention compute to hide the K/V ring behind, and
-those plans lose to the same GPUs spent on data parallelism (a stated ``cp`` is always tried)."""
-PLACEMENT_CHOICES = (("tp", "dp", "pp"), ("tp", "pp", "dp"))
-"""Rank orders searched: the two Megatron-LM launches (default, and ``--use-tp-pp-dp-mapping``)."""
-KEPT_FIELDS = ("global_batch", "precision", "dp_bucket_MB", "overlap_grad_reduce",
-               "grad_reduce_precision", "tp_overlap", "overlap_param_gather", "attention")
-"""Plan fields always taken from the scenario (as written, or their default)."""
-
-
-def stated_constraints(scenario: Scenario, free: Iterable[str] = ()) -> dict[str, Any]:
-    """The searched plan fields the scenario writes explicitly (``plan.model_fields_set``),
-    minus those in ``free``: the planner keeps them fixed. ``free`` may contain ``"all"``."""
-    free = set(free)
-    unknown = free - set(SEARCHED_FIELDS) - {"all"}
-    if unknown:
-        raise InputError(f"cannot free {', '.join(sorted(unknown))}; the planner searches "
-                         f"{', '.join(SEARCHED_FIELDS)} (or 'all')", field="--free")
-    if "all" in free:
-        return {}
-    spec = scenario.plan
-    return {k: getattr(spec, k) for k in SEARCHED_FIELDS
-            if k in spec.model_fields_set and k not in free and getattr(spec, k) is not None}
-
-
-# --------------------------------------------------------------------------- enumeration
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def tp_choices(model, gpus_per_node: int, options: Iterable[int] | None = None) -> list[int]:
-    """Tensor-parallel sizes that stay inside a node (``options``, default every divisor of the GPUs
-    per node) and split the query heads, and the kv heads or a multiple of them."""
-    return [t for t in (_divisors(gpus_per_node) if options is None else options) if model.n_heads % t == 0
-            and (model.kv_heads % t == 0 or t % model.kv_heads == 0)]
-
-
-def pp_choices(model) -> list[int]:
-    """Pipeline sizes that divide the layers evenly."""
-    return _divisors(model.n_layers)
-
-
-def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = None, *,
-                    fleet: Fleet | None = None) -> list[ParallelPlan]:
-    """Every valid plan of ``scenario``'s model on its fleet.
-
-    Searched (unless fixed by ``constraints``; default :func:`stated_constraints`, i.e. the
-    fields the scenario's ``plan:`` writes):
-
-    * ``tp``: divisors of the GPUs per node that divide the query heads, and that divide the
-      kv heads or are a multiple of them;
-    * ``cp`` in 1, 2, 4, 8, 16 with ``seq_len`` divisible by ``2 cp`` and at least
-      ``MIN_TOKENS_PER_CP_RANK`` (8,192) tokens per rank (so 1 only, for sequences under 16K);
-      ``cp > 1`` only with flash attention;
-    * ``pp``: divisors of the layers with ``tp x cp x pp`` dividing the fleet;
-      ``dp = gpus / (tp x cp x pp)`` (a stated ``dp`` fixes ``tp x cp x pp``);
-    * ``vpp`` in 1, 2, 3, 4, 5, 6, 8 with ``layers % (pp x vpp) == 0`` (uneven splits are
-      simulated when a scenario states them, not searched); ``vpp > 1`` only with
-      ``pp > 1`` and micro-batches a multiple of ``pp``; ``schedule`` follows (interleaved for
-      ``vpp > 1``, else 1F1B; a stated ``gpipe``/``1f1b`` fixes ``vpp = 1``, a stated
-      ``interleaved`` needs ``vpp > 1``);
-    * ``micro_batch`` in 1, 2, 4, 8 dividing ``global_batch / dp``;
-    * ``sequence_parallel``: on whenever ``tp > 1`` (it only saves memory), off for ``tp = 1``;
-    * ``recompute`` in none, selective, full; selective only with ``attention: standard`` (with
-      a flash kernel the scores are never stored, so selective is the same plan as none);
-    * ``zero_stage`` in 0, 1, and 3 when ``pp = 1``; only 0 when ``dp = 1`` (sharding over one
-      replica changes nothing);
-    * ``placement`` (rank order, innermost first) in ``tp,dp,pp`` (Megatron-LM's default: data-
-      parallel peers close, pipeline stages far apart) and ``tp,pp,dp`` (pipeline neighbours
-      close); only the first when ``pp = 1`` or ``dp = 1``, where both give the same GPUs.
-
-    Kept from the scenario (``KEPT_FIELDS``, written or default): ``global_batch``,
-    ``precision``, ``dp_bucket_MB``,
-    ``overlap_grad_reduce``, ``grad_reduce_precision``, ``tp_overlap``,
-    ``overlap_param_gather``, ``attention``.
-
-    Plans the simulator refuses (:func:`check_plan_against`, :class:`ParallelPlan`'s checks,
-    e.g. ``tp_overlap: full`` without sequence parallelism) are left out. Memory is not
-    checked here (see :func:`plan_search`).
-    """
-    fleet = fleet or resolve_fleet(scenario)
-    c = stated_constraints(scenario) if constraints is None else dict(constraints)
-    model, gpus, gpn = fleet.model, scenario.gpus, fleet.topology.gpus_per_node
-    spec: PlanSpec = scenario.plan
-    gb = spec.global_batch
-    kept = dict(
-        global_batch=gb, precision=spec.precision,
-        dp_bucket_bytes=spec.dp_bucket_bytes, overlap_grad_reduce=spec.overlap_grad_reduce,
-        grad_reduce_precision=spec.grad_reduce_precision, tp_overlap=spec.tp_overlap,
-        overlap_param_gather=spec.overlap_param_gather, attention=spec.attention,
-    )
-
-    def pick(name: str, options: Iterable[Any]) -> list[Any]:
-        return [c[name]] if name in c else list(options)
-
-    placements = [tuple(c["placement"])] if "placement" in c else list(PLACEMENT_CHOICES)
-    # with a flash kernel selective recomputation changes nothing (the scores are never stored)
-    recomputes = [r for r in RECOMPUTE_CHOICES if not (r == "selective" and spec.attention == "flash")]
-    tps = tp_choices(model, gpn, pick("tp", _divisors(gpn)))
-    s = model.seq_len
-    cps = pick("cp", [cp for cp in CP_CHOICES if cp == 1 or (s % (2 * cp) == 0 and s // cp >= MIN_TOKENS_PER_CP_RANK
-                                                             and spec.attention == "flash")])
-    schedule_c = c.get("schedule")
-    plans: list[ParallelPlan] = []
-    seen: set[ParallelPlan] = set()
-    for tp, cp in itertools.product(tps, cps):
-        for pp in pick("pp", pp_choices(model)):
-            if gpus % (tp * cp * pp):
-                continue
-            dp = gpus // (tp * cp * pp)
-            if "dp" in c and c["dp"] != dp:
-                continue
-            if gb % dp:
-                continue
-            for mb in pick("micro_batch", MICRO_BATCH_CHOICES):
-                if (gb // dp) % mb:
-                    continue
-                m = gb // (dp * mb)
-                for vpp in pick("vpp", VPP_CHOICES):
-                    if model.n_layers % (pp * vpp):
-                        continue
-                    if vpp > 1 and (pp == 1 or m % pp):
-                        continue
-                    if schedule_c is None:
-                        schedule = "interleaved" if vpp > 1 else "1f1b"
-                    else:
-                        schedule = schedule_c
-                        if (schedule == "interleaved") != (vpp > 1):
-                            continue
-                    sp = c.get("sequence_parallel", tp > 1)
-                    if sp and (s // cp) % tp:
-                        continue
-                    for rc in pick("recompute", recomputes):
-                        zeros = (0, 1, 3) if pp == 1 else (0, 1)
-                        for z, order in itertools.product(pick("zero_stage", zeros if dp > 1 else (0,)),
-                                                          placements if pp > 1 and dp > 1 else placements[:1]):
-                            try:
-                                plan = ParallelPlan(tp=tp, cp=cp, pp=pp, dp=dp, vpp=vpp, micro_batch=mb,
-                                                    schedule=schedule, sequence_parallel=sp, recompute=rc, zero_stage=z,
-                                                    placement=order, **kept)
-                                check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads,
-                                                   n_layers=model.n_layers, n_gpus=gpus, gpus_per_node=gpn)
-                            except (ValidationError, PlanError):
-                                continue
-                            if plan not in seen:
-                                seen.add(plan)
-                                plans.append(plan)
-    return plans
-
-
 # --------------------------------------------------------------------------- results
 
 @dataclass
@@ -582,7 +422,6 @@ def _tiebreak(plan: ParallelPlan) -> tuple:
 
 
 __all__ = [
-    "CP_CHOICES", "KEPT_FIELDS", "OBJECTIVES", "PLACEMENT_CHOICES", "SEARCHED_FIELDS", "Discarded",
-    "Fleet", "PlanResult", "PlanSearch", "Price", "candidate_plans", "check_objective", "map_plans",
-    "objective_value", "plan_search", "resolve_fleet", "simulate_plans", "stated_constraints",
+    "OBJECTIVES", "Discarded", "PlanResult", "PlanSearch", "Price", "check_objective", "map_plans",
+    "objective_value", "plan_search", "simulate_plans",
 ]

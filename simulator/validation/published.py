@@ -75,9 +75,10 @@ from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
 from simulator.inputs.efficiency_file import default_efficiency
 from simulator.inputs.resolve import Fleet, Setup
 from simulator.inputs.scenario import Scenario
-from simulator.network.topology import Topology, TopologyFile, build_topology
+from simulator.network.topology import Topology, build_topology
+from simulator.network.topology_file import TopologyFile
 from simulator.results.assemble import simulate_setup
-from simulator.studies.planner import pp_choices, tp_choices
+from simulator.studies.space import pp_choices, tp_choices
 from simulator.system.efficiency import Efficiency
 from simulator.system.estimate import estimate_step
 from simulator.system.workplan import build_step_plan
@@ -86,7 +87,7 @@ from simulator.workload.loading import find_preset, get_preset, preset_names
 from simulator.workload.megatron import options_in_text
 from simulator.workload.memory import memory_per_gpu
 from simulator.workload.model import ModelConfig
-from simulator.workload.plan import ParallelPlan, check_plan_against
+from simulator.workload.plan import ParallelPlan, check_plan
 
 REQUIRED_COLUMNS = (
     "case_id", "n_layers", "d_model", "n_heads", "vocab", "seq_len", "global_batch_seqs", "gpu", "n_gpus",
@@ -382,8 +383,7 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
         tried = list(used)
         try:
             plan = _plan(row, gpu, n_gpus, recompute, zero, tried, stated, sizes)
-            check_plan_against(plan, n_heads=model.n_heads, n_kv_heads=model.kv_heads, n_layers=model.n_layers,
-                               n_gpus=n_gpus, gpus_per_node=gpn)
+            check_plan(plan, model, n_gpus=n_gpus, gpus_per_node=gpn)
         except (ValueError, InputError):
             if sizes is None:
                 raise  # the row's own sizes: their error is the row's

@@ -51,6 +51,7 @@ import re
 import shlex
 
 from simulator.core.errors import InputError
+from simulator.workload.legality import fleet_filled
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan
 
@@ -193,9 +194,9 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
     tp = _int(values, "--tensor-model-parallel-size", 1)
     pp = _int(values, "--pipeline-model-parallel-size", 1)
     cp = _int(values, "--context-parallel-size", 1)
-    if n_gpus % (tp * cp * pp):
-        raise InputError(f"tp x cp x pp = {tp} x {cp} x {pp} does not divide {n_gpus} GPUs",
-                         field="--tensor-model-parallel-size")
+    violation = fleet_filled(tp, cp, pp, None, n_gpus)
+    if violation is not None:
+        raise InputError(violation.message, field="--tensor-model-parallel-size")
     dp = n_gpus // (tp * cp * pp)
 
     vpp = _int(values, "--num-virtual-stages-per-pipeline-rank", None) or \

@@ -67,6 +67,14 @@ from typing import Literal
 
 from simulator.core.errors import InputError
 from simulator.core.units import BYTES_PER_ELEMENT
+from simulator.workload.legality import (
+    cp_splits_sequence,
+    first,
+    sp_splits_sequence,
+    tp_splits_ffn,
+    tp_splits_heads,
+    tp_splits_kv_heads,
+)
 from simulator.workload.model import ModelConfig
 
 OpKind = Literal["gemm", "attention", "elementwise"]
@@ -304,35 +312,15 @@ def _bf16_in_fp8(precision: str) -> str | None:
 
 def _check_common(model: ModelConfig, micro_batch: int, tp: int, sequence_parallel: bool, cp: int) -> int:
     """Check the split of a micro-batch; return the tokens of one micro-batch on one rank (``b s / cp``)."""
-    if micro_batch < 1:
-        raise InputError(f"micro_batch={micro_batch} must be at least 1", field="plan.micro_batch")
-    if tp < 1:
-        raise InputError(f"tp={tp} must be at least 1", field="plan.tp")
-    if cp < 1:
-        raise InputError(f"cp={cp} must be at least 1", field="plan.cp")
-    if cp > 1 and model.seq_len % (2 * cp):
-        raise InputError(
-            f"context parallelism splits seq_len={model.seq_len} into 2 x cp = {2 * cp} chunks, which does not "
-            "divide it; pick a cp with seq_len divisible by 2 x cp",
-            field="plan.cp",
-        )
-    if sequence_parallel and (model.seq_len // cp) % tp:
-        per_rank = f" / cp={cp} = {model.seq_len // cp} tokens per rank" if cp > 1 else ""
-        raise InputError(
-            f"sequence parallelism splits seq_len={model.seq_len}{per_rank} over tp={tp}, which does not divide "
-            "it; turn sequence_parallel off or pick a tp that divides it",
-            field="plan.sequence_parallel",
-        )
+    for name, value in (("micro_batch", micro_batch), ("tp", tp), ("cp", cp)):
+        if value < 1:
+            raise InputError(f"{name}={value} must be at least 1", field=f"plan.{name}")
+    first(cp_splits_sequence(model.seq_len, cp), sp_splits_sequence(model.seq_len, cp, tp, sequence_parallel))
     return micro_batch * model.seq_len // cp
 
 
 def _check_layer(model: ModelConfig, tp: int) -> None:
-    if model.n_heads % tp:
-        raise InputError(f"tp={tp} does not divide n_heads={model.n_heads}", field="plan.tp")
-    if model.kv_heads % tp and tp % model.kv_heads:
-        raise InputError(f"tp={tp} and n_kv_heads={model.kv_heads}: one must divide the other", field="plan.tp")
-    if model.ffn % tp:
-        raise InputError(f"tp={tp} does not divide d_ffn={model.ffn}", field="plan.tp")
+    first(tp_splits_heads(tp, model.n_heads), tp_splits_kv_heads(tp, model.kv_heads), tp_splits_ffn(tp, model.ffn))
 
 
 # --------------------------------------------------------------------------- public

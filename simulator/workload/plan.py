@@ -24,8 +24,25 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulator.core.errors import PlanError
 from simulator.core.units import BYTES_PER_ELEMENT
+from simulator.workload.legality import (
+    batch_splits,
+    cp_has_flash,
+    cp_splits_sequence,
+    enough_layers,
+    first,
+    fleet_filled,
+    full_tp_overlap_has_sp,
+    interleaving_fits,
+    placement_complete,
+    schedule_matches_vpp,
+    sp_splits_sequence,
+    tp_splits_ffn,
+    tp_splits_heads,
+    tp_splits_kv_heads,
+    whole_nodes,
+)
+from simulator.workload.model import ModelConfig
 
 Dim = Literal["tp", "dp", "pp"]
 GroupDim = Literal["tp", "cp", "dp", "pp"]
@@ -81,25 +98,12 @@ class ParallelPlan(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ParallelPlan":
-        if sorted(self.placement) != ["dp", "pp", "tp"]:
-            raise ValueError(f"placement must order tp, dp and pp once each, got {list(self.placement)}")
-        if self.schedule == "interleaved" and self.vpp == 1:
-            raise ValueError("schedule 'interleaved' needs vpp > 1")
-        if self.vpp > 1 and self.schedule != "interleaved":
-            raise ValueError(f"vpp={self.vpp} needs schedule 'interleaved', got '{self.schedule}'")
-        if self.vpp > 1 and self.pp == 1:
-            raise ValueError("vpp > 1 needs pp > 1")
-        if self.cp > 1 and self.attention != "flash":
-            raise ValueError("context parallelism (cp > 1) needs attention 'flash': Megatron-Core runs it "
-                             "inside the fused attention kernels")
-        if self.tp_overlap == "full" and not self.sequence_parallel and self.tp > 1:
-            raise ValueError("tp_overlap 'full' needs sequence_parallel (Transformer Engine overlaps the "
-                             "sequence-parallel all-gathers and reduce-scatters); use 'backward' without it")
-        if self.global_batch % (self.dp * self.micro_batch):
-            raise ValueError(
-                f"global_batch={self.global_batch} is not divisible by dp x micro_batch = "
-                f"{self.dp} x {self.micro_batch}; pick a global batch that is a multiple of {self.dp * self.micro_batch}"
-            )
+        for violation in (placement_complete(self.placement), schedule_matches_vpp(self.schedule, self.vpp, self.pp),
+                          cp_has_flash(self.cp, self.attention),
+                          full_tp_overlap_has_sp(self.tp_overlap, self.sequence_parallel, self.tp),
+                          batch_splits(self.global_batch, self.dp, self.micro_batch)):
+            if violation is not None:
+                raise ValueError(violation.message)
         return self
 
     @property
@@ -178,10 +182,8 @@ class ParallelPlan(BaseModel):
 
 @lru_cache(maxsize=256)
 def _layers(n_layers: int, n_virtual: int) -> tuple[int, ...]:
+    first(enough_layers(n_layers, n_virtual))
     q, r = divmod(n_layers, n_virtual)
-    if q == 0:
-        raise PlanError(f"n_layers={n_layers} is fewer than the pp x vpp = {n_virtual} virtual pipeline stages; "
-                        "every stage needs at least one layer", field="plan.pp")
     counts = [q + 1] * n_virtual
     ends = sorted(range(n_virtual), key=lambda v: (min(v, n_virtual - 1 - v), v != 0))  # first, last, inwards
     for v in ends[: n_virtual - r]:
@@ -202,35 +204,17 @@ def _gpu_grid(width: int, dp: int, pp: int, placement: tuple[str, ...]) -> np.nd
     return grid
 
 
-def check_plan_against(plan: ParallelPlan, *, n_heads: int, n_kv_heads: int, n_layers: int,
-                       n_gpus: int, gpus_per_node: int) -> None:
-    """Raise :class:`PlanError` (field named) if the plan cannot run this model on this fleet."""
-
-    def divisors(n: int) -> str:
-        return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0 and d <= 64)
-
-    if plan.n_gpus != n_gpus:
-        cp = " x cp" if plan.cp > 1 else ""
-        cps = f" x {plan.cp}" if plan.cp > 1 else ""
-        fixed = plan.tp * plan.cp * plan.pp
-        raise PlanError(
-            f"tp{cp} x pp x dp = {plan.tp}{cps} x {plan.pp} x {plan.dp} = {plan.n_gpus} GPUs, but the fleet has "
-            f"{n_gpus}; make dp = {n_gpus // fixed}" if n_gpus % fixed == 0
-            else f"tp{cp} x pp = {fixed} does not divide the fleet of {n_gpus} GPUs",
-            field="plan.dp",
-        )
-    if n_heads % plan.tp:
-        raise PlanError(f"tp={plan.tp} does not divide n_heads={n_heads}; use one of {divisors(n_heads)}", field="plan.tp")
-    if n_kv_heads % plan.tp and plan.tp % n_kv_heads:
-        raise PlanError(
-            f"tp={plan.tp} and n_kv_heads={n_kv_heads}: one must divide the other", field="plan.tp"
-        )
-    plan.layers(n_layers)
-    if plan.schedule == "interleaved" and plan.n_microbatches % plan.pp:
-        raise PlanError(
-            f"the interleaved schedule needs the number of micro-batches ({plan.n_microbatches}) "
-            f"to be a multiple of pp={plan.pp}",
-            field="plan.global_batch",
-        )
-    if n_gpus % gpus_per_node and n_gpus > gpus_per_node:
-        raise PlanError(f"{n_gpus} GPUs is not a whole number of {gpus_per_node}-GPU nodes", field="gpus")
+def check_plan(plan: ParallelPlan, model: ModelConfig, *, n_gpus: int, gpus_per_node: int) -> None:
+    """Raise :class:`PlanError` (field named) if the plan cannot run ``model`` on ``n_gpus`` GPUs in
+    nodes of ``gpus_per_node`` (the rules of :mod:`simulator.workload.legality`)."""
+    first(
+        fleet_filled(plan.tp, plan.cp, plan.pp, plan.dp, n_gpus),
+        tp_splits_heads(plan.tp, model.n_heads),
+        tp_splits_kv_heads(plan.tp, model.kv_heads),
+        enough_layers(model.n_layers, plan.pp * plan.vpp),
+        interleaving_fits(plan.schedule, plan.n_microbatches, plan.pp),
+        whole_nodes(n_gpus, gpus_per_node),
+        tp_splits_ffn(plan.tp, model.ffn),
+        cp_splits_sequence(model.seq_len, plan.cp),
+        sp_splits_sequence(model.seq_len, plan.cp, plan.tp, plan.sequence_parallel),
+    )
