@@ -6,7 +6,7 @@ Every error names the scenario file and the field (:class:`~simulator.core.error
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from simulator.core.errors import InputError
@@ -15,21 +15,12 @@ from simulator.inputs.efficiency_file import default_efficiency, load_efficiency
 from simulator.inputs.scenario import Scenario
 from simulator.network.topology import Topology, load_topology
 from simulator.system.efficiency import Efficiency
+from simulator.system.estimate import Estimate, estimate_step
+from simulator.system.workplan import StepPlan, build_step_plan
 from simulator.workload.loading import load_model
+from simulator.workload.memory import MemoryBreakdown, memory_per_gpu
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan, check_plan
-
-
-@dataclass(frozen=True)
-class Setup:
-    """A scenario resolved into the objects the layers take."""
-
-    scenario: Scenario
-    model: ModelConfig
-    plan: ParallelPlan
-    topology: Topology
-    device: GPUSpec
-    efficiency: Efficiency
 
 
 def topology_source(scenario: Scenario) -> str | Path:
@@ -41,16 +32,77 @@ def topology_source(scenario: Scenario) -> str | Path:
 
 @dataclass(frozen=True)
 class Fleet:
-    """The scenario's model, topology, GPU and efficiency, resolved once; a plan completes it into a Setup."""
+    """The scenario's model, topology, GPU and efficiency, resolved once; a plan completes it into a
+    :class:`Setup`. The memory and the step plan of each plan are worked out once per fleet (in
+    this process) and kept while the fleet lives: the planner's memory filter, first pass and
+    simulation, and validation's plan choice and simulation, share them."""
 
     scenario: Scenario
     model: ModelConfig
     topology: Topology
     device: GPUSpec
     efficiency: Efficiency
+    _memory: dict[ParallelPlan, MemoryBreakdown] = field(default_factory=dict, compare=False, repr=False)
+    _step_plans: dict[ParallelPlan, StepPlan] = field(default_factory=dict, compare=False, repr=False)
 
     def setup(self, plan: ParallelPlan) -> Setup:
-        return Setup(self.scenario, self.model, plan, self.topology, self.device, self.efficiency)
+        return Setup(self, plan)
+
+    def memory(self, plan: ParallelPlan) -> MemoryBreakdown:
+        """Bytes per GPU of ``plan``'s peak stage (:func:`~simulator.workload.memory.memory_per_gpu`)."""
+        if plan not in self._memory:
+            self._memory[plan] = memory_per_gpu(self.model, plan, capacity_bytes=self.device.hbm_bytes)
+        return self._memory[plan]
+
+    def step_plan(self, plan: ParallelPlan) -> StepPlan:
+        """The work plan of one step of ``plan`` (:func:`~simulator.system.workplan.build_step_plan`);
+        an :class:`InputError` names the scenario file."""
+        if plan not in self._step_plans:
+            try:
+                self._step_plans[plan] = build_step_plan(self.model, plan, self.topology, self.device, self.efficiency)
+            except InputError as err:
+                raise err.with_file(self.scenario.source_file) if self.scenario.source_file else err
+        return self._step_plans[plan]
+
+    def estimate(self, plan: ParallelPlan) -> Estimate:
+        """The analytic first pass of ``plan`` (:func:`~simulator.system.estimate.estimate_step`)."""
+        return estimate_step(self.step_plan(plan), self.device, self.efficiency, pue=self.scenario.energy.pue)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A fleet and the plan to run on it: everything one step simulation takes."""
+
+    fleet: Fleet
+    plan: ParallelPlan
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.fleet.scenario
+
+    @property
+    def model(self) -> ModelConfig:
+        return self.fleet.model
+
+    @property
+    def topology(self) -> Topology:
+        return self.fleet.topology
+
+    @property
+    def device(self) -> GPUSpec:
+        return self.fleet.device
+
+    @property
+    def efficiency(self) -> Efficiency:
+        return self.fleet.efficiency
+
+    @property
+    def memory(self) -> MemoryBreakdown:
+        return self.fleet.memory(self.plan)
+
+    @property
+    def step_plan(self) -> StepPlan:
+        return self.fleet.step_plan(self.plan)
 
 
 def resolve_fleet(scenario: Scenario, efficiency: Efficiency | None = None) -> Fleet:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simulator.core.errors import InputError, SimulationError
+from simulator.core.errors import SimulationError
 from simulator.hardware.power import StateTimes, step_energy
 from simulator.inputs.resolve import Setup, setup
 from simulator.inputs.scenario import Scenario
 from simulator.results.step import BREAKDOWN_KEYS, StepResult
 from simulator.system.efficiency import Efficiency
 from simulator.system.engine import StepRun, StepSimulation, TimelineEvent
-from simulator.system.workplan import build_step_plan
 from simulator.workload.counting import model_flops_per_token, recompute_flops_per_token
-from simulator.workload.memory import memory_per_gpu
 
 COMPUTE_STATE = ("forward", "backward", "recompute", "optimizer")
 COMM_STATE = ("tp_comm", "cp_comm", "pp_comm", "dp_comm")
@@ -36,11 +34,7 @@ def simulate(scenario: Scenario, efficiency: Efficiency | None = None, *, record
 
 def simulate_setup(s: Setup, *, record_timeline: bool = True) -> StepResult:
     """Simulate one optimizer step of an already resolved :class:`Setup`."""
-    scenario = s.scenario
-    try:
-        sp = build_step_plan(s.model, s.plan, s.topology, s.device, s.efficiency)
-    except InputError as err:
-        raise err.with_file(scenario.source_file) if scenario.source_file else err
+    scenario, sp = s.scenario, s.step_plan
     run = StepSimulation(sp, scenario.variability, scenario.simulation.mode, record_timeline).run()
     result = _result(s, sp, run)
     if not (result.step_time_s > 0 and result.hardware_flops_per_step > 0):
@@ -81,7 +75,7 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
     hw_flops_rank = sum((c.flops_forward + c.flops_backward + c.flops_recompute) * m for c in sp.chunks)
     hw_flops = hw_flops_rank * plan.width * plan.dp
 
-    memory = memory_per_gpu(model, plan, capacity_bytes=device.hbm_bytes)
+    memory = s.memory
 
     times = [StateTimes(compute_s=sum(row[k] for k in COMPUTE_STATE), communicate_s=sum(row[k] for k in COMM_STATE),
                         idle_s=sum(row[k] for k in IDLE_STATE)) for row in stages]

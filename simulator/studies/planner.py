@@ -44,10 +44,8 @@ from simulator.results.step import StepResult
 from simulator.studies.executor import scatter_once
 from simulator.studies.space import PLACEMENT_CHOICES, RECOMPUTE_CHOICES, candidate_plans, stated_constraints
 from simulator.system.efficiency import Efficiency
-from simulator.system.estimate import Estimate, estimate_step
-from simulator.system.workplan import build_step_plan
+from simulator.system.estimate import Estimate
 from simulator.workload.megatron import megatron_flags
-from simulator.workload.memory import memory_per_gpu
 from simulator.workload.plan import ParallelPlan
 
 OBJECTIVES = ("throughput", "energy", "cost", "time-to-train")
@@ -210,8 +208,7 @@ def _simulate(fleet: Fleet, plan: ParallelPlan) -> StepResult:
 
 
 def _estimate(fleet: Fleet, plan: ParallelPlan) -> Estimate:
-    return estimate_step(build_step_plan(fleet.model, plan, fleet.topology, fleet.device, fleet.efficiency),
-                         fleet.device, fleet.efficiency, pue=fleet.scenario.energy.pue)
+    return fleet.estimate(plan)
 
 
 def _run_batch(func: Callable[[Fleet, ParallelPlan], Any], plans: list[ParallelPlan], fleet: Fleet) -> list[Any]:
@@ -321,7 +318,7 @@ def plan_search(
 
         t0 = time.perf_counter()
         for plan in plans:
-            mem = memory_per_gpu(fleet.model, plan, capacity_bytes=fleet.device.hbm_bytes)
+            mem = fleet.memory(plan)
             if mem.fits:
                 fitting.append((fleet, plan, mem, price))
             else:

@@ -80,12 +80,9 @@ from simulator.network.topology_file import TopologyFile
 from simulator.results.assemble import simulate_setup
 from simulator.studies.space import pp_choices, tp_choices
 from simulator.system.efficiency import Efficiency
-from simulator.system.estimate import estimate_step
-from simulator.system.workplan import build_step_plan
 from simulator.workload.counting import model_flops_per_step, parameter_count
 from simulator.workload.loading import find_preset, get_preset, preset_names
 from simulator.workload.megatron import options_in_text
-from simulator.workload.memory import memory_per_gpu
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan, check_plan
 
@@ -388,7 +385,7 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
             if sizes is None:
                 raise  # the row's own sizes: their error is the row's
             continue
-        fits = memory_per_gpu(model, plan, capacity_bytes=gpu.hbm_bytes).fits
+        fits = fleet.memory(plan).fits
         if not fits:
             if chosen is None or not chosen[4]:  # nothing fits yet: keep the last tried
                 chosen = (plan, tried, recompute, zero, fits)
@@ -397,8 +394,7 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
             chosen = (plan, tried, recompute, zero, fits)
             break
         # sizes the row leaves open: the fastest that fits by the first-pass estimate
-        step_s = estimate_step(build_step_plan(model, plan, topology, gpu, efficiency), gpu, efficiency,
-                               pue=fleet.scenario.energy.pue).step_s
+        step_s = fleet.estimate(plan).step_s
         if step_s < best_s:
             chosen, best_s = (plan, tried, recompute, zero, fits), step_s
     if chosen is None:
