@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -257,18 +256,13 @@ def test_bus_bandwidth_matches_nccl_tests():
 # --------------------------------------------------------------------------- speed, cache
 
 
-def test_plans_are_cached_and_large_plans_are_fast():
+def test_plans_are_cached():
+    # build and cache-hit times of this plan: benchmarks/hot_paths.py
     topo = load_topology("dgx-a100-superpod", 1024)
     groups = [list(range(1024))]
-    t0 = time.perf_counter()
     plan = plan_collective(topo, "all_reduce", groups, 1e9, "ring")
-    build_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
     again = plan_collective(topo, "all_reduce", groups, 1e9, "ring")
-    hit_s = time.perf_counter() - t0
     assert again is plan
-    assert build_s < 1.0, build_s  # typically ~20 ms including the topology's own path cache
-    assert hit_s < 5e-3, hit_s
 
 
 # --------------------------------------------------------------------------- errors

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import simpy
@@ -237,9 +235,10 @@ def test_more_bandwidth_never_delays_a_flow_when_each_flow_crosses_one_link(raw,
 # --------------------------------------------------------------------------- speed, errors
 
 
-def test_non_contending_flows_take_the_fast_path_quickly():
+def test_non_contending_flows_take_the_fast_path():
     """Two overlapping streams of 50-link flows: each has a private bottleneck link and
-    uses 40% of 49 links drawn from a shared pool, so shared links always have room."""
+    uses 40% of 49 links drawn from a shared pool, so shared links always have room, so no
+    flow start or end recomputes the shares (wall time: benchmarks/hot_paths.py)."""
     n_links, n_flows = 2000, 20_000
     rng = np.random.default_rng(1)
     shared = [rng.choice(np.arange(2, n_links), 49, replace=False) for _ in range(64)]
@@ -255,12 +254,9 @@ def test_non_contending_flows_take_the_fast_path_quickly():
 
     env.process(stream(0))
     env.process(stream(1))
-    t0 = time.perf_counter()
     env.run()
-    elapsed = time.perf_counter() - t0
     assert net.n_recomputes == 0
     assert env.now == pytest.approx(n_flows // 2 * 1e-6, rel=1e-9)
-    assert elapsed < 1.0, elapsed  # ~0.2 s here; 100k sequential flows take ~0.6 s
 
 
 def test_unfinished_flows_are_reported():

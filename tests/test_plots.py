@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -175,14 +174,11 @@ def test_cli_run_plot_into_a_file_is_refused(tmp_path):
     assert target.read_text() == "x"
 
 
-def test_timeline_of_a_large_pipeline_renders_quickly():
-    """Megatron 1T: 512 micro-batches x 64 stages, ~170k intervals."""
+def test_timeline_of_a_large_pipeline_renders():
+    """Megatron 1T: 512 micro-batches x 64 stages, ~170k intervals (render time: benchmarks/hot_paths.py)."""
     r = simulate(load_scenario("megatron-1t-3072-a100"), record_timeline=True)
     assert len(r.timeline) > 100_000
-    t0 = time.perf_counter()
     fig = plots.pipeline_timeline(r)
     fig.canvas.draw()
-    elapsed = time.perf_counter() - t0
     assert len(fig.axes[0].get_yticks()) == 64
     assert not fig.axes[0].texts  # too many bars per row to number them
-    assert elapsed < 10.0, f"timeline took {elapsed:.1f} s"

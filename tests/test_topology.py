@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -293,25 +292,23 @@ def test_a_fleet_size_must_be_a_positive_integer(n_gpus):
         load_topology(A100, n_gpus)
 
 
-def test_building_3072_gpus_is_fast():
-    load_topology(H100, 64)  # warm imports
+def test_3072_gpus_build():
+    # build time: benchmarks/hot_paths.py
     for name in (A100, H100):
-        start = time.perf_counter()
         topo = load_topology(name, 3072)
-        elapsed = time.perf_counter() - start
         assert topo.n_gpus == 3072
-        assert elapsed < 0.5, f"{name}: {elapsed:.3f} s"
 
 
-def test_path_lookups_are_cheap():
+def test_path_lookups_across_a_large_fleet_are_cached_and_connect_their_gpus():
+    # lookup time: benchmarks/hot_paths.py
     topo = load_topology(A100, 3072)
-    best = float("inf")
-    for first in range(3):  # the best of three sets of new pairs: a busy shared machine can pause one
-        start = time.perf_counter()
-        for src in range(first, 3072, 3):
-            topo.path_ids(src, 3071 - src)
-        best = min(best, time.perf_counter() - start)
-    assert best < 0.5
+    for src in range(0, 3072, 3):
+        dst = 3071 - src
+        ids = topo.path_ids(src, dst)
+        assert topo.path_ids(src, dst) is ids
+        assert sorted(ids) == sorted(topo.path_ids_many([src], [dst])[0].tolist())
+        verts = vertices(topo, src, dst)
+        assert verts[0] == ("gpu", src) and verts[-1] == ("gpu", dst)
 
 
 # ----------------------------------------------------------------- bad files
