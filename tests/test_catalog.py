@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator.core.errors import InputError
-from simulator.hardware.catalog import PRECISIONS, Catalog, GPUSpec, load_catalog
+from simulator.core.units import PRECISIONS
+from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
 
 REQUIRED = ("h100-sxm", "h100-pcie", "h200", "b200", "gb200", "mi250x", "mi300x", "l40s")
 REQUIRED += ("v100-32gb", "v100-16gb", "a100-40gb", "a100-80gb")

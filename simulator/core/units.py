@@ -5,6 +5,8 @@ watts, joules. Input files state units in field names (``bandwidth_GBps``,
 ``latency_us``) and are converted once, on load, with these constants.
 """
 
+from typing import Literal, get_args
+
 KB = 1e3
 MB = 1e6
 GB = 1e9
@@ -27,6 +29,11 @@ def GBps_to_Bps(gBps: float) -> float:
     """GB/s (10^9 bytes) to bytes/s."""
     return gBps * 1e9
 
+
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
+"""Number formats of math and stored tensors, the one list every layer uses."""
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+"""The precisions in display order."""
 
 BYTES_PER_ELEMENT = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 """Bytes per element of a tensor held in the given precision (tf32 is stored as fp32)."""

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -48,12 +48,8 @@ from pydantic import (
 
 from simulator.core import units
 from simulator.core.errors import InputError, from_validation_error
+from simulator.core.units import PRECISIONS, Precision
 from simulator.core.yamlfile import parse_yaml, read_yaml_file
-
-PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8")
-"""Precision keys a catalog entry may list, in display order."""
-
-Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
 
 PACKAGED_FILE = "simulator/hardware/gpus.yaml"
 """How errors in the packaged catalog name their file."""

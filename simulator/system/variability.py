@@ -67,12 +67,6 @@ class Jitter:
         self._sigma = math.sqrt(math.log1p(cv * cv))
         self._mu = -0.5 * self._sigma**2  # mean of the log-normal is exactly 1
 
-    def one(self) -> float:
-        """One rank's factor."""
-        if self.cv == 0:
-            return 1.0
-        return math.exp(self._mu + self._sigma * self.rng.standard_normal())
-
     def many(self, n: int) -> np.ndarray:
         """Factors of ``n`` ranks, drawn one by one."""
         if self.cv == 0:

@@ -51,7 +51,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from simulator.hardware.catalog import Catalog, load_catalog
+from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
+from simulator.hardware.compute import ops_time_s
 from simulator.inputs.efficiency_file import default_efficiency
 from simulator.system.efficiency import Efficiency
 from simulator.validation.published import case_setup, config_key, summary, validate
@@ -98,50 +99,29 @@ seconds would be fitted in microseconds (``scale`` 1e-6) so that the optimiser's
 are of a like size."""
 
 
-@dataclass
-class _Ops:
-    """One case's per-rank work of a step, as arrays of operations (for the surrogate)."""
+@dataclass(frozen=True)
+class _CaseWork:
+    """One case's per-rank work of a step: groups of operations with how many times each group
+    runs in a step on one rank (for the surrogate), and the device and precision they run at."""
 
-    kind: np.ndarray  # 0 gemm, 1 attention, 2 element-wise
-    flops: np.ndarray
-    bytes: np.ndarray
-    dmin: np.ndarray  # min(M, N, K) of GEMMs (1 for others)
-    count: np.ndarray  # how many times the op runs in a step on one rank
-    peak_flops: np.ndarray  # at the op's precision
-    gemm_ratio: np.ndarray  # the device's matmul_ratio at the op's precision
-    hbm_Bps: float
-    generation: str
-    mamf_fraction: float | None
+    groups: tuple[tuple[tuple[Any, ...], float], ...]
+    device: GPUSpec
+    precision: str
 
 
-def _case_ops(setup) -> _Ops:
+def _case_work(setup) -> _CaseWork:
     model, plan = setup.model, setup.plan
     kw = plan.split
     per_stage = model.n_layers / plan.pp
     parts = [(layer_work(model, recompute=plan.recompute, attention=plan.attention, **kw), per_stage),
              (embedding_work(model, **kw), 1 / plan.pp), (head_work(model, **kw), 1 / plan.pp)]
-    device = setup.device
-    rows = []
-    for work, n in parts:
-        for op in (*work.forward, *work.backward, *work.recompute):
-            kind = {"gemm": 0, "attention": 1}.get(op.kind, 2)
-            p = op.precision or plan.precision
-            rows.append((kind, op.flops, op.bytes, min(op.gemm_mnk) if op.gemm_mnk else 1, n * plan.n_microbatches,
-                         device.peak_flops_for(p), device.matmul_ratio(p)))
-    a = np.array(rows, dtype=float)
-    return _Ops(a[:, 0].astype(int), a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5], a[:, 6],
-                device.hbm_bandwidth_Bps, device.generation, device.mamf_fraction)
+    groups = tuple(((*work.forward, *work.backward, *work.recompute), n * plan.n_microbatches) for work, n in parts)
+    return _CaseWork(groups, setup.device, plan.precision)
 
 
-def _compute_time(ops: _Ops, eff: Efficiency) -> float:
-    """Seconds of all of a case's operations under ``eff`` (the model of hardware.compute, vectorised)."""
-    c = eff.compute
-    top = c.gemm_max(ops.generation, ops.mamf_fraction) * ops.gemm_ratio
-    gemm_eff = top * ops.dmin / (ops.dmin + c.gemm_half_dim) if c.gemm_half_dim else top
-    fraction = np.where(ops.kind == 0, gemm_eff, c.attention)
-    memory = ops.bytes / (ops.hbm_Bps * c.memory)
-    t = np.where(ops.kind == 2, memory, np.maximum(ops.flops / (ops.peak_flops * fraction), memory))
-    return float(((t + c.kernel_overhead_s) * ops.count).sum())
+def _compute_time(work: _CaseWork, eff: Efficiency) -> float:
+    """Seconds of all of a case's operations under ``eff`` (the roofline of :mod:`simulator.hardware.compute`)."""
+    return sum(count * ops_time_s(ops, work.device, work.precision, eff.compute) for ops, count in work.groups)
 
 
 class Calibration:
@@ -237,7 +217,7 @@ class Calibration:
                 continue
             runs.add(key)
             setup, _ = case_setup(row, self.catalog, eff)
-            ops = _case_ops(setup)
+            ops = _case_work(setup)
             scaled = float(sum(res[c] for c in COMPUTE_SCALED))
             fixed = float(sum(res[c] for c in FIXED))
             out.append((ops, scaled, fixed, float(res.optimizer_s), _compute_time(ops, eff), eff.compute,

@@ -208,24 +208,12 @@ class LayerWork:
         return _sum_bytes(self.forward)
 
     @property
-    def backward_bytes(self) -> float:
-        return _sum_bytes(self.backward)
-
-    @property
-    def recompute_bytes(self) -> float:
-        return _sum_bytes(self.recompute)
-
-    @property
     def tp_forward_bytes(self) -> float:
         return _sum_bytes(self.tp_forward)
 
     @property
     def tp_backward_bytes(self) -> float:
         return _sum_bytes(self.tp_backward)
-
-    @property
-    def tp_recompute_bytes(self) -> float:
-        return _sum_bytes(self.tp_recompute)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulator.core.units import BYTES_PER_ELEMENT
+from simulator.core.units import BYTES_PER_ELEMENT, Precision
 from simulator.workload.legality import (
     batch_splits,
     cp_has_flash,
@@ -46,7 +46,6 @@ from simulator.workload.model import ModelConfig
 
 Dim = Literal["tp", "dp", "pp"]
 GroupDim = Literal["tp", "cp", "dp", "pp"]
-Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal["gpipe", "1f1b", "interleaved"]
 
