@@ -38,7 +38,7 @@ def _validation_inputs(cases: str, out: str | None, hardware: str | None, effici
     output path whose folder does not exist before any work is done."""
     from simulator.hardware.catalog import load_catalog
     from simulator.inputs.efficiency_file import default_efficiency, load_efficiency
-    from simulator.validation.published import read_cases
+    from simulator.validation.cases import read_cases
 
     try:
         _check_output_file(out, "--out")

@@ -13,12 +13,8 @@ import pytest
 from simulator.hardware.catalog import load_catalog
 from simulator.inputs.efficiency_file import default_efficiency
 from simulator.validation.calibration import SHARED, Calibration
-from simulator.validation.published import (
-    OPTIONAL_COLUMNS,
-    read_cases,
-    summary,
-    validate,
-)
+from simulator.validation.cases import OPTIONAL_COLUMNS, read_cases
+from simulator.validation.published import summary, validate
 
 CALIBRATION_CSV = Path(__file__).resolve().parents[2] / "shared" / "validation" / "calibration.csv"
 

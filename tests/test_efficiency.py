@@ -19,7 +19,8 @@ from simulator.inputs.efficiency_file import (
 from simulator.inputs.scenario import Scenario
 from simulator.results.assemble import simulate
 from simulator.studies.sweep import run_sweep
-from simulator.validation.published import read_cases, validate
+from simulator.validation.cases import read_cases
+from simulator.validation.published import validate
 
 
 def write(path: Path, data) -> Path:

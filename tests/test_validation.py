@@ -14,7 +14,8 @@ from simulator.hardware.catalog import load_catalog
 from simulator.inputs.efficiency_file import default_efficiency
 from simulator.system.estimate import estimate_step
 from simulator.system.workplan import build_step_plan
-from simulator.validation.published import case_setup, read_cases, summary, validate
+from simulator.validation.cases import case_setup, read_cases
+from simulator.validation.published import summary, validate
 from simulator.workload.loading import get_preset
 from simulator.workload.memory import memory_per_gpu
 
@@ -179,7 +180,7 @@ def test_a_user_hardware_file_covers_a_gpu_the_catalog_lacks(cases_csv, tmp_path
 def test_megatron_switches_quoted_in_the_notes_set_the_overlap_options(tmp_path):
     from simulator.hardware.catalog import load_catalog
     from simulator.inputs.efficiency_file import default_efficiency
-    from simulator.validation.published import case_setup
+    from simulator.validation.cases import case_setup
 
     row = ("gpt-7b,src-c,GPT,,32,4096,32,,,50000,4096,64,1,h100-sxm,16,8,8,1,2,1,,,,,bf16,400,mfu,0.5,")
     noted = row + '"ran with --overlap-grad-reduce --overlap-param-gather --tp-comm-overlap, PP overlap default"'

@@ -55,7 +55,8 @@ from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
 from simulator.hardware.compute import ops_time_s
 from simulator.inputs.efficiency_file import default_efficiency
 from simulator.system.efficiency import Efficiency
-from simulator.validation.published import case_setup, config_key, summary, validate
+from simulator.validation.cases import case_setup
+from simulator.validation.published import config_key, summary, validate
 from simulator.workload.ops import embedding_work, head_work, layer_work
 
 COMPUTE_SCALED = ("forward_s", "backward_s", "recompute_s", "bubble_s", "stall_s")
