@@ -15,7 +15,8 @@ from simulator.system.workplan import build_step_plan
 from simulator.workload.loading import load_model
 from simulator.workload.megatron import megatron_flags, plan_from_megatron_flags
 from simulator.workload.memory import memory_per_gpu
-from simulator.workload.ops import layer_work, pipeline_message_bytes
+from simulator.workload.layer import layer_work
+from simulator.workload.ops import pipeline_message_bytes
 from simulator.workload.plan import ParallelPlan
 
 LLAMA = load_model("llama3-8b").model_copy(update={"seq_len": 16384})

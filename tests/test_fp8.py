@@ -9,7 +9,8 @@ from simulator.hardware.catalog import load_catalog
 from simulator.hardware.compute import ops_time_s
 from simulator.inputs.efficiency_file import default_efficiency
 from simulator.workload.loading import load_model
-from simulator.workload.ops import Op, head_work, layer_work, pipeline_message_bytes
+from simulator.workload.layer import layer_work
+from simulator.workload.ops import Op, head_work, pipeline_message_bytes
 
 LLAMA = load_model("llama3-8b")
 KW = dict(micro_batch=1, tp=2, sequence_parallel=True)

@@ -63,11 +63,11 @@ from simulator.workload.memory import (
     parameters_on_virtual_stage,
 )
 from simulator.workload.model import ModelConfig
+from simulator.workload.layer import layer_work
 from simulator.workload.ops import (
     LayerWork,
     embedding_work,
     head_work,
-    layer_work,
     pipeline_message_bytes,
 )
 from simulator.workload.plan import ParallelPlan

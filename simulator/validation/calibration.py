@@ -57,7 +57,8 @@ from simulator.inputs.efficiency_file import default_efficiency
 from simulator.system.efficiency import Efficiency
 from simulator.validation.cases import case_setup
 from simulator.validation.published import config_key, summary, validate
-from simulator.workload.ops import embedding_work, head_work, layer_work
+from simulator.workload.layer import layer_work
+from simulator.workload.ops import embedding_work, head_work
 
 COMPUTE_SCALED = ("forward_s", "backward_s", "recompute_s", "bubble_s", "stall_s")
 FIXED = ("tp_comm_s", "cp_comm_s", "pp_comm_s", "dp_comm_s")

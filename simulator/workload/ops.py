@@ -71,9 +71,6 @@ from simulator.workload.legality import (
     cp_splits_sequence,
     first,
     sp_splits_sequence,
-    tp_splits_ffn,
-    tp_splits_heads,
-    tp_splits_kv_heads,
 )
 from simulator.workload.model import ModelConfig
 
@@ -216,10 +213,10 @@ class LayerWork:
         return _sum_bytes(self.tp_backward)
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- building blocks
 
 
-def _gemm(name: str, m: int, n: int, k: int, e: int, *, operand_bytes: int | None = None,
+def gemm(name: str, m: int, n: int, k: int, e: int, *, operand_bytes: int | None = None,
           precision: str | None = None) -> Op:
     """``Y[M,N] = X[M,K] W[K,N]``: ``2 M N K`` FLOPs, reads ``X`` and ``W`` (``operand_bytes``
     per element, default ``e``), writes ``Y`` (``e``)."""
@@ -227,7 +224,7 @@ def _gemm(name: str, m: int, n: int, k: int, e: int, *, operand_bytes: int | Non
     return Op(name, "gemm", 2.0 * m * n * k, float((m * k + k * n) * ob + m * n * e), (m, n, k), precision)
 
 
-def _gemm_backward(fwd: Op) -> tuple[Op, Op]:
+def gemm_backward(fwd: Op) -> tuple[Op, Op]:
     """Data and weight gradient GEMMs of ``fwd``; each has its FLOPs, bytes and precision."""
     assert fwd.gemm_mnk is not None
     m, n, k = fwd.gemm_mnk
@@ -236,19 +233,19 @@ def _gemm_backward(fwd: Op) -> tuple[Op, Op]:
     return dgrad, wgrad
 
 
-def _elementwise(name: str, flops: float, read_bytes: float, write_bytes: float) -> Op:
+def elementwise(name: str, flops: float, read_bytes: float, write_bytes: float) -> Op:
     return Op(name, "elementwise", float(flops), float(read_bytes + write_bytes))
 
 
-def _norm(model: ModelConfig, name: str, tokens: float, e: int) -> tuple[Op, Op]:
+def norm_ops(model: ModelConfig, name: str, tokens: float, e: int) -> tuple[Op, Op]:
     """Forward (read x, write y) and backward (read x and dy, write dx) of a norm over ``h``."""
     n = tokens * model.d_model
-    fwd = _elementwise(name, NORM_FLOPS_PER_ELEMENT[model.norm] * n, n * e, n * e)
-    bwd = _elementwise(f"{name}_bwd", BACKWARD_ELEMENTWISE_FACTOR * fwd.flops, 2 * n * e, n * e)
+    fwd = elementwise(name, NORM_FLOPS_PER_ELEMENT[model.norm] * n, n * e, n * e)
+    bwd = elementwise(f"{name}_bwd", BACKWARD_ELEMENTWISE_FACTOR * fwd.flops, 2 * n * e, n * e)
     return fwd, bwd
 
 
-def _residual(model: ModelConfig, name: str, tokens: float, e: int) -> tuple[Op, Op]:
+def residual_ops(model: ModelConfig, name: str, tokens: float, e: int) -> tuple[Op, Op]:
     """Residual add (plus the row-parallel bias, added after the reduction).
 
     Forward reads branch and residual, writes the sum. Backward: the gradient
@@ -257,35 +254,14 @@ def _residual(model: ModelConfig, name: str, tokens: float, e: int) -> tuple[Op,
     """
     n = tokens * model.d_model
     per_element = 2.0 if model.bias else 1.0
-    fwd = _elementwise(name, per_element * n, 2 * n * e, n * e)
-    bwd = _elementwise(f"{name}_bwd", per_element * n, 2 * n * e, n * e)
+    fwd = elementwise(name, per_element * n, 2 * n * e, n * e)
+    bwd = elementwise(f"{name}_bwd", per_element * n, 2 * n * e, n * e)
     return fwd, bwd
 
 
-def _standard_attention(model: ModelConfig, b: int, heads: int, e: int, precision: str | None = None
-                        ) -> list[tuple[Op, ...]]:
-    """Forward op and its backward ops, in forward order, of unfused attention over ``heads``
-    heads on one rank (see :func:`layer_work`). The batched GEMMs read and write per head:
-    ``Q K^T`` reads Q and K (``s d`` each) and writes the ``s^2`` scores; ``P V`` reads the
-    probabilities and V, writes the output."""
-    s, d = model.seq_len, model.head_dim
-    n = b * heads  # independent (batch, head) GEMMs
-    scores = n * s * s  # elements of the score matrices
-    flops = 2.0 * n * s * s * d
-    qk = Op("attn_scores", "gemm", flops, float(n * (2 * s * d + s * s) * e), (s, s, d), precision)
-    pv = Op("attn_values", "gemm", flops, float(n * (s * s + 2 * s * d) * e), (s, d, s), precision)
-    softmax = _elementwise("softmax", SOFTMAX_FLOPS_PER_ELEMENT * scores, scores * e, scores * e)
-    softmax_bwd = _elementwise("softmax_bwd", BACKWARD_ELEMENTWISE_FACTOR * softmax.flops, 2 * scores * e, scores * e)
-    ops = [(qk, *_gemm_backward(qk)), (softmax, softmax_bwd)]
-    if model.dropout:
-        drop = _elementwise("attn_dropout", scores, scores * e, scores * (e + 1))
-        ops.append((drop, _elementwise("attn_dropout_bwd", scores, scores * (e + 1), scores * e)))
-    ops.append((pv, *_gemm_backward(pv)))
-    return ops
-
-
-def _check_precision(precision: str) -> int:
-    """Bytes of one activation element: the precision's, bf16's in fp8 training."""
+def activation_bytes(precision: str) -> int:
+    """Bytes of one activation element: the precision's, bf16's in fp8 training; an
+    :class:`InputError` for an unknown precision."""
     if precision not in BYTES_PER_ELEMENT:
         raise InputError(
             f"unknown precision {precision!r}; use one of {', '.join(BYTES_PER_ELEMENT)}", field="plan.precision"
@@ -293,12 +269,12 @@ def _check_precision(precision: str) -> int:
     return BYTES_PER_ELEMENT["bf16" if precision == "fp8" else precision]
 
 
-def _bf16_in_fp8(precision: str) -> str | None:
+def bf16_in_fp8(precision: str) -> str | None:
     """``Op.precision`` of ops that stay bf16 in fp8 training (None otherwise: the plan's)."""
     return "bf16" if precision == "fp8" else None
 
 
-def _check_common(model: ModelConfig, micro_batch: int, tp: int, sequence_parallel: bool, cp: int) -> int:
+def tokens_on_rank(model: ModelConfig, micro_batch: int, tp: int, sequence_parallel: bool, cp: int) -> int:
     """Check the split of a micro-batch; return the tokens of one micro-batch on one rank (``b s / cp``)."""
     for name, value in (("micro_batch", micro_batch), ("tp", tp), ("cp", cp)):
         if value < 1:
@@ -307,205 +283,7 @@ def _check_common(model: ModelConfig, micro_batch: int, tp: int, sequence_parall
     return micro_batch * model.seq_len // cp
 
 
-def _check_layer(model: ModelConfig, tp: int) -> None:
-    first(tp_splits_heads(tp, model.n_heads), tp_splits_kv_heads(tp, model.kv_heads), tp_splits_ffn(tp, model.ffn))
-
-
 # --------------------------------------------------------------------------- public
-
-
-def layer_work(
-    model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, recompute: str, precision: str,
-    attention: str = "flash", cp: int = 1,
-) -> LayerWork:
-    """Work of one transformer block on one TP rank for one micro-batch.
-
-    Forward ops, in order: ``input_norm``, ``qkv`` (GEMM ``T x (a/t + 2 k_r) d x h``
-    with ``k_r = max(k/t, 1)``), the attention core, ``attn_proj`` (GEMM
-    ``T x h x h/t``), ``attn_residual``, ``mlp_norm``, then
-    ``mlp_gate_up`` (``T x 2f/t x h``), ``swiglu`` when gated, else ``mlp_up``
-    (``T x f/t x h``), ``gelu``; then ``mlp_down`` (``T x h x f/t``) and
-    ``mlp_residual``. Norms and residuals work on ``T/t`` tokens with sequence
-    parallelism, else on ``T``.
-
-    The attention core (``attention``, per ``b (a/t)`` heads of size ``d``):
-
-    * ``"flash"``: one fused kernel ``attention``, causal (half of the ``s x s``
-      scores: ``2 b s^2 (a/t) d = 2 b s^2 h / t`` FLOPs), reading Q, K, V and writing
-      the output and one fp32 log-sum-exp per row; ``attention_bwd`` costs 2.5x its
-      forward because it recomputes the scores.
-    * ``"standard"`` (unfused, as Megatron-LM before fused attention): batched GEMMs
-      ``attn_scores`` (``Q K^T``, ``s x s x d`` per head) and ``attn_values`` (``P V``,
-      ``s x d x s``) over the *full* square (the causal mask is applied, not skipped:
-      ``4 b s^2 h / t`` FLOPs), with ``softmax`` (scale, mask, softmax: reads and writes
-      the ``e b (a/t) s^2`` scores) and, with dropout, ``attn_dropout`` (reads them,
-      writes them and a 1-byte mask) between. Backward: two GEMMs per GEMM, and the
-      dropout and softmax backward kernels on the scores.
-
-    Backward: each GEMM gives a ``_dgrad`` and a ``_wgrad`` GEMM of its forward
-    FLOPs (so 2x in total); element-wise ops cost 2x. In fp8 training (module docstring) each
-    linear GEMM is preceded by ``<gemm>_input_to_fp8`` and its backward GEMMs by
-    ``<gemm>_grad_to_fp8``, and the attention core runs in bf16.
-
-    Recomputation: ``"full"`` redoes the whole forward (ops and collectives).
-    ``"selective"`` (Korthikanti et al. 2022) recomputes only the attention
-    core: with ``"standard"`` attention its forward ops run again before its
-    backward (the scores are not stored); with ``"flash"`` the scores are already
-    recomputed inside ``attention_bwd`` and never stored, so selective adds no
-    work and ``recompute`` is empty (its effect is on activation memory only).
-    ``"none"``: empty.
-
-    Context parallelism (``cp > 1``, flash attention only): ``T = b s / cp`` tokens per rank,
-    the attention kernels do ``1/cp`` of the causal FLOPs and stream the whole sequence's K
-    and V; ``cp_forward`` is an all-gather of ``2 b s k_r d e`` bytes (K and V), ``cp_backward``
-    an exchange of twice that (K and V, and their gradients), each beside its attention
-    kernel; full recomputation repeats the forward one.
-
-    TP collectives (``t > 1``), each of ``T h e`` bytes: forward 2 all-reduces
-    (after ``attn_proj`` and ``mlp_down``), backward 2 all-reduces (input
-    gradients of ``qkv`` and ``mlp_up``); with sequence parallelism forward
-    all-gather, reduce-scatter, all-gather, reduce-scatter and backward their
-    conjugates (all-gather, reduce-scatter, twice). Each names the GEMM it can
-    run beside (``Collective.overlaps_with``): the input-gradient reductions beside
-    the weight-gradient GEMM of ``qkv`` / ``mlp_up`` (Megatron-LM's asynchronous
-    default), the others beside the GEMM that produces or consumes them.
-
-    Raises :class:`InputError` if ``tp`` does not split heads or ``d_ffn``, if
-    sequence parallelism cannot split ``seq_len``, or for an unknown
-    ``precision``, ``recompute`` or ``attention``.
-    """
-    e = _check_precision(precision)
-    T = _check_common(model, micro_batch, tp, sequence_parallel, cp)
-    _check_layer(model, tp)
-    if recompute not in ("none", "selective", "full"):
-        raise InputError(f"unknown recompute {recompute!r}; use none, selective or full", field="plan.recompute")
-    if attention not in ("flash", "standard"):
-        raise InputError(f"unknown attention {attention!r}; use flash or standard", field="plan.attention")
-    if cp > 1 and attention != "flash":
-        raise InputError("context parallelism (cp > 1) needs attention 'flash'", field="plan.attention")
-
-    b, s, h, d, t = micro_batch, model.seq_len, model.d_model, model.head_dim, tp
-    Tn = T / t if sequence_parallel else T  # tokens seen by norms and residuals
-    a_r = model.n_heads // t
-    k_r = model.kv_heads // t if model.kv_heads % t == 0 else 1
-    f_r = model.ffn // t
-    act_bytes = float(T * h * e)  # one full b x s x h activation: every TP collective's size
-
-    fwd: list[Op] = []
-    bwd_groups: list[tuple[Op, ...]] = []  # backward ops of each forward op, in forward order
-
-    def add(f_op: Op, *b_ops: Op) -> None:
-        fwd.append(f_op)
-        bwd_groups.append(b_ops)
-
-    fp8 = precision == "fp8"
-
-    def gemm(name: str, m: int, n: int, k: int) -> None:
-        op = _gemm(name, m, n, k, e, operand_bytes=1 if fp8 else None)
-        if not fp8:
-            add(op, *_gemm_backward(op))
-            return
-        # Transformer Engine: cast the input (forward) and the output gradient (backward) to fp8,
-        # writing the fp8 tensor and its transpose
-        add(_elementwise(f"{name}_input_to_fp8", m * k, m * k * e, 2 * m * k))
-        add(op, _elementwise(f"{name}_grad_to_fp8", m * n, m * n * e, 2 * m * n), *_gemm_backward(op))
-
-    add(*_norm(model, "input_norm", Tn, e))
-    gemm("qkv", T, (a_r + 2 * k_r) * d, h)
-
-    core_start = len(fwd)
-    if attention == "flash":
-        q_elems, kv_elems = T * a_r * d, b * s * k_r * d  # K and V of the whole sequence stream through
-        stats = T * a_r * SOFTMAX_STATS_BYTES
-        attn_flops = 2.0 * b * s * s * a_r * d / cp
-        bf16 = _bf16_in_fp8(precision)
-        attn = Op("attention", "attention", attn_flops, float((q_elems + 2 * kv_elems + q_elems) * e + stats),
-                  precision=bf16)
-        # Backward reads Q, K, V, O, dO and the stats; writes dQ, dK, dV.
-        attn_bwd = Op(
-            "attention_bwd",
-            "attention",
-            FLASH_BACKWARD_FACTOR * attn_flops,
-            float((3 * q_elems + 2 * kv_elems) * e + stats + (q_elems + 2 * kv_elems) * e),
-            precision=bf16,
-        )
-        add(attn, attn_bwd)
-    else:
-        for pair in _standard_attention(model, b, a_r, e, _bf16_in_fp8(precision)):
-            add(*pair)
-    core = tuple(fwd[core_start:])
-
-    gemm("attn_proj", T, h, a_r * d)
-    add(*_residual(model, "attn_residual", Tn, e))
-    add(*_norm(model, "mlp_norm", Tn, e))
-
-    if model.gated_mlp:
-        gemm("mlp_gate_up", T, 2 * f_r, h)
-        n_out = T * f_r
-        act = _elementwise("swiglu", SWIGLU_FLOPS_PER_ELEMENT * n_out, 2 * n_out * e, n_out * e)
-        act_bwd = _elementwise(
-            "swiglu_bwd", BACKWARD_ELEMENTWISE_FACTOR * act.flops, 3 * n_out * e, 2 * n_out * e
-        )
-    else:
-        gemm("mlp_up", T, f_r, h)
-        n_out = T * f_r
-        act = _elementwise("gelu", GELU_FLOPS_PER_ELEMENT * n_out, n_out * e, n_out * e)
-        act_bwd = _elementwise("gelu_bwd", BACKWARD_ELEMENTWISE_FACTOR * act.flops, 2 * n_out * e, n_out * e)
-    add(act, act_bwd)
-
-    gemm("mlp_down", T, h, f_r)
-    add(*_residual(model, "mlp_residual", Tn, e))
-
-    forward = tuple(fwd)
-    backward = tuple(op for group in reversed(bwd_groups) for op in group)
-    mlp_in = "mlp_gate_up" if model.gated_mlp else "mlp_up"
-
-    if t == 1:
-        tp_fwd: tuple[Collective, ...] = ()
-        tp_bwd: tuple[Collective, ...] = ()
-    elif sequence_parallel:
-        tp_fwd = (
-            Collective("all_gather", act_bytes, "attn_all_gather", "qkv"),
-            Collective("reduce_scatter", act_bytes, "attn_reduce_scatter", "attn_proj"),
-            Collective("all_gather", act_bytes, "mlp_all_gather", mlp_in),
-            Collective("reduce_scatter", act_bytes, "mlp_reduce_scatter", "mlp_down"),
-        )
-        tp_bwd = (
-            Collective("all_gather", act_bytes, "mlp_output_grad_all_gather", "mlp_down_dgrad"),
-            Collective("reduce_scatter", act_bytes, "mlp_input_grad_reduce_scatter", f"{mlp_in}_wgrad", "backward"),
-            Collective("all_gather", act_bytes, "attn_output_grad_all_gather", "attn_proj_dgrad"),
-            Collective("reduce_scatter", act_bytes, "attn_input_grad_reduce_scatter", "qkv_wgrad", "backward"),
-        )
-    else:
-        tp_fwd = (
-            Collective("all_reduce", act_bytes, "attn_all_reduce", "attn_proj"),
-            Collective("all_reduce", act_bytes, "mlp_all_reduce", "mlp_down"),
-        )
-        tp_bwd = (
-            Collective("all_reduce", act_bytes, "mlp_input_grad_all_reduce", f"{mlp_in}_wgrad", "backward"),
-            Collective("all_reduce", act_bytes, "attn_input_grad_all_reduce", "qkv_wgrad", "backward"),
-        )
-
-    cp_fwd: tuple[Collective, ...] = ()
-    cp_bwd: tuple[Collective, ...] = ()
-    if cp > 1:
-        kv_bytes = float(2 * b * s * k_r * d * e)
-        cp_fwd = (Collective("all_gather", kv_bytes, "cp_kv_all_gather", "attention", "always"),)
-        cp_bwd = (Collective("all_gather", 2 * kv_bytes, "cp_kv_and_grad_exchange", "attention_bwd", "always"),)
-
-    full = recompute == "full"
-    selective = recompute == "selective" and attention == "standard"
-    return LayerWork(
-        forward=forward,
-        backward=backward,
-        recompute=forward if full else core if selective else (),
-        tp_forward=tp_fwd,
-        tp_backward=tp_bwd,
-        tp_recompute=tp_fwd if full else (),
-        cp_forward=cp_fwd,
-        cp_backward=cp_bwd,
-        cp_recompute=cp_fwd if full else (),
-    )
 
 
 def vocab_per_rank(model: ModelConfig, tp: int) -> int:
@@ -535,13 +313,13 @@ def embedding_work(
     first and last stage also all-reduce the embedding gradient; that is a
     per-step collective, not part of this micro-batch work.
     """
-    e = _check_precision(precision)
-    T = _check_common(model, micro_batch, tp, sequence_parallel, cp)
+    e = activation_bytes(precision)
+    T = tokens_on_rank(model, micro_batch, tp, sequence_parallel, cp)
     s, h, t = model.seq_len // cp, model.d_model, tp
     act_bytes = float(T * h * e)
     owned = T * h / t
 
-    forward: list[Op] = [_elementwise("embedding_lookup", 0.0, owned * e, T * h * e)]
+    forward: list[Op] = [elementwise("embedding_lookup", 0.0, owned * e, T * h * e)]
     backward: list[Op] = []
     tp_fwd: tuple[Collective, ...] = ()
     tp_bwd: tuple[Collective, ...] = ()
@@ -555,9 +333,9 @@ def embedding_work(
         Tn = T / t if sequence_parallel else T
         sn = s / t if sequence_parallel else s
         n = Tn * h
-        forward.append(_elementwise("position_add", n, 2 * n * e, n * e))
-        backward.append(_elementwise("position_grad", n, n * e, sn * h * e))
-    backward.append(_elementwise("embedding_grad", owned, 2 * owned * e, owned * e))
+        forward.append(elementwise("position_add", n, 2 * n * e, n * e))
+        backward.append(elementwise("position_grad", n, n * e, sn * h * e))
+    backward.append(elementwise("embedding_grad", owned, 2 * owned * e, owned * e))
     return LayerWork(forward=tuple(forward), backward=tuple(backward), tp_forward=tp_fwd, tp_backward=tp_bwd)
 
 
@@ -581,19 +359,19 @@ def head_work(
     never recomputed, and runs in bf16 in fp8 training. With tied embeddings the weight gradient is still
     computed here (same FLOPs).
     """
-    e = _check_precision(precision)
-    T = _check_common(model, micro_batch, tp, sequence_parallel, cp)
+    e = activation_bytes(precision)
+    T = tokens_on_rank(model, micro_batch, tp, sequence_parallel, cp)
     h, t = model.d_model, tp
     Tn = T / t if sequence_parallel else T
     v_r = vocab_per_rank(model, t)
     act_bytes = float(T * h * e)
 
-    norm, norm_bwd = _norm(model, "final_norm", Tn, e)
-    head = _gemm("lm_head", T, v_r, h, e, precision=_bf16_in_fp8(precision))
-    head_dgrad, head_wgrad = _gemm_backward(head)
+    norm, norm_bwd = norm_ops(model, "final_norm", Tn, e)
+    head = gemm("lm_head", T, v_r, h, e, precision=bf16_in_fp8(precision))
+    head_dgrad, head_wgrad = gemm_backward(head)
     logits = T * v_r
-    ce = _elementwise("cross_entropy", CROSS_ENTROPY_FLOPS_PER_LOGIT * logits, logits * e, logits * LOSS_BYTES)
-    ce_bwd = _elementwise(
+    ce = elementwise("cross_entropy", CROSS_ENTROPY_FLOPS_PER_LOGIT * logits, logits * e, logits * LOSS_BYTES)
+    ce_bwd = elementwise(
         "cross_entropy_bwd", CROSS_ENTROPY_BACKWARD_FLOPS_PER_LOGIT * logits, logits * LOSS_BYTES, logits * e
     )
 
@@ -637,6 +415,6 @@ def pipeline_message_bytes(
     network, all-gather on the receiving side over NVLink; that all-gather is
     not included here); otherwise the full ``b s h e``.
     """
-    e = _check_precision(precision)
-    full = float(_check_common(model, micro_batch, tp, sequence_parallel, cp) * model.d_model * e)
+    e = activation_bytes(precision)
+    full = float(tokens_on_rank(model, micro_batch, tp, sequence_parallel, cp) * model.d_model * e)
     return full / tp if (sequence_parallel or scatter_gather) else full
