@@ -14,14 +14,13 @@ from simulator.inputs.efficiency_file import default_efficiency
 from simulator.validation import collectives as nccl_validation
 from simulator.network.collectives import bus_bandwidth_Bps, plan_collective
 from simulator.validation.collectives import (
-    EXTRA_TOPOLOGIES,
     MiB,
-    build_topology,
     compare,
     mape_pct,
     read_nccl_csv,
     summary,
 )
+from simulator.validation.nccl_topologies import EXTRA_TOPOLOGIES, comparison_topology
 
 NCCL_CSV = Path(__file__).parents[2] / "shared/reference/nccl.csv"
 
@@ -143,7 +142,7 @@ def test_ring_all_gather_and_reduce_scatter_on_one_nvswitch_node(key, n, kind):
     """Ring on NVSwitch: n-1 steps of S/n over each GPU's NVLink, so
     t = overhead + (n-1)/n x S / (B x nvlink efficiency) + (n-1) x GPU-to-GPU latency,
     and busbw = (n-1)/n x S / t tends to B x efficiency for large S."""
-    topo = build_topology(key, n)
+    topo = comparison_topology(key, n)
     su = topo.spec.node.scale_up
     B = su.bandwidth_GBps * 1e9
     S = 16 * 2**30
@@ -156,7 +155,7 @@ def test_ring_all_gather_and_reduce_scatter_on_one_nvswitch_node(key, n, kind):
 
 
 def test_all_to_all_on_one_nvswitch_node_is_one_direct_step():
-    topo = build_topology("dgx-h100-superpod", 8)
+    topo = comparison_topology("dgx-h100-superpod", 8)
     n, S = 8, 2**30
     B = topo.spec.node.scale_up.bandwidth_GBps * 1e9
     plan = plan_collective(topo, "all_to_all", [list(range(n))], S, efficiency=EFF)
@@ -171,7 +170,7 @@ def test_all_to_all_on_one_nvswitch_node_is_one_direct_step():
 def test_all_to_all_across_two_a3_mega_nodes_is_bound_by_the_nics():
     """16 ranks on 2 nodes: each GPU sends S/16 to each of the 8 GPUs of the other node
     through its own 200 Gb/s NIC, so the NIC cable carries S/2."""
-    topo = build_topology("gcp-a3-mega", 16)
+    topo = comparison_topology("gcp-a3-mega", 16)
     node = topo.spec.node
     S = 2**30
     plan = plan_collective(topo, "all_to_all", [list(range(16))], S, efficiency=EFF)
@@ -179,7 +178,7 @@ def test_all_to_all_across_two_a3_mega_nodes_is_bound_by_the_nics():
     nic_Bps = node.nic_bandwidth_Gbps * 1e9 / 8 * EFF.nic
     latency = topo.path_latency_s(0, 8)
     assert t == pytest.approx(EFF.overhead_s + latency + (S / 2) / nic_Bps, rel=1e-9)
-    intra = plan_collective(build_topology("gcp-a3-mega", 8), "all_to_all", [list(range(8))], S, efficiency=EFF)
+    intra = plan_collective(comparison_topology("gcp-a3-mega", 8), "all_to_all", [list(range(8))], S, efficiency=EFF)
     assert t > intra.standalone_time_s(EFF)
 
 
@@ -197,7 +196,7 @@ def test_every_built_in_topology_is_listed():
 @pytest.mark.parametrize("kind", ["all_reduce", "all_gather", "reduce_scatter", "all_to_all"])
 @pytest.mark.parametrize("S", [8, MiB, 2**30])
 def test_every_collective_plans_on_every_validation_topology(key, n, kind, S):
-    topo = build_topology(key, n)
+    topo = comparison_topology(key, n)
     plan = plan_collective(topo, kind, [list(range(n))], S, efficiency=EFF)
     t = plan.standalone_time_s(EFF)
     assert math.isfinite(t) and t > EFF.overhead_s

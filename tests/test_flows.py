@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.core.errors import InputError, SimulationError
-from simulator.network.collectives import NetworkEfficiency, plan_collective
+from simulator.network.collectives import plan_collective
+from simulator.network.efficiency import NetworkEfficiency
 from simulator.network.flows import FlowNetwork, max_min_speeds
 from simulator.network.topology import load_topology
 

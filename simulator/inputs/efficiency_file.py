@@ -25,7 +25,7 @@ from simulator.core.units import US
 from simulator.core.yamlfile import parse_yaml, read_yaml_file
 from simulator.hardware.compute import ComputeEfficiency
 from simulator.hardware.power import PowerFractions
-from simulator.network.collectives import NetworkEfficiency
+from simulator.network.efficiency import NetworkEfficiency
 from simulator.system.efficiency import Efficiency
 
 _Fraction = Annotated[float, Field(gt=0, le=1)]

@@ -1,66 +1,10 @@
-"""Cluster topologies: GPUs, node switches, NICs and the switch fabric as a directed graph.
+"""Cluster topologies: a fleet's GPUs, node switches, NICs and switch fabric, with routing.
 
-A topology file (YAML, ``topologies/*.yaml``) describes one node design and one fabric.
-:func:`load_topology` validates it and builds a :class:`Topology` for a fleet of
-``n_gpus`` GPUs: only the nodes the fleet needs are built, so graph size grows with
-the fleet.
-
-Graph
------
-Vertices: ``("gpu", g)``, ``("nvswitch", node)`` or ``("pcie", node)``,
-``("nic", node, i)``, ``("leaf", i)``, ``("spine", i)``, ``("core", i)``. Every cable
-is two directed edges, one per direction. Edge attributes: ``bandwidth_Bps`` (one
-direction), ``latency_s``, ``kind`` and ``id`` (dense, ``0 .. n_edges - 1``, in a
-fixed build order, so ids are the same on every run).
-
-=====================  =========  ===========================================
-edge                   kind       bandwidth (one direction)
-=====================  =========  ===========================================
-gpu <-> nvswitch       nvlink     ``scale_up.bandwidth_GBps`` (per GPU)
-gpu <-> pcie           pcie       ``scale_up.bandwidth_GBps`` (per GPU)
-gpu <-> nic            pcie       ``pcie_bandwidth_GBps`` (NVSwitch nodes: GPUDirect RDMA
-                                  through the PCIe switch the GPU shares with its rail NIC)
-pcie <-> nic           pcie       ``pcie_bandwidth_GBps`` (PCIe nodes: the NIC's slot)
-nic <-> leaf           nic        ``nic_bandwidth_Gbps`` (one cable per NIC, never merged)
-leaf <-> spine         fabric     leaf downlink capacity / ``oversubscription``
-spine <-> core         fabric     spine-group downlink capacity / ``spine_oversubscription``
-=====================  =========  ===========================================
-
-``pcie_bandwidth_GBps`` defaults to ``scale_up.bandwidth_GBps`` on PCIe nodes and to
-the NIC line rate on NVSwitch nodes (so it never narrows a NIC path by default).
-
-Latency (one way) is split over edges so that a path's latency is a sum of physical
-parts: each GPU-to-switch edge carries half of ``scale_up.latency_us`` (GPU-to-GPU inside
-a node = ``latency_us``); the host side of a NIC (gpu->nic or pcie->nic) and its cable
-each carry half of ``nic_latency_us`` (one NIC traversal = ``nic_latency_us``); every
-edge incident to a fabric switch carries half of ``switch_latency_us`` (one switch
-traversal = ``switch_latency_us``).
-
-Fabric
-------
-Nodes are grouped in *units* of ``nodes_per_unit`` (a SuperPOD scalable unit).
-
-* ``rail_optimized``: NIC ``i`` of every node of unit ``u`` goes to leaf ``u * nics + i``
-  (rail ``i``). With 2 tiers every leaf goes to one spine group ``("spine", 0)``. With
-  3 tiers the leaves of rail ``i`` (one per unit) go to spine group ``("spine", i)`` and
-  all spine groups go to ``("core", 0)``: same-rail traffic turns at the spine group,
-  cross-rail traffic at the core.
-* ``fat_tree``: all NICs of the nodes of unit ``u`` go to leaf ``u``. With 2 tiers all
-  leaves go to ``("spine", 0)``; with 3 tiers the leaves of ``units_per_group``
-  consecutive units go to spine group ``u // units_per_group`` and all groups to
-  ``("core", 0)``. With 1 tier the whole fleet is one unit under one switch.
-
-Aggregation (stated assumption): a tier's switches that serve one group (a leaf for a
-rail of a unit, a spine group, the core) are one vertex, and the parallel cables
-between two such vertices are one edge whose bandwidth is their sum. This is exact for
-bandwidth under perfect ECMP/adaptive-routing spreading (a fluid model), optimistic when
-flows collide on hashes. Per-NIC cables stay separate because NICs are where transfers
-really share. Switch vertices themselves are non-blocking.
-
-Capacities: a leaf's downlink capacity is that of a *full* unit (``nodes_per_unit`` nodes
-x NICs per leaf x NIC rate; the switches exist even when the fleet fills the unit only in
-part); its uplink is that / ``oversubscription``. A spine group's uplink to the core is
-the sum of the uplinks of the leaves built under it / ``spine_oversubscription``.
+:func:`load_topology` reads a topology file (:mod:`simulator.network.topology_file`)
+and builds a :class:`Topology` for a fleet of ``n_gpus`` GPUs: only the nodes the fleet
+needs are built, so graph size grows with the fleet. The cables, their bandwidths
+(bytes/s, one direction), latencies (seconds, one way) and kinds, and the fabric's
+aggregation assumption are described in :mod:`simulator.network.cabling`.
 
 Routing (deterministic, O(path length), no graph search): a GPU sends and receives
 inter-node traffic through its rail NIC ``nic_of(gpu)``; intra-node traffic goes
@@ -87,8 +31,7 @@ node; a fleet smaller than one node builds a single node with only ``n_gpus`` GP
 
 Power: ``Topology.power`` holds the non-GPU power of a node and of one fabric switch
 (from the file, with sources) and an *estimate* of the physical switch count of the
-built fabric: per aggregated vertex ``ceil(ports / switch_ports)`` where ports count
-downlinks plus uplinks at NIC rate.
+built fabric (see :mod:`simulator.network.cabling`).
 """
 
 from __future__ import annotations
@@ -99,91 +42,15 @@ import os
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import networkx as nx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.core.bundled import bundled_dir
-from simulator.core.errors import InputError, from_validation_error
-from simulator.core.units import US, GBps_to_Bps, gbit_per_s_to_Bps
-from simulator.core.yamlfile import parse_yaml
-
-Link = tuple[Hashable, Hashable]
-"""A directed edge ``(u, v)`` of :attr:`Topology.graph`."""
-
-LINK_KINDS = ("nvlink", "pcie", "nic", "fabric")
-"""Values of the ``kind`` edge attribute."""
-
-
-# --------------------------------------------------------------------------- schema
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ScaleUpSpec(_Strict):
-    """The node's GPU-to-GPU interconnect."""
-
-    kind: Literal["nvswitch", "pcie"] = Field(
-        description="nvswitch (NVLink through NVSwitch) or pcie (host PCIe switch)."
-    )
-    bandwidth_GBps: float = Field(gt=0, description="Per GPU, one direction, GB/s (10^9 bytes/s).")
-    latency_us: float = Field(ge=0, description="One-way GPU-to-GPU latency inside the node, microseconds.")
-
-
-class NodeSpec(_Strict):
-    """One node (server): GPUs, their switch, compute NICs, non-GPU power."""
-
-    gpus: int = Field(gt=0, description="GPUs per node.")
-    scale_up: ScaleUpSpec
-    nics: int = Field(gt=0, description="Compute-fabric NICs per node; must divide gpus.")
-    nic_bandwidth_Gbps: float = Field(gt=0, description="Line rate of one NIC, one direction, Gbit/s.")
-    nic_latency_us: float = Field(
-        ge=0, description="One-way latency of one NIC traversal (host side + cable), microseconds."
-    )
-    pcie_bandwidth_GBps: float | None = Field(
-        None,
-        gt=0,
-        description="PCIe path from GPU (or host switch) to a NIC, one direction, GB/s; "
-        "default: scale_up bandwidth on pcie nodes, NIC line rate on nvswitch nodes.",
-    )
-    power_W: float = Field(ge=0, description="Node power other than GPUs (CPUs, memory, NICs, fans), watts.")
-    power_source: str = Field(min_length=1, description="Where power_W comes from, or 'estimate: ...'.")
-
-
-class FabricSpec(_Strict):
-    """The scale-out switch fabric."""
-
-    kind: Literal["rail_optimized", "fat_tree"] = Field(description="rail_optimized or fat_tree.")
-    tiers: Literal[1, 2, 3] = Field(description="1 (one switch), 2 (leaf-spine) or 3 (leaf-spine-core).")
-    nodes_per_unit: int = Field(gt=0, description="Nodes under one group of leaves (scalable unit).")
-    units_per_group: int | None = Field(None, gt=0, description="fat_tree with 3 tiers only: units per spine group.")
-    oversubscription: float = Field(1.0, gt=0, description="Leaf downlink:uplink bandwidth ratio; 1 = non-blocking.")
-    spine_oversubscription: float = Field(
-        1.0, gt=0, description="3 tiers: spine-group downlink:uplink (to core) ratio; 1 = non-blocking."
-    )
-    switch_latency_us: float = Field(ge=0, description="One-way latency of one switch traversal, microseconds.")
-    switch_ports: int = Field(gt=0, description="Ports per physical switch at NIC rate (for switch counts).")
-    switch_power_W: float = Field(ge=0, description="Power of one physical switch incl. its optics, watts.")
-    switch_power_source: str = Field(min_length=1, description="Where switch_power_W comes from, or 'estimate: ...'.")
-    max_nodes: int = Field(gt=0, description="Nodes the file describes.")
-    grow: bool = Field(description="Whether a fleet larger than max_nodes may be built (growth rule).")
-
-
-class TopologyFile(_Strict):
-    """A topology file: one node design and one fabric."""
-
-    name: str = Field(min_length=1, description="Display name.")
-    source: str = Field(min_length=1, description="Where the figures come from.")
-    gpu: str | None = Field(None, description="Catalog slug of the nodes' GPU, e.g. a100-80gb.")
-    node: NodeSpec
-    fabric: FabricSpec
-
-
-# --------------------------------------------------------------------------- power
+from simulator.core.errors import InputError
+from simulator.network.cabling import FabricLayout, Link, lay_cables
+from simulator.network.plan_cache import PlanCache
+from simulator.network.topology_file import TopologyFile, parse_topology_file
 
 
 @dataclass(frozen=True)
@@ -191,7 +58,7 @@ class NodePower:
     """Non-GPU power of the built fleet, watts.
 
     ``total_W = n_nodes * node_W + n_switches * switch_W``. ``n_switches`` is an
-    estimate from port counts (see the module docstring), not a bill of materials.
+    estimate from port counts (see :mod:`simulator.network.cabling`), not a bill of materials.
     """
 
     node_W: float
@@ -216,15 +83,13 @@ class NodePower:
         return self.nodes_W + self.switches_W
 
 
-# --------------------------------------------------------------------------- topology
-
-
 class Topology:
     """A built cluster: graph, deterministic routing, per-edge arrays.
 
     Build with :func:`load_topology`. Arrays indexed by edge id: :attr:`bandwidth_Bps`
     (bytes/s, one direction), :attr:`latency_s` (seconds), :attr:`link_kind`,
-    :attr:`links` (the ``(u, v)`` pair).
+    :attr:`links` (the ``(u, v)`` pair). :attr:`plan_cache` holds the collective plans
+    made on this topology (:mod:`simulator.network.collectives`).
     """
 
     def __init__(self, spec: TopologyFile, n_nodes: int, gpus_per_node: int, *, file: str | None = None):
@@ -237,101 +102,28 @@ class Topology:
         self.n_nodes: int = n_nodes
         self.n_gpus: int = n_nodes * gpus_per_node
         self.n_nics_per_node: int = node.nics
-        self._gpus_per_nic = node.gpus // node.nics  # rails: GPU local index // this
-        self._rail = fab.kind == "rail_optimized"
-        self._tiers = fab.tiers
-        self._npu = fab.nodes_per_unit
-        self._upg = fab.units_per_group
         self.n_units: int = math.ceil(n_nodes / fab.nodes_per_unit)
+        self._gpus_per_nic = node.gpus // node.nics  # rails: GPU local index // this
+        self._hub = node.scale_up.kind
+        self._layout = FabricLayout.of(spec)
 
-        hub_kind = node.scale_up.kind  # "nvswitch" | "pcie"
-        su_bw = GBps_to_Bps(node.scale_up.bandwidth_GBps)
-        su_half = node.scale_up.latency_us * US / 2
-        nic_bw = gbit_per_s_to_Bps(node.nic_bandwidth_Gbps)
-        nic_half = node.nic_latency_us * US / 2
-        sw_half = fab.switch_latency_us * US / 2
-        if node.pcie_bandwidth_GBps is not None:
-            pcie_bw = GBps_to_Bps(node.pcie_bandwidth_GBps)
-        else:
-            pcie_bw = su_bw if hub_kind == "pcie" else nic_bw
-        su_kind = "nvlink" if hub_kind == "nvswitch" else "pcie"
-
-        links: list[Link] = []
-        bw: list[float] = []
-        lat: list[float] = []
-        kinds: list[str] = []
-
-        def cable(u: Hashable, v: Hashable, bandwidth: float, latency: float, kind: str) -> None:
-            for a, b in ((u, v), (v, u)):
-                links.append((a, b))
-                bw.append(bandwidth)
-                lat.append(latency)
-                kinds.append(kind)
-
-        # Per GPU: the vertices from the GPU up to its leaf (the rest of a path is fabric).
-        self._up: list[tuple[Hashable, ...]] = []
-        for n in range(n_nodes):
-            hub = (hub_kind, n)
-            for local in range(gpus_per_node):
-                cable(("gpu", n * gpus_per_node + local), hub, su_bw, su_half, su_kind)
-            for i in range(node.nics):
-                nic = ("nic", n, i)
-                if hub_kind == "pcie":
-                    cable(hub, nic, pcie_bw, nic_half, "pcie")
-                else:
-                    for local in range(gpus_per_node):
-                        if local // self._gpus_per_nic == i:
-                            cable(("gpu", n * gpus_per_node + local), nic, pcie_bw, nic_half, "pcie")
-            for local in range(gpus_per_node):
-                g = n * gpus_per_node + local
-                nic = ("nic", n, local // self._gpus_per_nic)
-                via = (("gpu", g), hub, nic) if hub_kind == "pcie" else (("gpu", g), nic)
-                self._up.append(via + (("leaf", self._leaf_of(n, nic[2])),))
-        self._hub = hub_kind
-
-        for n in range(n_nodes):
-            for i in range(node.nics):
-                cable(("nic", n, i), ("leaf", self._leaf_of(n, i)), nic_bw, nic_half + sw_half, "nic")
-
-        # Fabric tiers above the leaves.
-        nics_per_leaf = 1 if self._rail else node.nics
-        leaf_down_ports = fab.nodes_per_unit * nics_per_leaf
-        leaf_up_ports = 0 if fab.tiers == 1 else math.ceil(leaf_down_ports / fab.oversubscription)
-        leaf_up_bw = leaf_down_ports * nic_bw / fab.oversubscription
-        n_leaves = self.n_units * (node.nics if self._rail else 1)
-        n_switches = n_leaves * math.ceil((leaf_down_ports + leaf_up_ports) / fab.switch_ports)
-        if fab.tiers >= 2:
-            leaves_under: dict[int, int] = {}
-            for leaf in range(n_leaves):
-                s = self._spine_of(leaf)
-                leaves_under[s] = leaves_under.get(s, 0) + 1
-                cable(("leaf", leaf), ("spine", s), leaf_up_bw, 2 * sw_half, "fabric")
-            core_ports = 0
-            for s in sorted(leaves_under):
-                down_ports = leaves_under[s] * leaf_up_ports
-                up_ports = 0
-                if fab.tiers == 3:
-                    up_ports = math.ceil(down_ports / fab.spine_oversubscription)
-                    up_bw = leaves_under[s] * leaf_up_bw / fab.spine_oversubscription
-                    cable(("spine", s), ("core", 0), up_bw, 2 * sw_half, "fabric")
-                n_switches += math.ceil((down_ports + up_ports) / fab.switch_ports)
-                core_ports += up_ports
-            n_switches += math.ceil(core_ports / fab.switch_ports)
-
-        self.links: list[Link] = links
-        self.bandwidth_Bps: np.ndarray = np.array(bw, dtype=float)
-        self.latency_s: np.ndarray = np.array(lat, dtype=float)
-        self.link_kind: list[str] = kinds
-        self._edge_id: dict[Link, int] = {e: i for i, e in enumerate(links)}
-        self._lat = lat
+        cabling = lay_cables(spec, n_nodes, gpus_per_node)
+        self._up = cabling.up  # per GPU: the vertices from the GPU up to its leaf
+        self.links: list[Link] = cabling.links
+        self.bandwidth_Bps: np.ndarray = np.array(cabling.bandwidth_Bps, dtype=float)
+        self.latency_s: np.ndarray = np.array(cabling.latency_s, dtype=float)
+        self.link_kind: list[str] = cabling.kinds
+        self._edge_id: dict[Link, int] = {e: i for i, e in enumerate(self.links)}
+        self._lat = cabling.latency_s
         self._index_routes()
         self._paths: dict[tuple[int, int], tuple[Link, ...]] = {}
         self._path_ids: dict[tuple[int, int], tuple[int, ...]] = {}
+        self.plan_cache = PlanCache()
         self.power = NodePower(
             node_W=node.power_W,
             switch_W=fab.switch_power_W,
             n_nodes=n_nodes,
-            n_switches=n_switches,
+            n_switches=cabling.n_switches,
             source=f"node: {node.power_source.rstrip('.')}; switch: {fab.switch_power_source.rstrip('.')}",
         )
 
@@ -368,7 +160,7 @@ class Topology:
         self._down_ids = np.array(down, dtype=np.intp).reshape(len(down), -1)
         self._gpu_leaf = np.array(leaf, dtype=np.intp)
         n_leaves = int(self._gpu_leaf.max()) + 1 if leaf else 0
-        spine_of = self._spine_of if self._tiers > 1 else (lambda _leaf: 0)
+        spine_of = self._layout.spine_of if self._layout.tiers > 1 else (lambda _leaf: 0)
         self._leaf_spine = np.array([spine_of(x) for x in range(n_leaves)], dtype=np.intp)
         no = -1
         self._leaf_up = np.array([eid.get((("leaf", x), ("spine", spine_of(x))), no) for x in range(n_leaves)])
@@ -405,22 +197,11 @@ class Topology:
         parts_pair += [p[core], p[core]]
         return np.concatenate(parts_ids), np.concatenate(parts_pair)
 
-    def _leaf_of(self, node: int, nic: int) -> int:
-        unit = node // self._npu
-        return unit * self.n_nics_per_node + nic if self._rail else unit
-
-    def _spine_of(self, leaf: int) -> int:
-        if self._tiers == 2:
-            return 0
-        if self._rail:
-            return leaf % self.n_nics_per_node
-        return leaf // self._upg  # fat tree: leaf index == unit index
-
     def _fabric_route(self, a: int, b: int) -> list[Hashable]:
         """Switch vertices from leaf ``a`` to leaf ``b``, both included."""
         if a == b:
             return [("leaf", a)]
-        sa, sb = self._spine_of(a), self._spine_of(b)
+        sa, sb = self._layout.spine_of(a), self._layout.spine_of(b)
         if sa == sb:
             return [("leaf", a), ("spine", sa), ("leaf", b)]
         return [("leaf", a), ("spine", sa), ("core", 0), ("spine", sb), ("leaf", b)]
@@ -490,68 +271,10 @@ class Topology:
         )
 
 
-# --------------------------------------------------------------------------- loading
-
-
 def bundled_topologies() -> list[str]:
     """Names of the bundled topology files (file stems), sorted."""
     folder = bundled_dir("topologies")
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def _check_consistency(spec: TopologyFile, path: str) -> None:
-    """Cross-field rules pydantic's per-field checks cannot express."""
-    node, fab = spec.node, spec.fabric
-    if node.nics > node.gpus or node.gpus % node.nics:
-        raise InputError(
-            f"{node.nics} NICs for {node.gpus} GPUs; nics must divide gpus (one rail per group of GPUs). "
-            "Describe k NICs per GPU as one NIC of k times the bandwidth.",
-            file=path,
-            field="node.nics",
-        )
-    if fab.tiers == 1:
-        if fab.kind == "rail_optimized":
-            raise InputError(
-                "rail_optimized needs 2 or 3 tiers (rails meet at the spine); use fat_tree for one switch",
-                file=path,
-                field="fabric.tiers",
-            )
-        if fab.max_nodes > fab.nodes_per_unit:
-            raise InputError(
-                f"a 1-tier fabric is one switch for one unit: max_nodes ({fab.max_nodes}) must be <= "
-                f"nodes_per_unit ({fab.nodes_per_unit})",
-                file=path,
-                field="fabric.max_nodes",
-            )
-        if fab.grow:
-            raise InputError(
-                "a 1-tier fabric (one switch) cannot grow; set grow: false", file=path, field="fabric.grow"
-            )
-    needs_groups = fab.kind == "fat_tree" and fab.tiers == 3
-    if needs_groups and fab.units_per_group is None:
-        raise InputError("fat_tree with 3 tiers needs units_per_group (> 0)", file=path, field="fabric.units_per_group")
-    if not needs_groups and fab.units_per_group is not None:
-        raise InputError(
-            "units_per_group is used only by fat_tree with 3 tiers; remove it",
-            file=path,
-            field="fabric.units_per_group",
-        )
-
-
-def parse_topology_file(text: str, path: str) -> TopologyFile:
-    """Validate the YAML text of a topology file. Raises :class:`InputError` naming ``path`` and the field."""
-    data = parse_yaml(text, file=path)
-    if not isinstance(data, dict):
-        raise InputError(
-            f"expected a mapping with fields {', '.join(TopologyFile.model_fields)}, got {type(data).__name__}",
-            file=path,
-        )
-    try:
-        spec = TopologyFile.model_validate(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc, schema=TopologyFile, file=path) from None
-    _check_consistency(spec, path)
-    return spec
 
 
 def _read_source(source: str | Path, file: str | None, field: str) -> tuple[str, str]:

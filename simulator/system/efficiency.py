@@ -8,7 +8,7 @@ from typing import Any
 
 from simulator.hardware.compute import ComputeEfficiency
 from simulator.hardware.power import PowerFractions
-from simulator.network.collectives import NetworkEfficiency
+from simulator.network.efficiency import NetworkEfficiency
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,9 @@ from simulator.core.units import BYTES_PER_ELEMENT, weight_bytes
 from simulator.hardware.compute import ComputeEfficiency, ops_time_s
 from simulator.network.collectives import (
     CollectivePlan,
-    NetworkEfficiency,
     plan_collective,
 )
+from simulator.network.efficiency import NetworkEfficiency
 from simulator.network.topology import Topology
 from simulator.system.efficiency import Efficiency
 from simulator.workload.counting import parameter_count
@@ -211,99 +211,120 @@ def _schedule(name: str, pp: int, m: int, vpp: int) -> tuple[tuple[Action, ...],
 def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, device,
                     efficiency: Efficiency) -> StepPlan:
     """Precompute per-stage work, buckets and collective plans of one step."""
-    net_eff, ceff = efficiency.network, efficiency.compute
-    pp, vpp, tp, dp = plan.pp, plan.vpp, plan.tp, plan.dp_cp  # gradients are reduced over dp x cp
-    n_virtual = pp * vpp
-    kw = plan.split
-    layer = layer_work(model, recompute=plan.recompute, attention=plan.attention, **kw)
-    counts = parameter_count(model)
-    w_bytes = weight_bytes(plan.precision)
-    g_bytes = BYTES_PER_ELEMENT[plan.grad_reduce_precision]
-    zero3 = plan.zero_stage == 3 and dp > 1
-    split = plan.layers(model.n_layers)
-    block_params = block_parameters_per_rank(model, tp)
+    build = _StepBuilder(model, plan, topology, device, efficiency)
+    chunks = [build.chunk(v) for v in range(plan.pp * plan.vpp)]
+    optimizer_s, param_gather = [], []
+    for stage in range(plan.pp):
+        local = sum(chunks[c * plan.pp + stage].params_local for c in range(plan.vpp))
+        optimizer_s.append(build.optimizer_s(local))
+        param_gather.append(build.param_gather(stage, local))
+    return StepPlan(
+        model=model, plan=plan, topology=topology, net_efficiency=efficiency.network,
+        actions=_schedule(plan.schedule, plan.pp, plan.n_microbatches, plan.vpp),
+        chunks=chunks, optimizer_s=optimizer_s, param_gather=param_gather,
+        message_bytes=pipeline_message_bytes(model, **plan.split), embedding_sync=build.embedding_sync(),
+    )
 
-    def stage_groups(stage: int) -> dict[str, list]:
-        return {"tp": plan.groups("tp", pp_rank=stage), "cp": plan.groups("cp", pp_rank=stage) if plan.cp > 1 else [],
-                "dp": plan.groups("dp", pp_rank=stage)}
 
-    groups_of = [stage_groups(stage) for stage in range(pp)]
-    timed: dict[tuple[int, int], tuple] = {}  # (id(work), stage) -> _pass_times: a stage's chunks share it
+class _StepBuilder:
+    """What the pieces of one step plan share: the plan's sizes, each stage's groups, the work of
+    one block, and the pass times of each (work, stage), computed once (a stage's chunks share them)."""
 
-    def pass_times(work: LayerWork, stage: int) -> tuple:
+    def __init__(self, model: ModelConfig, plan: ParallelPlan, topology: Topology, device, efficiency: Efficiency):
+        self.model, self.plan, self.topology, self.device = model, plan, topology, device
+        self.net_eff, self.ceff = efficiency.network, efficiency.compute
+        self.dp = plan.dp_cp  # gradients are reduced over dp x cp
+        self.layer = layer_work(model, recompute=plan.recompute, attention=plan.attention, **plan.split)
+        self.counts = parameter_count(model)
+        self.w_bytes = weight_bytes(plan.precision)
+        self.g_bytes = BYTES_PER_ELEMENT[plan.grad_reduce_precision]
+        self.zero3 = plan.zero_stage == 3 and self.dp > 1
+        self.split = plan.layers(model.n_layers)
+        self.block_params = block_parameters_per_rank(model, plan.tp)
+        self.groups_of = [{"tp": plan.groups("tp", pp_rank=stage),
+                           "cp": plan.groups("cp", pp_rank=stage) if plan.cp > 1 else [],
+                           "dp": plan.groups("dp", pp_rank=stage)} for stage in range(plan.pp)]
+        self._timed: dict[tuple[int, int], tuple] = {}  # (id(work), stage) -> _pass_times
+
+    def pass_times(self, work: LayerWork, stage: int) -> tuple:
         key = (id(work), stage)
-        if key not in timed:
-            timed[key] = _pass_times(work, device, plan.precision, ceff, topology, groups_of[stage], net_eff,
-                                     plan.tp_overlap)
-        return timed[key]
+        if key not in self._timed:
+            self._timed[key] = _pass_times(work, self.device, self.plan.precision, self.ceff, self.topology,
+                                           self.groups_of[stage], self.net_eff, self.plan.tp_overlap)
+        return self._timed[key]
 
-    chunks: list[ChunkWork] = []
-    for v in range(n_virtual):
-        stage = v % pp
-        dp_groups = groups_of[stage]["dp"]
-        # (work, how many times it runs per pass, parameters per TP rank of one of them)
-        parts = [(layer, split[v], block_params)]
+    def parts(self, v: int) -> list[tuple[LayerWork, int, float]]:
+        """(work, how many times it runs per pass, parameters per TP rank of one of them) of virtual stage ``v``."""
+        model, tp, counts, n_virtual = self.model, self.plan.tp, self.counts, self.plan.pp * self.plan.vpp
+        kw = self.plan.split
+        parts = [(self.layer, self.split[v], self.block_params)]
         if v == 0:
             parts.append((embedding_work(model, **kw), 1, counts.embedding / tp + counts.position))
         if v == n_virtual - 1:
             tied_copy = counts.embedding / tp if model.tied_embeddings and n_virtual > 1 else 0.0
             parts.append((head_work(model, **kw), 1, counts.final_norm + counts.lm_head / tp + tied_copy))
+        return parts
 
+    def chunk(self, v: int) -> ChunkWork:
+        """The per-micro-batch work of virtual stage ``v`` (ZeRO-3: with its prefetched gathers and scatters)."""
+        stage = v % self.plan.pp
+        dp_groups = self.groups_of[stage]["dp"]
         fwd: dict[str, float] = {}
         bwd: dict[str, float] = {}
         flops = [0.0, 0.0, 0.0]
         wire = tp_hidden = cp_hidden = 0.0
-        for work, n, params in parts:
-            f, b, hidden = pass_times(work, stage)
+        for work, n, params in self.parts(v):
+            f, b, hidden = self.pass_times(work, stage)
             tp_hidden += hidden["tp_comm"] * n
             cp_hidden += hidden["cp_comm"] * n
             f_total, b_total = sum(f.values()), sum(b.values())
             for into, part in ((fwd, f), (bwd, b)):
                 for k, s in part.items():
                     into[k] = into.get(k, 0.0) + s * n
-            if zero3 and params > 0:
-                gather = _collective_s(topology, "all_gather", dp_groups, params * w_bytes, net_eff)
-                scatter = _collective_s(topology, "reduce_scatter", dp_groups, params * g_bytes, net_eff)
+            if self.zero3 and params > 0:
+                gather = _collective_s(self.topology, "all_gather", dp_groups, params * self.w_bytes, self.net_eff)
+                scatter = _collective_s(self.topology, "reduce_scatter", dp_groups, params * self.g_bytes,
+                                        self.net_eff)
                 fwd["dp_comm"] = fwd.get("dp_comm", 0.0) + prefetched_pass_s(f_total, gather, 0.0, n) - n * f_total
                 bwd["dp_comm"] = bwd.get("dp_comm", 0.0) + prefetched_pass_s(b_total, gather, scatter, n) - n * b_total
                 wire += n * (2 * gather + scatter)
             flops[0] += work.forward_flops * n
             flops[1] += work.backward_flops * n
             flops[2] += work.recompute_flops * n
+        params_local = parameters_on_virtual_stage(self.model, self.plan, v)
+        return ChunkWork(fwd, bwd, params_local, flops[0], flops[1], flops[2], self.grad_buckets(params_local, stage),
+                         wire, tp_hidden, cp_hidden)
 
-        params_local = parameters_on_virtual_stage(model, plan, v)
-        buckets: tuple[CollectivePlan, ...] = ()
-        if dp > 1 and not zero3:
-            grad_bytes = params_local * g_bytes
-            n_buckets = max(1, math.ceil(grad_bytes / plan.grad_bucket_bytes))
-            kind = "all_reduce" if plan.zero_stage == 0 else "reduce_scatter"
-            bucket = plan_collective(topology, kind, dp_groups, grad_bytes / n_buckets, efficiency=net_eff)
-            buckets = (bucket,) * n_buckets
-        chunks.append(ChunkWork(fwd, bwd, params_local, flops[0], flops[1], flops[2], buckets, wire, tp_hidden,
-                                cp_hidden))
+    def grad_buckets(self, params_local: float, stage: int) -> tuple[CollectivePlan, ...]:
+        """The data-parallel reduction of a chunk's gradients, in equal buckets (none with ZeRO-3 or dp 1)."""
+        if self.dp == 1 or self.zero3:
+            return ()
+        grad_bytes = params_local * self.g_bytes
+        n_buckets = max(1, math.ceil(grad_bytes / self.plan.grad_bucket_bytes))
+        kind = "all_reduce" if self.plan.zero_stage == 0 else "reduce_scatter"
+        bucket = plan_collective(self.topology, kind, self.groups_of[stage]["dp"], grad_bytes / n_buckets,
+                                 efficiency=self.net_eff)
+        return (bucket,) * n_buckets
 
-    optimizer_s, param_gather = [], []
-    for stage in range(pp):
-        local = sum(chunks[c * pp + stage].params_local for c in range(vpp))
-        shard = local / dp if plan.zero_stage >= 1 else local
-        optimizer_s.append(ceff.kernel_overhead_s + shard * ADAM_BYTES_PER_PARAM / (device.hbm_bandwidth_Bps * ceff.memory))
-        if dp > 1 and plan.zero_stage in (1, 2) and not plan.overlap_param_gather:
-            param_gather.append(plan_collective(
-                topology, "all_gather", groups_of[stage]["dp"], local * w_bytes, efficiency=net_eff
-            ))
-        else:
-            param_gather.append(None)
+    def optimizer_s(self, local: float) -> float:
+        """Adam on a stage holding ``local`` parameters per TP rank (ZeRO 1+: its shard)."""
+        shard = local / self.dp if self.plan.zero_stage >= 1 else local
+        hbm_Bps = self.device.hbm_bandwidth_Bps * self.ceff.memory
+        return self.ceff.kernel_overhead_s + shard * ADAM_BYTES_PER_PARAM / hbm_Bps
 
-    embedding_sync = None
-    if model.tied_embeddings and pp > 1:
+    def param_gather(self, stage: int, local: float) -> CollectivePlan | None:
+        """ZeRO 1-2: the all-gather of the updated parameters after the optimizer (unless overlapped)."""
+        if self.dp > 1 and self.plan.zero_stage in (1, 2) and not self.plan.overlap_param_gather:
+            return plan_collective(self.topology, "all_gather", self.groups_of[stage]["dp"], local * self.w_bytes,
+                                   efficiency=self.net_eff)
+        return None
+
+    def embedding_sync(self) -> CollectivePlan | None:
+        """Tied embeddings over pipeline stages: the first and last stages all-reduce the embedding gradient."""
+        plan = self.plan
+        if not (self.model.tied_embeddings and plan.pp > 1):
+            return None
         grid = plan.gpu_grid
-        pairs = [(int(grid[k, r, 0]), int(grid[k, r, pp - 1])) for r in range(plan.dp) for k in range(plan.width)]
-        embedding_sync = plan_collective(topology, "all_reduce", pairs, counts.embedding / tp * g_bytes,
-                                         efficiency=net_eff)
-
-    return StepPlan(
-        model=model, plan=plan, topology=topology, net_efficiency=net_eff,
-        actions=_schedule(plan.schedule, pp, plan.n_microbatches, vpp),
-        chunks=chunks, optimizer_s=optimizer_s, param_gather=param_gather,
-        message_bytes=pipeline_message_bytes(model, **kw), embedding_sync=embedding_sync,
-    )
+        pairs = [(int(grid[k, r, 0]), int(grid[k, r, plan.pp - 1])) for r in range(plan.dp) for k in range(plan.width)]
+        return plan_collective(self.topology, "all_reduce", pairs, self.counts.embedding / plan.tp * self.g_bytes,
+                               efficiency=self.net_eff)
