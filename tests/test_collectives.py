@@ -10,13 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.core.errors import InputError
-from simulator.network.collectives import (
-    CollectivePlanner,
-    NetworkEfficiency,
-    bus_bandwidth_Bps,
-    double_tree_parents,
-    plan_collective,
-)
+from simulator.network.collective_algorithms import double_tree_parents
+from simulator.network.collectives import bus_bandwidth_Bps, plan_collective
+from simulator.network.efficiency import NetworkEfficiency
+from simulator.network.plan_cache import PlanCache
 from simulator.network.topology import load_topology
 
 
@@ -27,19 +24,25 @@ class UniformRing:
     """
 
     def __init__(self, n: int, bandwidth_Bps: float = 1e9, latency_s: float = 1e-6):
-        self.gpus_per_node, self.n_nodes, self.n_gpus = 1, n, n
+        self.gpus_per_node, self.n_nodes, self.n_gpus, self.n_edges = 1, n, n, n
         self.bandwidth_Bps = np.full(n, float(bandwidth_Bps))
+        self.latency_s = np.full(n, float(latency_s))
         self.link_kind = ["fabric"] * n
-        self.alpha = latency_s
+        self.plan_cache = PlanCache()
 
     def node_of(self, gpu: int) -> int:
         return gpu
 
+    def nic_of(self, gpu: int) -> int:
+        return 0
+
     def path_ids(self, src: int, dst: int) -> tuple[int, ...]:
         return tuple((src + k) % self.n_gpus for k in range((dst - src) % self.n_gpus))
 
-    def path_latency_s(self, src: int, dst: int) -> float:
-        return len(self.path_ids(src, dst)) * self.alpha
+    def path_ids_many(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        paths = [self.path_ids(int(a), int(b)) for a, b in zip(src, dst)]
+        ids = np.array([i for path in paths for i in path], dtype=np.intp)
+        return ids, np.repeat(np.arange(len(paths)), [len(path) for path in paths])
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +292,7 @@ def test_plans_are_cached():
 )
 def test_bad_requests_raise_input_error_naming_the_field(a100_32, kind, groups, nbytes, algo, field):
     with pytest.raises(InputError) as err:
-        CollectivePlanner(a100_32).plan(kind, groups, nbytes, algo)
+        plan_collective(a100_32, kind, groups, nbytes, algo)
     assert err.value.field == field
 
 
