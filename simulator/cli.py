@@ -260,7 +260,7 @@ def plan(
             search = plan_search(sc, objective=objective, gpu_hour_usd=gpu_hour_usd, tokens=tokens,
                                  top_k=n_simulate, free=freed, fleets=fleets, budget_usd=budget_usd,
                                  client=client)
-        best = search.best
+        search.best  # noqa: B018 - raises the reason when no plan could be simulated, before printing
     except TrainsimError as err:
         _fail(err)
     except OSError as err:  # e.g. no scheduler at that address
@@ -269,11 +269,18 @@ def plan(
         sys.stdout.write(json.dumps(search.to_dict(top), indent=2, default=str) + "\n")
         return
     console = Console()
-    unit = search.objective_unit
     over = f" over {search.n_fleets} fleets" if search.n_fleets > 1 else ""
     console.print(f"[bold]{sc.name}[/bold]: {search.n_enumerated} plans enumerated{over}, {search.n_fit} fit in "
                   f"memory, {search.n_estimated} estimated, {search.n_simulated} simulated "
                   f"({sum(search.seconds.values()):.1f} s)", highlight=False)
+    console.print(_ranking_table(search, objective, top, tokens, gpu_hour_usd))
+    console.print(_breakdown_table(search.best))
+    _print_flags_and_misses(console, search, budget_usd)
+
+
+def _ranking_table(search, objective: str, top: int, tokens: float | None, gpu_hour_usd) -> Table:
+    """The best ``top`` simulated plans, one row each."""
+    unit = search.objective_unit
     table = Table(title=f"Best plans by {objective} ({unit}), ranked by simulation", title_justify="left")
     several = search.n_fleets > 1
     training = tuple(c for c, on in (("train h", tokens and objective != "time-to-train"),
@@ -293,14 +300,22 @@ def plan(
                       "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage), ",".join(p.placement),
                       f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
                       f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", *(f"{r.objective:.4g}" for _ in objective_col))
-    console.print(table)
+    return table
+
+
+def _breakdown_table(best) -> Table:
     bd = Table(title="Best plan: where the step time goes (mean over stages)", title_justify="left")
     bd.add_column("category")
     bd.add_column("seconds", justify="right")
     bd.add_column("share", justify="right")
     for k, v in best.breakdown_s.items():
         bd.add_row(k, f"{v:.3f}", f"{v / best.step_time_s:.1%}")
-    console.print(bd)
+    return bd
+
+
+def _print_flags_and_misses(console: Console, search, budget_usd: float | None) -> None:
+    """The best plan's Megatron-LM flags, the nearest memory misses, and what else was left out."""
+    best = search.best
     if best.megatron_flags is not None:
         console.print("[bold]Megatron-LM flags:[/bold] " + " ".join(best.megatron_flags), highlight=False,
                       soft_wrap=True)
