@@ -28,6 +28,7 @@ fixed fleet cost and time to train rank plans like throughput; their values are 
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -46,6 +47,7 @@ from simulator.studies.space import PLACEMENT_CHOICES, RECOMPUTE_CHOICES, candid
 from simulator.system.efficiency import Efficiency
 from simulator.system.estimate import Estimate
 from simulator.workload.megatron import megatron_flags
+from simulator.workload.memory import MemoryBreakdown
 from simulator.workload.plan import ParallelPlan
 
 OBJECTIVES = ("throughput", "energy", "cost", "time-to-train")
@@ -301,12 +303,59 @@ def plan_search(
     fleet the scenario's topology cannot hold.
     """
     check_objective(objective, gpu_hour_usd, tokens, budget_usd)
+    goal = _Goal(objective, tokens, budget_usd)
     seconds = {"enumerate": 0.0, "memory": 0.0, "first_pass": 0.0}
-    key = _sort_key(objective)
+    fitting, discarded, n_enumerated = _fitting_plans(scenario, fleets or ({},), free, constraints, efficiency,
+                                                      gpu_hour_usd, seconds)
+    t0 = time.perf_counter()
+    scattered: dict[int, Any] = {}  # fleets already on the Dask workers
+    estimates = map_plans(_estimate, [(c.fleet, c.plan) for c in fitting], client, scattered)
+    errors: list[tuple[ParallelPlan, str]] = []
+    estimated = goal.ranked_estimates(fitting, estimates, errors)
+    chosen, per_fleet = [], Counter()  # the top_k estimates of each fleet
+    for c in estimated:
+        if not top_k or per_fleet[id(c.fleet)] < top_k:
+            per_fleet[id(c.fleet)] += 1
+            chosen.append(c)
+    seconds["first_pass"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    outcomes = map_plans(_simulate, [(c.fleet, c.plan) for c in chosen], client, scattered)
+    seconds["simulate"] = time.perf_counter() - t0
+    results, over_budget = goal.ranked_results(chosen, outcomes, errors)
+    return PlanSearch(
+        objective=objective, objective_unit=objective_unit(objective), n_enumerated=n_enumerated,
+        n_fit=len(fitting), n_estimated=len(estimated), n_simulated=len(chosen), results=results,
+        discarded=discarded, errors=errors, seconds=seconds, n_fleets=len(fleets or ({},)),
+        over_budget=over_budget, budget_usd=budget_usd,
+    )
+
+
+@dataclass
+class _Candidate:
+    """A plan that fits on a fleet, with what the search learns about it (units in the names)."""
+
+    fleet: Fleet
+    plan: ParallelPlan
+    memory: MemoryBreakdown
+    price_usd: float | None
+    estimate: Estimate | None = None
+    estimated_objective: float = math.nan
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.plan.global_batch * self.fleet.model.seq_len
+
+
+def _fitting_plans(scenario: Scenario, fleets: Sequence[Mapping[str, Any]], free: Iterable[str],
+                   constraints: dict[str, Any] | None, efficiency: Efficiency | None, gpu_hour_usd: Price,
+                   seconds: dict[str, float]) -> tuple[list[_Candidate], list[Discarded], int]:
+    """Every plan of every fleet that fits in memory, those that do not (nearest misses first),
+    and how many were enumerated; adds the time of both passes to ``seconds``."""
     n_enumerated = 0
-    fitting: list[tuple[Fleet, ParallelPlan, Any, float | None]] = []
+    fitting: list[_Candidate] = []
     discarded: list[Discarded] = []
-    for changes in fleets or ({},):
+    for changes in fleets:
         t0 = time.perf_counter()
         variant = scenario.with_(**changes) if changes else scenario
         fleet = resolve_fleet(variant, efficiency)
@@ -320,68 +369,74 @@ def plan_search(
         for plan in plans:
             mem = fleet.memory(plan)
             if mem.fits:
-                fitting.append((fleet, plan, mem, price))
+                fitting.append(_Candidate(fleet, plan, mem, price))
             else:
                 discarded.append(Discarded(plan, mem.total / GB, mem.capacity / GB, mem.stage, fleet.device.name))
         seconds["memory"] += time.perf_counter() - t0
     discarded.sort(key=lambda d: d.needed_GB - d.capacity_GB)  # the nearest misses first
+    return fitting, discarded, n_enumerated
 
-    t0 = time.perf_counter()
-    scattered: dict[int, Any] = {}  # fleets already on the Dask workers
-    estimates = map_plans(_estimate, [(fleet, plan) for fleet, plan, _, _ in fitting], client, scattered)
-    estimated: list[tuple[float, Fleet, ParallelPlan, Any, Estimate, float | None]] = []
-    errors: list[tuple[ParallelPlan, str]] = []
-    for (fleet, plan, mem, price), est in zip(fitting, estimates):
-        if isinstance(est, str):
-            errors.append((plan, est))
-            continue
-        tokens_per_step = plan.global_batch * fleet.model.seq_len
-        if budget_usd is not None and _training(est.step_s, tokens_per_step, plan.n_gpus, price,
-                                                 tokens)[1] > BUDGET_MARGIN * budget_usd:
-            continue
-        value = objective_value(objective, step_time_s=est.step_s, tokens_per_step=tokens_per_step,
-                                n_gpus=plan.n_gpus, energy_per_step_J=est.energy_J,
-                                gpu_hour_usd=price, tokens=tokens)
-        estimated.append((value, fleet, plan, mem, est, price))
-    estimated.sort(key=lambda e: (key(e[0]), _tiebreak(e[2])))
-    chosen, per_fleet = [], Counter()  # the top_k estimates of each fleet
-    for e in estimated:
-        if not top_k or per_fleet[id(e[1])] < top_k:
-            per_fleet[id(e[1])] += 1
-            chosen.append(e)
-    seconds["first_pass"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    outcomes = map_plans(_simulate, [(fleet, plan) for _, fleet, plan, _, _, _ in chosen], client, scattered)
-    seconds["simulate"] = time.perf_counter() - t0
+@dataclass(frozen=True)
+class _Goal:
+    """What the search optimises, and the run it prices (tokens and budget: None when not given)."""
 
-    results: list[PlanResult] = []
-    over_budget: list[PlanResult] = []
-    for (_, fleet, plan, mem, est, price), out in zip(chosen, outcomes):
-        if isinstance(out, str):
-            errors.append((plan, out))
-            continue
-        e_tok = out.energy_per_step_J / out.tokens_per_step
-        value = objective_value(objective, step_time_s=out.step_time_s, tokens_per_step=out.tokens_per_step,
+    objective: str
+    tokens: float | None
+    budget_usd: float | None
+
+    def sort_key(self, c_value: float, plan: ParallelPlan) -> tuple:
+        return (_sort_key(self.objective)(c_value), _tiebreak(plan))
+
+    def ranked_estimates(self, fitting: list[_Candidate], estimates: list[Estimate | str],
+                         errors: list[tuple[ParallelPlan, str]]) -> list[_Candidate]:
+        """The candidates by their estimated objective, best first; those estimated over the
+        budget (with ``BUDGET_MARGIN``) left out, those that failed added to ``errors``."""
+        estimated = []
+        for c, est in zip(fitting, estimates):
+            if isinstance(est, str):
+                errors.append((c.plan, est))
+                continue
+            if self.budget_usd is not None and _training(est.step_s, c.tokens_per_step, c.plan.n_gpus, c.price_usd,
+                                                         self.tokens)[1] > BUDGET_MARGIN * self.budget_usd:
+                continue
+            c.estimate = est
+            c.estimated_objective = objective_value(
+                self.objective, step_time_s=est.step_s, tokens_per_step=c.tokens_per_step, n_gpus=c.plan.n_gpus,
+                energy_per_step_J=est.energy_J, gpu_hour_usd=c.price_usd, tokens=self.tokens)
+            estimated.append(c)
+        estimated.sort(key=lambda c: self.sort_key(c.estimated_objective, c.plan))
+        return estimated
+
+    def ranked_results(self, chosen: list[_Candidate], outcomes: list[StepResult | str],
+                       errors: list[tuple[ParallelPlan, str]]) -> tuple[list[PlanResult], list[PlanResult]]:
+        """The simulated plans by their objective, best first, and those over the budget."""
+        results: list[PlanResult] = []
+        over_budget: list[PlanResult] = []
+        for c, out in zip(chosen, outcomes):
+            if isinstance(out, str):
+                errors.append((c.plan, out))
+                continue
+            r = self.plan_result(c, out)
+            (over_budget if self.budget_usd is not None and r.training_cost_usd > self.budget_usd
+             else results).append(r)
+        results.sort(key=lambda r: self.sort_key(r.objective, r.plan))
+        return results, over_budget
+
+    def plan_result(self, c: _Candidate, out: StepResult) -> PlanResult:
+        value = objective_value(self.objective, step_time_s=out.step_time_s, tokens_per_step=out.tokens_per_step,
                                 n_gpus=out.n_gpus, energy_per_step_J=out.energy_per_step_J,
-                                gpu_hour_usd=price, tokens=tokens)
-        flags, note = _flags(plan, fleet.model)
-        hours, cost = _training(out.step_time_s, out.tokens_per_step, out.n_gpus, price, tokens)
-        r = PlanResult(
-            plan=plan, step_time_s=out.step_time_s, tokens_per_s=out.tokens_per_s, mfu=out.mfu,
+                                gpu_hour_usd=c.price_usd, tokens=self.tokens)
+        flags, note = _flags(c.plan, c.fleet.model)
+        hours, cost = _training(out.step_time_s, out.tokens_per_step, out.n_gpus, c.price_usd, self.tokens)
+        mem = c.memory
+        return PlanResult(
+            plan=c.plan, step_time_s=out.step_time_s, tokens_per_s=out.tokens_per_s, mfu=out.mfu,
             memory_GB=mem.total / GB, headroom_GB=(mem.capacity - mem.total) / GB,
-            breakdown_s=dict(out.breakdown_s), energy_per_token_J=e_tok, objective=value,
-            estimate_s=est.step_s, megatron_flags=flags, megatron_note=note, result=out, gpu=fleet.device.name,
-            training_hours=hours, training_cost_usd=cost,
+            breakdown_s=dict(out.breakdown_s), energy_per_token_J=out.energy_per_step_J / out.tokens_per_step,
+            objective=value, estimate_s=c.estimate.step_s, megatron_flags=flags, megatron_note=note, result=out,
+            gpu=c.fleet.device.name, training_hours=hours, training_cost_usd=cost,
         )
-        (over_budget if budget_usd is not None and cost > budget_usd else results).append(r)
-    results.sort(key=lambda r: (key(r.objective), _tiebreak(r.plan)))
-    return PlanSearch(
-        objective=objective, objective_unit=objective_unit(objective), n_enumerated=n_enumerated,
-        n_fit=len(fitting), n_estimated=len(estimated), n_simulated=len(chosen), results=results,
-        discarded=discarded, errors=errors, seconds=seconds, n_fleets=len(fleets or ({},)),
-        over_budget=over_budget, budget_usd=budget_usd,
-    )
 
 
 def _price(gpu_hour_usd: Price, device: Any) -> float | None:
