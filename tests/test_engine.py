@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 from simulator.core.errors import SimulationError
-from simulator.network.collectives import CollectivePlan, NetworkEfficiency
+from simulator.network.collectives import CollectivePlan
+from simulator.network.efficiency import NetworkEfficiency
+from simulator.network.fabric import closed_form_fabric, flow_fabric
 from simulator.network.topology import load_topology
 from simulator.system.engine import StepSimulation
 from simulator.system.workplan import ChunkWork, StepPlan
@@ -79,7 +81,7 @@ def test_every_action_runs_once_per_stage():
     pp, m = 4, 5
     run = StepSimulation(synthetic(pp, m, 1.0, 2.0)).run()
     assert run.n_events == pp * m * 2
-    computed = [e for e in run.timeline if e.name in ("F", "B")]
+    computed = [e for e in run.events if e.name in ("F", "B")]
     assert sorted((e.stage, e.name, e.microbatch) for e in computed) == sorted(
         (i, k, j) for i in range(pp) for k in "FB" for j in range(m)
     )
@@ -88,7 +90,7 @@ def test_every_action_runs_once_per_stage():
 def test_compute_events_on_one_stage_never_overlap():
     run = StepSimulation(synthetic(4, 8, 1.0, 2.0, schedule="interleaved", vpp=2)).run()
     for i in range(4):
-        spans = sorted((e.start_s, e.end_s) for e in run.timeline if e.stage == i and e.stream == "compute")
+        spans = sorted((e.start_s, e.end_s) for e in run.events if e.stage == i and e.stream == "compute")
         assert all(a_end <= b_start + 1e-12 for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
 
 
@@ -105,3 +107,60 @@ def test_interleaved_with_as_many_microbatches_as_stages_runs_all_forwards_first
     for acts in interleaved(4, 4, 2):
         kinds = [a.kind for a in acts]
         assert kinds == ["F"] * 8 + ["B"] * 8
+
+
+# ------------------------------------------------------------------------------------ fabrics
+
+
+def work_plan(gpus: int, **plan) -> StepPlan:
+    """The work plan of the tiny model on DGX A100 nodes."""
+    from simulator.inputs.resolve import setup
+    from simulator.inputs.scenario import Scenario
+    from simulator.system.workplan import build_step_plan
+
+    s = setup(Scenario(name="fabric test", model={"preset": "tiny", "seq_len": 1024}, topology="dgx-a100-superpod",
+                       gpus=gpus, plan=dict(micro_batch=1, **plan)))
+    return build_step_plan(s.model, s.plan, s.topology, s.device, s.efficiency)
+
+
+def step_time(sp: StepPlan, fabric, mode: str = "representative") -> float:
+    return StepSimulation(sp, mode=mode, record_timeline=False, fabric=fabric).run().step_time_s
+
+
+ALONE = {  # plans whose transfers never overlap in time
+    "dp8-one-bucket": dict(gpus=8, dp=8, global_batch=8, dp_bucket_MB=1e6),
+    "tp8": dict(gpus=8, tp=8, global_batch=4),
+    "pp2-one-microbatch": dict(gpus=2, pp=2, global_batch=1),
+}
+
+
+@pytest.mark.parametrize("case", list(ALONE), ids=list(ALONE))
+def test_without_concurrent_transfers_both_fabrics_agree(case):
+    sp = work_plan(**ALONE[case])
+    assert step_time(sp, closed_form_fabric) == pytest.approx(step_time(sp, flow_fabric), rel=1e-12)
+
+
+CONTENDED = {
+    "pp4-dp4-zero1": dict(gpus=16, pp=4, dp=4, global_batch=32, zero_stage=1),
+    "tp2-pp2-dp4-interleaved": dict(gpus=16, tp=2, pp=2, dp=4, vpp=2, global_batch=32, schedule="interleaved"),
+    "pp2-dp16-buckets-cross-node": dict(gpus=32, pp=2, dp=16, global_batch=64, dp_bucket_MB=1,
+                                        placement=("dp", "tp", "pp")),
+}
+
+
+@pytest.mark.parametrize("mode", ["representative", "full"])
+@pytest.mark.parametrize("case", list(CONTENDED), ids=list(CONTENDED))
+def test_the_closed_form_fabric_is_never_slower_than_link_sharing(case, mode):
+    """Up to rounding: the two compute a transfer's standalone time in a different order."""
+    sp = work_plan(**CONTENDED[case])
+    assert step_time(sp, closed_form_fabric, mode) <= step_time(sp, flow_fabric, mode) * (1 + 1e-12)
+
+
+def test_the_flow_network_is_the_default_fabric():
+    sp = work_plan(**CONTENDED["pp4-dp4-zero1"])
+    assert StepSimulation(sp, record_timeline=False).run().step_time_s == step_time(sp, flow_fabric)
+
+
+def test_link_sharing_slows_concurrent_transfers():
+    sp = work_plan(**CONTENDED["pp2-dp16-buckets-cross-node"])  # buckets of both stages share inter-node links
+    assert step_time(sp, closed_form_fabric) < step_time(sp, flow_fabric) * (1 - 1e-3)

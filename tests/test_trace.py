@@ -13,6 +13,7 @@ from simulator.cli import app
 from simulator.inputs.scenario import Scenario
 from simulator.results.assemble import simulate
 from simulator.results.trace import WAIT_KIND, _lanes, chrome_trace
+from simulator.system.engine import ComputePass, PipelineSend
 
 TOL_US = 1e-6  # microseconds
 PLAN = dict(tp=2, pp=2, micro_batch=1, global_batch=16, zero_stage=1)
@@ -166,16 +167,14 @@ def test_overlapping_sends_go_to_an_extra_comm_track():
     """Without a timeline of overlapping sends from the engine, a hand-made one."""
     import dataclasses
 
-    import pandas as pd
+    def send(mb, start_s, end_s):
+        return PipelineSend(0, 0, start_s, end_s, microbatch=mb, chunk=0, direction="activation", to_stage=1,
+                            to_chunk=0, bytes=0.0, collective="")
 
     result = simulate(CASES["1f1b"])
-    tl = pd.DataFrame([
-        dict(replica=0, stage=0, name="F", microbatch=0, chunk=0, start_s=0.0, end_s=1e-3, stream="compute"),
-        dict(replica=0, stage=0, name="pp_send", microbatch=0, chunk=0, start_s=1e-3, end_s=4e-3, stream="comm"),
-        dict(replica=0, stage=0, name="F", microbatch=1, chunk=0, start_s=1e-3, end_s=2e-3, stream="compute"),
-        dict(replica=0, stage=0, name="pp_send", microbatch=1, chunk=0, start_s=2e-3, end_s=5e-3, stream="comm"),
-    ])
-    doc = chrome_trace(dataclasses.replace(result, timeline=tl))
+    events = [ComputePass(0, 0, 0.0, 1e-3, "F", 0, 0), send(0, 1e-3, 4e-3),
+              ComputePass(0, 0, 1e-3, 2e-3, "F", 1, 0), send(1, 2e-3, 5e-3)]
+    doc = chrome_trace(dataclasses.replace(result, events=events))
     names = thread_names(doc)
     sends = sorted((e for e in x_events(doc) if e["cat"] == "comm"), key=lambda e: e["ts"])
     assert [names[(e["pid"], e["tid"])] for e in sends] == ["stage 0 comm", "stage 0 comm 2"]

@@ -98,6 +98,9 @@ class FlowRecord:
 class FlowNetwork:
     """Links with bandwidth shared max-min fairly by the flows crossing them.
 
+    A :class:`~simulator.network.fabric.Fabric` (:meth:`collective`, :meth:`run`): the step
+    engine's default network.
+
     Args:
         env: the SimPy environment.
         bandwidth_Bps: capacity of every link, bytes/s, by link id (> 0).

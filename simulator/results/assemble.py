@@ -18,7 +18,7 @@ from simulator.inputs.resolve import Setup, setup
 from simulator.inputs.scenario import Scenario
 from simulator.results.step import BREAKDOWN_KEYS, StepResult
 from simulator.system.efficiency import Efficiency
-from simulator.system.engine import StepRun, StepSimulation, TimelineEvent
+from simulator.system.engine import TIMELINE_COLUMNS, StepRun, StepSimulation
 from simulator.workload.counting import model_flops_per_token, recompute_flops_per_token
 
 COMPUTE_STATE = ("forward", "backward", "recompute", "optimizer")
@@ -87,7 +87,7 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
     notes = []
     if not memory.fits:
         notes.append(f"does not fit in memory: {memory.summary()}")
-    timeline = pd.DataFrame([_event_dict(e) for e in run.timeline], columns=list(TimelineEvent.__slots__))
+    timeline = pd.DataFrame([e.row() for e in run.events], columns=list(TIMELINE_COLUMNS))
     return StepResult(
         scenario=s.scenario.name,
         model=model.name,
@@ -116,10 +116,7 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
         },
         n_events=run.n_events,
         timeline=timeline,
+        events=run.events,
         notes=notes,
         efficiency_source=s.efficiency.source,
     )
-
-
-def _event_dict(e: TimelineEvent) -> dict:
-    return {k: getattr(e, k) for k in TimelineEvent.__slots__}

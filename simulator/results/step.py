@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from simulator.system.engine import TimelineEvent
+
 BREAKDOWN_KEYS = (
     "forward", "backward", "recompute", "optimizer",
     "tp_comm", "cp_comm", "pp_comm", "dp_comm", "bubble", "stall",
@@ -45,6 +47,7 @@ class StepResult:
     energy_J: dict[str, float]
     n_events: int
     timeline: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    events: list[TimelineEvent] = field(repr=False, default_factory=list)  # typed; the timeline rows
     notes: list[str] = field(default_factory=list)
     efficiency_source: str = ""  # where the efficiency parameters of the step came from
 
