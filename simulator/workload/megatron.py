@@ -50,7 +50,9 @@ from __future__ import annotations
 import re
 import shlex
 
-from simulator.core.errors import InputError
+from pydantic import ValidationError
+
+from simulator.core.errors import InputError, from_validation_error
 from simulator.workload.legality import fleet_filled
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan
@@ -199,41 +201,11 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
         raise InputError(violation.message, field="--tensor-model-parallel-size")
     dp = n_gpus // (tp * cp * pp)
 
-    vpp = _int(values, "--num-virtual-stages-per-pipeline-rank", None) or \
-        _int(values, "--virtual-pipeline-model-parallel-size", None)
-    per_virtual = _int(values, "--num-layers-per-virtual-pipeline-stage", None)
-    if vpp is None and per_virtual is not None:
-        layers = _int(values, "--num-layers", None)
-        if layers is None:
-            raise InputError("--num-layers-per-virtual-pipeline-stage needs --num-layers to give the chunks per stage",
-                             field="--num-layers")
-        if layers % (pp * per_virtual):
-            raise InputError(f"--num-layers {layers} is not a multiple of pp x layers per virtual stage "
-                             f"= {pp} x {per_virtual}", field="--num-layers-per-virtual-pipeline-stage")
-        vpp = layers // (pp * per_virtual)
-    vpp = vpp or 1
-
+    vpp = _virtual_stages(values, pp)
     micro = _int(values, "--micro-batch-size", 1)
     global_batch = _int(values, "--global-batch-size", micro * dp)
-
-    granularity = values.get("--recompute-granularity")
-    if granularity == "full":
-        recompute = "full"
-    elif granularity == "selective" or "--recompute-activations" in switches:
-        recompute = "selective"
-    else:
-        recompute = "none"
-
-    if "--fp8-format" in values or "--fp8-hybrid" in switches:
-        precision = "fp8"
-    elif "--bf16" in switches:
-        precision = "bf16"
-    elif "--fp16" in switches:
-        precision = "fp16"
-    else:
-        precision = "fp32"
-
     grad_precision = "bf16" if "--grad-reduce-in-bf16" in switches else "fp32"
+    precision, recompute, tp_overlap = _read_modes(values, switches)
     bucket = None
     if "--ddp-bucket-size" in values:
         try:
@@ -241,18 +213,6 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
         except ValueError:
             raise InputError(f"--ddp-bucket-size must be a number, got {values['--ddp-bucket-size']!r}",
                              field="--ddp-bucket-size") from None
-
-    if "--tp-comm-overlap" in switches:
-        tp_overlap = "full"
-    elif "--no-async-tensor-model-parallel-allreduce" in switches:
-        tp_overlap = "none"
-    else:
-        tp_overlap = "backward"
-
-    from pydantic import ValidationError
-
-    from simulator.core.errors import from_validation_error
-
     try:
         return ParallelPlan(
             tp=tp, pp=pp, dp=dp, cp=cp, vpp=vpp, micro_batch=micro, global_batch=global_batch,
@@ -268,6 +228,49 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
         )
     except ValidationError as err:
         raise from_validation_error(err, schema=ParallelPlan, prefix="megatron") from None
+
+
+def _virtual_stages(values: dict[str, str], pp: int) -> int:
+    """Model chunks per pipeline rank, from either way Megatron-LM states it (1 if neither)."""
+    vpp = _int(values, "--num-virtual-stages-per-pipeline-rank", None) or \
+        _int(values, "--virtual-pipeline-model-parallel-size", None)
+    per_virtual = _int(values, "--num-layers-per-virtual-pipeline-stage", None)
+    if vpp is None and per_virtual is not None:
+        layers = _int(values, "--num-layers", None)
+        if layers is None:
+            raise InputError("--num-layers-per-virtual-pipeline-stage needs --num-layers to give the chunks per stage",
+                             field="--num-layers")
+        if layers % (pp * per_virtual):
+            raise InputError(f"--num-layers {layers} is not a multiple of pp x layers per virtual stage "
+                             f"= {pp} x {per_virtual}", field="--num-layers-per-virtual-pipeline-stage")
+        vpp = layers // (pp * per_virtual)
+    return vpp or 1
+
+
+def _read_modes(values: dict[str, str], switches: set[str]) -> tuple[str, str, str]:
+    """(precision, recompute, tp_overlap) of a command line, with Megatron-LM's defaults."""
+    granularity = values.get("--recompute-granularity")
+    if granularity == "full":
+        recompute = "full"
+    elif granularity == "selective" or "--recompute-activations" in switches:
+        recompute = "selective"
+    else:
+        recompute = "none"
+    if "--fp8-format" in values or "--fp8-hybrid" in switches:
+        precision = "fp8"
+    elif "--bf16" in switches:
+        precision = "bf16"
+    elif "--fp16" in switches:
+        precision = "fp16"
+    else:
+        precision = "fp32"
+    if "--tp-comm-overlap" in switches:
+        tp_overlap = "full"
+    elif "--no-async-tensor-model-parallel-allreduce" in switches:
+        tp_overlap = "none"
+    else:
+        tp_overlap = "backward"
+    return precision, recompute, tp_overlap
 
 
 # Switches that change how a run overlaps or shards, with the plan fields they set. Megatron-LM

@@ -119,13 +119,7 @@ def activation_bytes_per_layer(
     ``element_bytes`` is ``e`` (2 for bf16/fp16, 4 for fp32). Returns bytes.
     Raises :class:`InputError` for an unknown ``recompute`` or ``attention``.
     """
-    if recompute not in _RECOMPUTE:
-        raise InputError(f"unknown recompute {recompute!r}; use one of {', '.join(_RECOMPUTE)}", field="plan.recompute")
-    if attention not in _ATTENTION:
-        raise InputError(f"unknown attention {attention!r}; use one of {', '.join(_ATTENTION)}", field="attention")
-    if micro_batch < 1 or tp < 1:
-        raise InputError(f"micro_batch and tp must be >= 1, got {micro_batch} and {tp}", field="plan")
-
+    _check_activation_options(recompute, attention, micro_batch, tp)
     s, b, h, a, f = model.seq_len, micro_batch, model.d_model, model.n_heads, model.ffn
     t, e = tp, element_bytes
     sbh = s * b * h
@@ -145,6 +139,15 @@ def activation_bytes_per_layer(
     else:
         scores = 4.0 * a * s * b / t
     return outside + inside + scores
+
+
+def _check_activation_options(recompute: str, attention: str, micro_batch: int, tp: int) -> None:
+    if recompute not in _RECOMPUTE:
+        raise InputError(f"unknown recompute {recompute!r}; use one of {', '.join(_RECOMPUTE)}", field="plan.recompute")
+    if attention not in _ATTENTION:
+        raise InputError(f"unknown attention {attention!r}; use one of {', '.join(_ATTENTION)}", field="attention")
+    if micro_batch < 1 or tp < 1:
+        raise InputError(f"micro_batch and tp must be >= 1, got {micro_batch} and {tp}", field="plan")
 
 
 def microbatches_in_flight(plan: ParallelPlan, stage: int) -> float:
@@ -309,10 +312,14 @@ def memory_per_gpu(
     if attention is None:
         attention = plan.attention
     if stage is None:
-        candidates = [memory_per_gpu(model, plan, capacity_bytes=capacity_bytes, stage=i,
-                                     attention=attention, dropout=dropout) for i in range(plan.pp)]
+        candidates = [_stage_memory(model, plan, capacity_bytes, i, attention, dropout) for i in range(plan.pp)]
         return max(candidates, key=lambda mb: (mb.total, -mb.stage))
+    return _stage_memory(model, plan, capacity_bytes, stage, attention, dropout)
 
+
+def _stage_memory(model: ModelConfig, plan: ParallelPlan, capacity_bytes: float, stage: int, attention: Attention,
+                  dropout: bool) -> MemoryBreakdown:
+    """:func:`memory_per_gpu` of one stage."""
     n_params = parameters_on_stage(model, plan, stage)
     w_b, g_b, o_b = _state_bytes(plan.precision)
     dp, z = plan.dp_cp, plan.zero_stage
