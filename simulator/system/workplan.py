@@ -52,9 +52,9 @@ from simulator.core.units import BYTES_PER_ELEMENT, weight_bytes
 from simulator.hardware.compute import ComputeEfficiency, ops_time_s
 from simulator.network.collectives import (
     CollectivePlan,
-    NetworkEfficiency,
     plan_collective,
 )
+from simulator.network.efficiency import NetworkEfficiency
 from simulator.network.topology import Topology
 from simulator.system.efficiency import Efficiency
 from simulator.workload.counting import parameter_count
