@@ -13,7 +13,7 @@ from simulator.inputs.scenario import Scenario, load_scenario
 from simulator.results import plots
 from simulator.results.assemble import simulate
 from simulator.results.report import LABELS
-from simulator.results.step import BREAKDOWN_KEYS
+from simulator.system.breakdown import BREAKDOWN_KEYS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FILES = [f"{stem}.{ext}" for stem in ("timeline", "breakdown", "memory") for ext in ("png", "svg")]

@@ -16,15 +16,11 @@ from simulator.core.errors import SimulationError
 from simulator.hardware.power import StateTimes, step_energy
 from simulator.inputs.resolve import Setup, setup
 from simulator.inputs.scenario import Scenario
-from simulator.results.step import BREAKDOWN_KEYS, StepResult
+from simulator.results.step import StepResult
+from simulator.system.breakdown import BREAKDOWN_KEYS, COMMUNICATION, COMPUTE, IDLE
 from simulator.system.efficiency import Efficiency
 from simulator.system.engine import TIMELINE_COLUMNS, StepRun, StepSimulation
 from simulator.workload.counting import model_flops_per_token, recompute_flops_per_token
-
-COMPUTE_STATE = ("forward", "backward", "recompute", "optimizer")
-COMM_STATE = ("tp_comm", "cp_comm", "pp_comm", "dp_comm")
-IDLE_STATE = ("bubble", "stall")
-
 
 
 def simulate(scenario: Scenario, efficiency: Efficiency | None = None, *, record_timeline: bool = True) -> StepResult:
@@ -77,8 +73,8 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
 
     memory = s.memory
 
-    times = [StateTimes(compute_s=sum(row[k] for k in COMPUTE_STATE), communicate_s=sum(row[k] for k in COMM_STATE),
-                        idle_s=sum(row[k] for k in IDLE_STATE)) for row in stages]
+    times = [StateTimes(compute_s=sum(row[k] for k in COMPUTE), communicate_s=sum(row[k] for k in COMMUNICATION),
+                        idle_s=sum(row[k] for k in IDLE)) for row in stages]
     power = s.topology.power
     energy = step_energy(times, plan.width * plan.dp, tdp_W=device.tdp_W, idle_W=device.idle_W,
                          fractions=s.efficiency.power, nodes_W=power.nodes_W, switches_W=power.switches_W,

@@ -17,7 +17,8 @@ from matplotlib.patches import Patch
 
 from simulator.core.atomic import atomic_write
 from simulator.results.report import LABELS, MEMORY_KEYS
-from simulator.results.step import BREAKDOWN_KEYS, StepResult
+from simulator.results.step import StepResult
+from simulator.system.breakdown import BREAKDOWN_KEYS
 
 COLORS = {
     # step-time categories (breakdown) and the timeline intervals that make them up

@@ -6,7 +6,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from simulator.results.step import BREAKDOWN_KEYS, StepResult
+from simulator.results.step import StepResult
+from simulator.system.breakdown import BREAKDOWN_KEYS
 
 LABELS = {
     "forward": "forward compute",

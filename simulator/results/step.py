@@ -15,13 +15,6 @@ import pandas as pd
 
 from simulator.system.engine import TimelineEvent
 
-BREAKDOWN_KEYS = (
-    "forward", "backward", "recompute", "optimizer",
-    "tp_comm", "cp_comm", "pp_comm", "dp_comm", "bubble", "stall",
-)
-"""Categories of the step-time breakdown; for every stage they add up to the step time.
-``*_comm`` are *exposed* (not hidden behind compute) communication times."""
-
 
 @dataclass
 class StepResult:

@@ -26,7 +26,7 @@ import pandas as pd
 from simulator.core.errors import TrainsimError
 from simulator.inputs.scenario import Scenario
 from simulator.results.assemble import simulate
-from simulator.results.step import BREAKDOWN_KEYS, StepResult
+from simulator.results.step import StepResult
 
 
 def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
@@ -79,4 +79,4 @@ def compare(base: Scenario, variants: Iterable[Mapping[str, Any]]) -> pd.DataFra
     return pd.DataFrame(rows, columns=columns)
 
 
-__all__ = ["BREAKDOWN_KEYS", "PLAN_COLUMNS", "compare", "grid", "plan_row", "summary_row"]
+__all__ = ["PLAN_COLUMNS", "compare", "grid", "plan_row", "summary_row"]

@@ -49,10 +49,10 @@ from simulator.inputs.scenario import (
     SimulationSpec,
     load_scenario,
 )
-from simulator.results.step import BREAKDOWN_KEYS
 from simulator.studies.study import PLAN_COLUMNS, plan_row, summary_row
-from simulator.studies.sweep_csv import CsvSink, read_results
 from simulator.studies.study import grid as grid_product
+from simulator.studies.sweep_csv import CsvSink, read_results
+from simulator.system.breakdown import BREAKDOWN_KEYS, COMMUNICATION
 from simulator.system.variability import Variability
 
 # --------------------------------------------------------------------------- the file
@@ -90,7 +90,7 @@ NUMBER_COLUMNS = (
     "step_time_s", "tokens_per_s", "mfu", "hfu", "model_tflops_per_gpu", "memory_GB", "capacity_GB", "fits",
     "energy_per_token_J", "avg_power_per_gpu_W",
     *(f"{k}_s" for k in BREAKDOWN_KEYS),
-    *(f"hidden_{k}_s" for k in ("tp_comm", "cp_comm", "pp_comm", "dp_comm")),
+    *(f"hidden_{k}_s" for k in COMMUNICATION),
 )
 
 

@@ -56,14 +56,15 @@ from simulator.network.collectives import (
 )
 from simulator.network.efficiency import NetworkEfficiency
 from simulator.network.topology import Topology
+from simulator.system.breakdown import PASS_COMMUNICATION, PASS_COMPUTE
 from simulator.system.efficiency import Efficiency
 from simulator.workload.counting import parameter_count
+from simulator.workload.layer import layer_work
 from simulator.workload.memory import (
     block_parameters_per_rank,
     parameters_on_virtual_stage,
 )
 from simulator.workload.model import ModelConfig
-from simulator.workload.layer import layer_work
 from simulator.workload.ops import (
     LayerWork,
     embedding_work,
@@ -76,8 +77,6 @@ from simulator.workload.schedules import Action, build_schedule
 ADAM_BYTES_PER_PARAM = 30.0
 """HBM bytes the Adam step streams per local parameter (see module docstring)."""
 
-COMPUTE_CATEGORIES = ("forward", "backward", "recompute")
-COMM_CATEGORIES = ("tp_comm", "cp_comm", "dp_comm")
 
 
 @dataclass(frozen=True)
@@ -103,19 +102,19 @@ class ChunkWork:
 
     @cached_property
     def forward_compute_s(self) -> float:
-        return sum(self.forward.get(k, 0.0) for k in COMPUTE_CATEGORIES)
+        return sum(self.forward.get(k, 0.0) for k in PASS_COMPUTE)
 
     @cached_property
     def forward_comm_s(self) -> float:
-        return sum(self.forward.get(k, 0.0) for k in COMM_CATEGORIES)
+        return sum(self.forward.get(k, 0.0) for k in PASS_COMMUNICATION)
 
     @cached_property
     def backward_compute_s(self) -> float:
-        return sum(self.backward.get(k, 0.0) for k in COMPUTE_CATEGORIES)
+        return sum(self.backward.get(k, 0.0) for k in PASS_COMPUTE)
 
     @cached_property
     def backward_comm_s(self) -> float:
-        return sum(self.backward.get(k, 0.0) for k in COMM_CATEGORIES)
+        return sum(self.backward.get(k, 0.0) for k in PASS_COMMUNICATION)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 
 import simpy
 
+from simulator.system.breakdown import PASS_COMPUTE
 from simulator.system.engine.barrier import Barrier
 from simulator.system.engine.dp_stream import GradientStreams
 from simulator.system.engine.events import (
@@ -37,7 +38,6 @@ from simulator.system.engine.events import (
 )
 from simulator.system.engine.pipeline import PipelineTransfers
 from simulator.system.engine.state import StepState
-from simulator.system.workplan import COMPUTE_CATEGORIES
 from simulator.workload.schedules import Action
 
 Process = Generator[simpy.Event, Any, Any]
@@ -154,7 +154,7 @@ class StageProcess:
             if n_passes:
                 v, is_f = divmod(slot, 2)
                 for cat, sec_per in (sp.chunks[v].forward if is_f else sp.chunks[v].backward).items():
-                    seconds[cat] += sec_per * (own[slot] if cat in COMPUTE_CATEGORIES else n_passes)
+                    seconds[cat] += sec_per * (own[slot] if cat in PASS_COMPUTE else n_passes)
 
     def _wait_for_reduction(self) -> Process:
         """Wait for the stage's data-parallel gradient reduction; book it as stall and DP comm."""
