@@ -88,10 +88,10 @@ def test_activations_shrink_like_a_shorter_sequence_and_zero_shards_over_dp_x_cp
 
 def test_splitting_sequences_keeps_the_total_work_and_shrinks_activations():
     runs = {cp: simulate(scenario(cp=cp), record_timeline=False) for cp in (1, 2, 4)}
-    assert runs[2].plan["dp"] == 8 and runs[4].plan["dp"] == 4
+    assert runs[2].plan.dp == 8 and runs[4].plan.dp == 4
     for cp in (2, 4):
         assert runs[cp].hardware_flops_per_step == pytest.approx(runs[1].hardware_flops_per_step, rel=1e-12)
-        assert runs[cp].memory["activations"] < runs[1].memory["activations"] / cp * 1.01
+        assert runs[cp].memory.activations < runs[1].memory.activations / cp * 1.01
         assert runs[cp].hidden_comm_s["cp_comm"] > 0
         assert sum(runs[cp].breakdown_s.values()) == pytest.approx(runs[cp].step_time_s)
 

@@ -62,7 +62,7 @@ def test_write_plots_writes_six_files(result, tmp_path):
 def test_timeline_has_a_row_per_stage_and_the_scenario_in_its_title(result):
     fig = plots.pipeline_timeline(result)
     ax = fig.axes[0]
-    pp = result.plan["pp"]
+    pp = result.plan.pp
     assert list(ax.get_yticks()) == list(range(pp))
     assert [t.get_text() for t in ax.get_yticklabels()] == [f"stage {s}" for s in range(pp)]
     assert ax.get_ylim()[0] > ax.get_ylim()[1]  # stage 0 at the top
@@ -73,7 +73,7 @@ def test_timeline_has_a_row_per_stage_and_the_scenario_in_its_title(result):
     assert any(t.startswith("forward") for t in legend) and any(t.startswith("backward") for t in legend)
     # micro-batch numbers are written on the (few, wide) forward and backward bars
     numbers = [t.get_text() for t in ax.texts]
-    assert set(numbers) == {str(m) for m in range(result.plan["n_microbatches"])}
+    assert set(numbers) == {str(m) for m in range(result.plan.n_microbatches)}
 
 
 def test_timeline_without_a_recorded_timeline_says_so(result):
@@ -91,14 +91,14 @@ def test_breakdown_legend_holds_every_category(result):
     for key in BREAKDOWN_KEYS:
         assert LABELS[key] in legend
     assert [t.get_text() for t in ax.get_yticklabels()] == ["mean"] + [
-        f"stage {s}" for s in range(result.plan["pp"])]
+        f"stage {s}" for s in range(result.plan.pp)]
     assert result.scenario in ax.get_title()
     # the stacked bars add up to the step time on every row
     ends = {}
     for patch in ax.patches:
         y = round(patch.get_y(), 6)
         ends[y] = max(ends.get(y, 0.0), patch.get_x() + patch.get_width())
-    assert len(ends) == result.plan["pp"] + 1
+    assert len(ends) == result.plan.pp + 1
     for end in ends.values():
         assert end == pytest.approx(result.step_time_s * 1e3, rel=1e-6)
 
@@ -121,7 +121,7 @@ def test_the_same_category_has_the_same_colour_in_timeline_and_breakdown(result)
 def test_memory_capacity_line_sits_at_capacity(result):
     fig = plots.memory_bar(result)
     ax = fig.axes[0]
-    cap_gb = result.memory["capacity"] / 1e9
+    cap_gb = result.memory.capacity / 1e9
     lines = [ln for ln in ax.get_lines() if ln.get_label().startswith("capacity")]
     assert len(lines) == 1
     assert isinstance(lines[0], Line2D)
@@ -130,13 +130,13 @@ def test_memory_capacity_line_sits_at_capacity(result):
     assert "(GB)" in ax.get_ylabel()
     assert result.scenario in ax.get_title() and "fits" in ax.get_title()
     stacked = sum(p.get_height() for p in ax.patches)
-    assert stacked == pytest.approx(result.memory["total"] / 1e9, rel=1e-9)
+    assert stacked == pytest.approx(result.memory.total / 1e9, rel=1e-9)
 
 
 def test_memory_title_says_when_it_does_not_fit(result):
     from dataclasses import replace
 
-    mem = dict(result.memory, capacity=result.memory["total"] / 2, fits=False)
+    mem = replace(result.memory, capacity=result.memory.total / 2)
     assert "DOES NOT FIT" in plots.memory_bar(replace(result, memory=mem)).axes[0].get_title()
 
 

@@ -141,7 +141,7 @@ def test_a_plan_that_does_not_fit_is_reported_with_its_numbers():
     sc = load_scenario("gpt3-175b-1024-a100").with_(recompute="none", micro_batch=8, global_batch=1536, vpp=1)
     r = simulate(sc, record_timeline=False)
     assert not r.fits_in_memory
-    assert r.memory["total"] > r.memory["capacity"]
+    assert r.memory.total > r.memory.capacity
     assert any("does not fit" in n for n in r.notes)
 
 
@@ -226,8 +226,8 @@ def test_without_variability_nothing_is_a_synchronisation_stall(case):
 def test_the_memory_frame_adds_up_to_the_total():
     r = simulate(scenario(gpus=16, tp=2, pp=2, global_batch=16), record_timeline=False)
     frame = r.memory_frame()
-    assert frame["bytes"].sum() == pytest.approx(r.memory["total"])
-    assert frame["share_of_capacity"].sum() == pytest.approx(r.memory["total"] / r.memory["capacity"])
+    assert frame["bytes"].sum() == pytest.approx(r.memory.total)
+    assert frame["share_of_capacity"].sum() == pytest.approx(r.memory.total / r.memory.capacity)
 
 
 @pytest.mark.parametrize("recompute", ["none", "selective"])
@@ -236,7 +236,7 @@ def test_unfused_attention_costs_time_and_memory_and_selective_recompute_trades_
     flash, std = simulate(base), simulate(base.with_(attention="standard"))
     assert std.step_time_s > flash.step_time_s
     if recompute == "none":  # the s x s scores are stored for backward
-        assert std.memory["activations"] > flash.memory["activations"]
+        assert std.memory.activations > flash.memory.activations
     else:  # not stored, recomputed instead
-        assert std.memory["activations"] == pytest.approx(flash.memory["activations"], rel=0.01)
+        assert std.memory.activations == pytest.approx(flash.memory.activations, rel=0.01)
         assert std.breakdown_s["recompute"] > flash.breakdown_s["recompute"] == 0

@@ -58,7 +58,7 @@ def test_document_is_in_the_trace_event_format(traced):
     other = doc["otherData"]
     for key in ("scenario", "model", "gpu", "n_gpus", "plan", "step_time_s"):
         assert key in other
-    assert other["step_time_s"] == result.step_time_s and other["plan"]["pp"] == result.plan["pp"]
+    assert other["step_time_s"] == result.step_time_s and other["plan"]["pp"] == result.plan.pp
     events = x_events(doc)
     assert events
     for e in events:
@@ -83,7 +83,7 @@ def test_document_is_in_the_trace_event_format(traced):
 
 def test_every_stage_has_a_compute_and_a_comm_track_per_replica(traced):
     result, doc = traced
-    pp, dp = result.plan["pp"], result.plan["dp"]
+    pp, dp = result.plan.pp, result.plan.dp
     by_pid = defaultdict(set)
     for (pid, _tid), name in thread_names(doc).items():
         by_pid[pid].add(name)
@@ -100,7 +100,7 @@ def test_every_stage_has_a_compute_and_a_comm_track_per_replica(traced):
 
 def test_forward_and_backward_passes_per_stage(traced):
     result, doc = traced
-    pp, vpp, n_mb = result.plan["pp"], result.plan["vpp"], result.plan["n_microbatches"]
+    pp, vpp, n_mb = result.plan.pp, result.plan.vpp, result.plan.n_microbatches
     names = thread_names(doc)
     count = defaultdict(int)
     for e in x_events(doc):
@@ -152,7 +152,7 @@ def test_timeline_is_fully_represented(traced):
     tl = result.timeline
     n_waits_empty = int(((tl.end_s <= tl.start_s) & tl.name.str.startswith("wait_")).sum())
     n_collectives = int(tl.name.isin(["dp_bucket", "param_gather", "embedding_sync"]).sum())
-    copies = result.plan["dp"] if result.mode == "full" else 1
+    copies = result.plan.dp if result.mode == "full" else 1
     assert len(x_events(doc)) == len(tl) - n_waits_empty + n_collectives * (copies - 1)
 
 

@@ -109,7 +109,7 @@ def pipeline_timeline(result: StepResult) -> Figure:
     if tl is None or tl.empty:
         raise ValueError("the result has no timeline; simulate with record_timeline=True")
     tl = tl[tl["replica"] == tl["replica"].min()]
-    pp = int(result.plan.get("pp", int(tl["stage"].max()) + 1))
+    pp = result.plan.pp
     step = float(result.step_time_s)
     unit, scale = _time_unit(step)
 
@@ -176,8 +176,8 @@ def pipeline_timeline(result: StepResult) -> Figure:
     ax.grid(axis="x", linestyle=":", linewidth=0.6, alpha=0.7)
     ax.set_axisbelow(True)
     p = result.plan
-    ax.set_title(f"{result.scenario}\npipeline timeline: {p.get('schedule', '')}, "
-                 f"{p.get('n_microbatches', '?')} micro-batches x {pp} stage{'s' if pp > 1 else ''}; step {step * scale:,.4g} {unit}",
+    ax.set_title(f"{result.scenario}\npipeline timeline: {p.schedule}, "
+                 f"{p.n_microbatches} micro-batches x {pp} stage{'s' if pp > 1 else ''}; step {step * scale:,.4g} {unit}",
                  fontsize=11)
     ax.legend(handles=list(legend.values()), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
               frameon=False)
@@ -219,31 +219,31 @@ def breakdown_bar(result: StepResult) -> Figure:
 def memory_bar(result: StepResult) -> Figure:
     """Stacked bar of the memory per GPU (peak stage) by category, with the GPU's capacity."""
     mem = result.memory
-    cap_gb = mem["capacity"] / 1e9
-    total_gb = mem["total"] / 1e9
+    cap_gb = mem.capacity / 1e9
+    total_gb = mem.total / 1e9
     fig = _new_figure(5.5, 9.0)
     fig.subplots_adjust(left=0.1, right=0.56, top=0.86, bottom=0.1)
     ax = fig.add_subplot()
 
     bottom = 0.0
     for key in MEMORY_KEYS:
-        gb = mem[key] / 1e9
+        gb = getattr(mem, key) / 1e9
         ax.bar([0], [gb], bottom=bottom, width=0.5, color=COLORS[key], edgecolor="white", linewidth=0.5,
                label=f"{key} ({_gb(gb)} GB)")
         bottom += gb
-    ax.axhline(cap_gb, color="#C00000" if not mem["fits"] else "black", linestyle="--", linewidth=1.5,
+    ax.axhline(cap_gb, color="#C00000" if not mem.fits else "black", linestyle="--", linewidth=1.5,
                label=f"capacity of one {result.gpu}: {cap_gb:,.0f} GB")
     ax.text(0, total_gb, f"{_gb(total_gb)} GB ({_share(total_gb / cap_gb)} of capacity)", ha="center",
             va="bottom", fontsize=9)
     ax.set_xlim(-0.8, 0.8)
     ax.set_ylim(0, max(cap_gb, total_gb) * 1.12)
-    ax.set_xticks([0], [f"one GPU of stage {mem['stage']} (the peak)"])
+    ax.set_xticks([0], [f"one GPU of stage {mem.stage} (the peak)"])
     ax.set_ylabel("memory per GPU (GB)")
     ax.grid(axis="y", linestyle=":", linewidth=0.6, alpha=0.7)
     ax.set_axisbelow(True)
-    verdict = "fits" if mem["fits"] else "DOES NOT FIT"
+    verdict = "fits" if mem.fits else "DOES NOT FIT"
     ax.set_title(f"{result.scenario}\nmemory per GPU: {_gb(total_gb)} of {cap_gb:,.0f} GB, {verdict}",
-                 fontsize=11, color="black" if mem["fits"] else "#C00000")
+                 fontsize=11, color="black" if mem.fits else "#C00000")
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9,
               frameon=False)  # reversed: top of the stack first

@@ -43,12 +43,12 @@ def render(result: StepResult) -> Group:
     head = Text.assemble(
         (f"{r.scenario}\n", "bold"),
         f"{r.model} on {r.n_gpus:,} x {r.gpu} ({r.topology})\n",
-        f"plan: TP {p['tp']}" + (f" x CP {p['cp']}" if p.get("cp", 1) > 1 else "") + f" x PP {p['pp']} x DP {p['dp']}"
-        + (f", VPP {p['vpp']}" if p["vpp"] > 1 else "")
-        + f", micro-batch {p['micro_batch']}, global batch {p['global_batch']}"
-        f" ({p['n_microbatches']} micro-batches), {p['schedule']}, recompute {p['recompute']},"
-        f" ZeRO {p['zero_stage']}, {p['precision']}"
-        + (", sequence parallel" if p["sequence_parallel"] else "")
+        f"plan: TP {p.tp}" + (f" x CP {p.cp}" if p.cp > 1 else "") + f" x PP {p.pp} x DP {p.dp}"
+        + (f", VPP {p.vpp}" if p.vpp > 1 else "")
+        + f", micro-batch {p.micro_batch}, global batch {p.global_batch}"
+        f" ({p.n_microbatches} micro-batches), {p.schedule}, recompute {p.recompute},"
+        f" ZeRO {p.zero_stage}, {p.precision}"
+        + (", sequence parallel" if p.sequence_parallel else "")
         + f"; simulated in {r.mode} mode\n",
     )
 
@@ -59,7 +59,7 @@ def render(result: StepResult) -> Group:
     summary.add_row("throughput", f"{r.tokens_per_s:,.0f} tokens/s")
     summary.add_row("model FLOP/s per GPU", f"{r.model_flops_per_s_per_gpu / 1e12:,.1f} TFLOP/s")
     summary.add_row("MFU / HFU", f"{r.mfu:.1%} / {r.hfu:.1%}")
-    summary.add_row("energy per step", f"{_joules(r.energy_per_step_J)} (PUE {r.energy_J['pue']:.2f})")
+    summary.add_row("energy per step", f"{_joules(r.energy_per_step_J)} (PUE {r.energy.pue:.2f})")
     summary.add_row("energy per token", f"{_joules(r.energy_per_step_J / r.tokens_per_step)}")
     summary.add_row("average power per GPU", f"{r.avg_power_per_gpu_W:,.0f} W")
 
@@ -74,14 +74,14 @@ def render(result: StepResult) -> Group:
     bd.caption = f"communication hidden behind compute: {hidden or 'none'}"
 
     mem = r.memory
-    mt = Table(title=f"Memory per GPU (peak stage: {mem['stage']})", title_justify="left")
+    mt = Table(title=f"Memory per GPU (peak stage: {mem.stage})", title_justify="left")
     mt.add_column("category")
     mt.add_column("GB", justify="right")
     for k in MEMORY_KEYS:
-        mt.add_row(k, f"{mem[k] / 1e9:,.1f}")
-    verdict = "[green]fits[/green]" if mem["fits"] else "[bold red]DOES NOT FIT[/bold red]"
-    mt.add_row("[bold]total[/bold]", f"[bold]{mem['total'] / 1e9:,.1f}[/bold]")
-    mt.add_row("capacity", f"{mem['capacity'] / 1e9:,.1f}")
+        mt.add_row(k, f"{getattr(mem, k) / 1e9:,.1f}")
+    verdict = "[green]fits[/green]" if mem.fits else "[bold red]DOES NOT FIT[/bold red]"
+    mt.add_row("[bold]total[/bold]", f"[bold]{mem.total / 1e9:,.1f}[/bold]")
+    mt.add_row("capacity", f"{mem.capacity / 1e9:,.1f}")
     mt.caption = verdict
 
     parts = [head, summary, bd, mt]

@@ -1,4 +1,4 @@
-"""What one simulated step produced, as plain data: numbers, dicts and DataFrames.
+"""What one simulated step produced, typed: numbers, the plan, memory and energy, and DataFrames.
 
 :class:`StepResult` is the public result object of trainsim. Its
 :meth:`StepResult.to_dict` is the ``--json`` output, whose keys are documented
@@ -13,7 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from simulator.hardware.power import StepEnergy
 from simulator.system.engine import TimelineEvent
+from simulator.workload.memory import MemoryBreakdown
+from simulator.workload.plan import ParallelPlan
 
 
 @dataclass
@@ -25,7 +28,7 @@ class StepResult:
     gpu: str
     topology: str
     n_gpus: int
-    plan: dict[str, Any]
+    plan: ParallelPlan  # with every default filled in
     mode: str
     step_time_s: float
     breakdown_s: dict[str, float]
@@ -36,8 +39,8 @@ class StepResult:
     hardware_flops_per_step: float
     recompute_flops_per_step: float
     peak_flops_per_gpu: float
-    memory: dict[str, Any]
-    energy_J: dict[str, float]
+    memory: MemoryBreakdown  # the peak stage's, bytes per GPU
+    energy: StepEnergy  # joules per step, the whole fleet
     n_events: int
     timeline: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     events: list[TimelineEvent] = field(repr=False, default_factory=list)  # typed; the timeline rows
@@ -66,15 +69,15 @@ class StepResult:
 
     @property
     def fits_in_memory(self) -> bool:
-        return bool(self.memory["fits"])
+        return self.memory.fits
 
     @property
     def energy_per_step_J(self) -> float:
-        return self.energy_J["facility_J"]
+        return self.energy.facility_J
 
     @property
     def avg_power_per_gpu_W(self) -> float:
-        return self.energy_J["gpu_J"] / self.n_gpus / self.step_time_s
+        return self.energy.gpu_J / self.n_gpus / self.step_time_s
 
     def breakdown_frame(self) -> pd.DataFrame:
         """One row per pipeline stage, one column per breakdown category (seconds)."""
@@ -85,10 +88,15 @@ class StepResult:
     def memory_frame(self) -> pd.DataFrame:
         """Bytes per GPU of the peak stage by category, with the GB and the share of capacity."""
         keys = ("parameters", "gradients", "optimizer", "activations", "buffers")
-        df = pd.DataFrame({"bytes": [float(self.memory[k]) for k in keys]}, index=pd.Index(keys, name="category"))
+        df = pd.DataFrame({"bytes": [float(getattr(self.memory, k)) for k in keys]},
+                          index=pd.Index(keys, name="category"))
         df["GB"] = df["bytes"] / 1e9
-        df["share_of_capacity"] = df["bytes"] / self.memory["capacity"]
+        df["share_of_capacity"] = df["bytes"] / self.memory.capacity
         return df
+
+    def plan_dict(self) -> dict[str, Any]:
+        """The plan's fields and ``n_microbatches``, as plain values."""
+        return {**self.plan.model_dump(), "n_microbatches": self.plan.n_microbatches}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of ``trainsim run --json`` (keys documented in the README)."""
@@ -98,7 +106,7 @@ class StepResult:
             "gpu": self.gpu,
             "topology": self.topology,
             "n_gpus": self.n_gpus,
-            "plan": self.plan,
+            "plan": self.plan_dict(),
             "mode": self.mode,
             "step_time_s": self.step_time_s,
             "breakdown_s": self.breakdown_s,
@@ -115,9 +123,14 @@ class StepResult:
                 "hfu": self.hfu,
                 "peak_flops_per_gpu": self.peak_flops_per_gpu,
             },
-            "memory": self.memory,
+            "memory": self.memory.to_dict(),
             "energy": {
-                **self.energy_J,
+                "gpu_J": self.energy.gpu_J,
+                "node_overhead_J": self.energy.node_overhead_J,
+                "network_J": self.energy.network_J,
+                "it_J": self.energy.it_J,
+                "facility_J": self.energy.facility_J,
+                "pue": self.energy.pue,
                 "avg_power_per_gpu_W": self.avg_power_per_gpu_W,
                 "J_per_token": self.energy_per_step_J / self.tokens_per_step,
             },

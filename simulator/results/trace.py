@@ -61,8 +61,7 @@ def chrome_trace(result: StepResult) -> dict[str, Any]:
     only the track names.
     """
     plan = result.plan
-    layout = TraceLayout(pp=int(plan.get("pp", 1)), vpp=int(plan.get("vpp", 1)), dp=int(plan.get("dp", 1)),
-                         zero_stage=int(plan.get("zero_stage", 0)))
+    layout = TraceLayout(pp=plan.pp, vpp=plan.vpp, dp=plan.dp, zero_stage=plan.zero_stage)
     replicas = sorted({e.replica for e in result.events} | {0})
     if result.mode == "full":
         replicas = sorted(set(replicas) | set(range(layout.dp)))
@@ -130,7 +129,7 @@ def _other_data(result: StepResult, dp: int) -> dict[str, Any]:
         "topology": result.topology,
         "n_gpus": result.n_gpus,
         "mode": result.mode,
-        "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in result.plan.items()},
+        "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in result.plan_dict().items()},
         "step_time_s": result.step_time_s,
         "time_unit": "microseconds from the start of the step",
     }

@@ -41,7 +41,7 @@ PLAN_COLUMNS = ("n_gpus", "tp", "cp", "pp", "dp", "vpp", "micro_batch", "n_micro
 
 def plan_row(result: StepResult) -> dict[str, Any]:
     """The plan one result ran: fleet size, parallel sizes and micro-batches."""
-    return {"n_gpus": result.n_gpus, **{k: result.plan[k] for k in PLAN_COLUMNS[1:]}}
+    return {"n_gpus": result.n_gpus, **{k: getattr(result.plan, k) for k in PLAN_COLUMNS[1:]}}
 
 
 def summary_row(result: StepResult) -> dict[str, Any]:
@@ -52,8 +52,8 @@ def summary_row(result: StepResult) -> dict[str, Any]:
         "mfu": result.mfu,
         "hfu": result.hfu,
         "model_tflops_per_gpu": result.model_flops_per_s_per_gpu / 1e12,
-        "memory_GB": result.memory["total"] / 1e9,
-        "capacity_GB": result.memory["capacity"] / 1e9,
+        "memory_GB": result.memory.total / 1e9,
+        "capacity_GB": result.memory.capacity / 1e9,
         "fits": result.fits_in_memory,
         "energy_per_token_J": result.energy_per_step_J / result.tokens_per_step,
         "avg_power_per_gpu_W": result.avg_power_per_gpu_W,

@@ -103,7 +103,7 @@ def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency:
         rec: dict[str, Any] = {"case_id": row["case_id"], "metric": str(row["metric"]), "published": published,
                                "predicted": np.nan, "error_pct": np.nan, "status": "ok"}
         if error is None and not result.fits_in_memory:
-            error = f"does not fit in memory: {result.memory['total'] / 1e9:.1f} GB > {result.memory['capacity'] / 1e9:.1f} GB"
+            error = f"does not fit in memory: {result.memory.total / 1e9:.1f} GB > {result.memory.capacity / 1e9:.1f} GB"
         if error is None:
             try:
                 value, formula = predicted_metric(str(row["metric"]), setup, result,
@@ -118,7 +118,7 @@ def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency:
             rec.update(
                 step_time_s=result.step_time_s,
                 **{f"{k}_s": v for k, v in result.breakdown_s.items()},
-                memory_GB=result.memory["total"] / 1e9, capacity_GB=result.memory["capacity"] / 1e9,
+                memory_GB=result.memory.total / 1e9, capacity_GB=result.memory.capacity / 1e9,
                 tp=setup.plan.tp, cp=setup.plan.cp, pp=setup.plan.pp, dp=setup.plan.dp,
                 recompute=setup.plan.recompute,
             )
