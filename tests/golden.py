@@ -18,10 +18,12 @@ Regenerate them (only in a commit that moves numbers on purpose, and say so in i
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import runpy
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,9 +59,13 @@ def plan_json() -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def validate_csv(path: Path, out: Path) -> str:
-    _trainsim("validate", str(path), "--out", str(out))
-    return out.read_text()
+@functools.cache
+def validate_csv(path: Path) -> str:
+    """``trainsim validate PATH --out``'s CSV, once per process (the calibration regression test reads it too)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "predictions.csv"
+        _trainsim("validate", str(path), "--out", str(out))
+        return out.read_text()
 
 
 def nccl_csv(out: Path) -> str:
@@ -75,14 +81,12 @@ def documents(tmp: Path) -> dict[str, callable]:
     docs = {f"run-{s}.json": (lambda s=s: run_json(s)) for s in SCENARIOS}
     docs |= {f"run-{s}-full.json": (lambda s=s: run_json(s, "full")) for s in FULL_MODE}
     docs["plan-llama3-70b-256-h100.json"] = plan_json
-    docs |= {f"validate-{p.stem}.csv": (lambda p=p: validate_csv(p, tmp / f"{p.stem}.csv")) for p in VALIDATION_FILES}
+    docs |= {f"validate-{p.stem}.csv": (lambda p=p: validate_csv(p)) for p in VALIDATION_FILES}
     docs["nccl.csv"] = lambda: nccl_csv(tmp / "nccl.csv")
     return docs
 
 
 def main() -> int:
-    import tempfile
-
     missing = [p for p in (*VALIDATION_FILES, NCCL_FILE) if not p.is_file()]
     if missing:
         print(f"error: {missing[0]} not found (shared/ must sit beside the checkout)", file=sys.stderr)

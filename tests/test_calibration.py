@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import golden
 from simulator.hardware.catalog import load_catalog
 from simulator.inputs.efficiency_file import default_efficiency
 from simulator.validation.calibration import SHARED, Calibration
-from simulator.validation.cases import OPTIONAL_COLUMNS, read_cases
+from simulator.validation.cases import OPTIONAL_COLUMNS
 from simulator.validation.published import summary, validate
 
-CALIBRATION_CSV = Path(__file__).resolve().parents[2] / "shared" / "validation" / "calibration.csv"
+CALIBRATION_CSV = golden.VALIDATION_FILES[0]
 
 
 def synthetic_cases() -> pd.DataFrame:
@@ -67,7 +68,7 @@ def test_the_packaged_parameters_do_not_regress_on_the_calibration_set():
         pytest.skip(f"{CALIBRATION_CSV} not beside the checkout")
     fit = default_efficiency().fit
     assert fit is not None, "efficiency.yaml has no fit record: run trainsim calibrate"
-    results = validate(read_cases(CALIBRATION_CSV))
+    results = pd.read_csv(io.StringIO(golden.validate_csv(CALIBRATION_CSV)))  # shared with the golden test
     summ = summary(results)
     for source, recorded in fit["in_sample"].items():
         assert summ.loc[source, "failed"] <= recorded["failed"]
