@@ -40,7 +40,7 @@ import numpy as np
 
 from simulator.core.errors import InputError
 from simulator.network.collective_algorithms import Groups, unit_phases, why_invalid
-from simulator.network.efficiency import NetworkEfficiency
+from simulator.network.efficiency import NOMINAL, NetworkEfficiency
 from simulator.network.phases import Phase
 from simulator.network.topology import Topology
 
@@ -61,10 +61,6 @@ VALID_ALGORITHMS = {
 """The algorithms that can run each kind (the first is the name of a one-rank plan)."""
 
 _NOT_AUTO = {("all_reduce", "direct"), ("all_gather", "direct"), ("reduce_scatter", "direct"), ("broadcast", "direct")}
-
-NOMINAL = NetworkEfficiency()
-"""Nominal bandwidth everywhere, no overhead: the ideal time (used when no efficiency is given)."""
-
 
 @dataclass(frozen=True, eq=False)
 class CollectivePlan:

@@ -108,3 +108,7 @@ class NetworkEfficiency:
             nominal = np.asarray(topology.bandwidth_Bps, dtype=float)
             bandwidth = tables.bandwidth[self] = _read_only(nominal * self.link_factors(topology))
         return bandwidth
+
+
+NOMINAL = NetworkEfficiency()
+"""Nominal bandwidth everywhere, no overhead: the ideal time (used when no efficiency is given)."""

@@ -2,7 +2,7 @@
 
 A *flow* moves ``link_bytes[i]`` bytes over each link ``link_ids[i]`` at the same
 time (one transfer, or a whole class of identical transfers with the load that
-class puts on each link, such as a :class:`~simulator.network.collectives.Phase`).
+class puts on each link, such as a :class:`~simulator.network.phases.Phase`).
 
 Sharing model
 -------------
@@ -45,6 +45,7 @@ import numpy as np
 import simpy
 
 from simulator.core.errors import InputError, SimulationError
+from simulator.network.efficiency import NOMINAL
 
 _TOL = 1e-9  # relative slack on link capacity (float accumulation)
 _max = np.maximum.reduce  # cheaper than ndarray.max() on the fast path
@@ -185,7 +186,7 @@ class FlowNetwork:
         if not plan.phases:
             return
         if efficiency is None:
-            from simulator.network.collectives import NOMINAL as efficiency
+            efficiency = NOMINAL
         if efficiency.overhead_s > 0:
             yield self.env.timeout(efficiency.overhead_s)
         _, occs, Ts, _ = self._prepare(plan, efficiency)
@@ -211,7 +212,7 @@ class FlowNetwork:
             proc.callbacks.append(lambda _ev: on_done())
             return None
         if efficiency is None:
-            from simulator.network.collectives import NOMINAL as efficiency
+            efficiency = NOMINAL
         _, occs, Ts, _ = self._prepare(plan, efficiency)
         phase = plan.phases[0]
         return self._issue(phase.link_ids, occs[0], phase.link_bytes, phase.latency_s + efficiency.overhead_s,
