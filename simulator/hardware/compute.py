@@ -28,7 +28,7 @@ ratio of achievable matmul rates (:meth:`~simulator.hardware.catalog.GPUSpec.mat
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Annotated, Iterable, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,7 +38,7 @@ class ComputeEfficiency(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     gemm: float = Field(gt=0, le=1, description="Large-GEMM fraction of peak for generations not listed below.")
-    gemm_by_generation: dict[str, float] = Field(
+    gemm_by_generation: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=dict, description="Large-GEMM fraction of peak per GPU generation (e.g. 'a100')."
     )
     gemm_of_mamf: float | None = Field(

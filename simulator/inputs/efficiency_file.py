@@ -1,4 +1,4 @@
-"""The named efficiency parameters of one simulation, and where they came from.
+"""The efficiency file: the named efficiency parameters of a simulation as written in YAML.
 
 trainsim predicts from first principles plus this small set of parameters:
 achieved fractions of peak compute and memory bandwidth, of nominal link
@@ -13,12 +13,13 @@ values replace the packaged ones, the rest stay); a study may build its own
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from simulator.core.errors import InputError, from_validation_error
 from simulator.core.units import US
@@ -28,31 +29,59 @@ from simulator.hardware.power import PowerFractions
 from simulator.network.efficiency import NetworkEfficiency
 from simulator.system.efficiency import Efficiency
 
-_Fraction = Annotated[float, Field(gt=0, le=1)]
+_MICROSECONDS = {"kernel_overhead_s": "kernel_overhead_us", "overhead_s": "collective_overhead_us"}
+"""The parameters in seconds, and their names in the file, which states them in microseconds."""
+_SECONDS = {file_name: name for name, file_name in _MICROSECONDS.items()}
 
 
-class _ComputeSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    gemm: _Fraction = Field(description="large-GEMM fraction of peak for generations not listed")
-    gemm_by_generation: dict[str, _Fraction] = Field(description="large-GEMM fraction of peak per architecture")
-    gemm_of_mamf: _Fraction | None = Field(None, description="GEMM rate over the measured achievable matmul rate")
-    gemm_half_dim: float = Field(0.0, ge=0, description="GEMM size at half efficiency (0: no size effect)")
-    attention: _Fraction = Field(description="fused attention kernel fraction of peak")
-    memory: _Fraction = Field(description="streaming kernels' fraction of HBM bandwidth")
-    kernel_overhead_us: float = Field(ge=0, description="fixed cost per kernel launch, microseconds")
+def _in_microseconds(name: str, description: str) -> tuple[Any, Any]:
+    return _MICROSECONDS[name], (float, Field(ge=0, description=description))
 
 
-class _NetworkSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    nvlink: _Fraction
-    pcie: _Fraction
-    nic: _Fraction
-    fabric: _Fraction
-    collective_overhead_us: float = Field(ge=0, description="fixed cost per collective, microseconds")
+def _compute_fields() -> dict[str, tuple[Any, Any]]:
+    """The file's ``compute`` section: :class:`ComputeEfficiency`'s fields, times in microseconds."""
+    fields = {}
+    for name, info in ComputeEfficiency.model_fields.items():
+        if name in _MICROSECONDS:
+            written, field = _in_microseconds(name, "fixed cost per kernel launch, microseconds")
+        else:
+            written, field = name, (info.annotation, info)
+        fields[written] = field
+    return fields
+
+
+def _network_fields() -> dict[str, tuple[Any, Any]]:
+    """The file's ``network`` section: :class:`NetworkEfficiency`'s fields, times in microseconds."""
+    fields = {}
+    for f in dataclasses.fields(NetworkEfficiency):
+        if f.name in _MICROSECONDS:
+            written, field = _in_microseconds(f.name, "fixed cost per collective, microseconds")
+        else:
+            written, field = f.name, (float, Field(gt=0, le=1, description=f"fraction of nominal {f.name} "
+                                                   "bandwidth collectives reach"))
+        fields[written] = field
+    return fields
+
+
+_FORBID = ConfigDict(extra="forbid")
+_ComputeSection = create_model("compute", __config__=_FORBID, **_compute_fields())
+_NetworkSection = create_model("network", __config__=_FORBID, **_network_fields())
+
+
+def _runtime_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A section's values in SI, under the runtime parameters' names."""
+    return {_SECONDS.get(k, k): v * US if k in _SECONDS else v for k, v in values.items()}
+
+
+def _file_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`_runtime_values`: input units, the file's names."""
+    return {_MICROSECONDS.get(k, k): v / US if k in _MICROSECONDS else v for k, v in values.items()}
 
 
 class EfficiencyFile(BaseModel):
-    """The layout of ``efficiency.yaml`` (input units: fractions, microseconds)."""
+    """The layout of ``efficiency.yaml``: the sections are derived from the parameters'
+    own types (:class:`ComputeEfficiency`, :class:`NetworkEfficiency`, :class:`PowerFractions`),
+    with times in microseconds (input units)."""
 
     model_config = ConfigDict(extra="forbid")
     compute: _ComputeSection
@@ -71,15 +100,9 @@ def efficiency_from_dict(raw: Any, *, file: str | Path | None = None) -> Efficie
         f = EfficiencyFile(**raw)
     except ValidationError as err:
         raise from_validation_error(err, schema=EfficiencyFile, file=file) from None
-    c, n = f.compute, f.network
     return Efficiency(
-        compute=ComputeEfficiency(
-            gemm=c.gemm, gemm_by_generation=c.gemm_by_generation, gemm_of_mamf=c.gemm_of_mamf,
-            gemm_half_dim=c.gemm_half_dim, attention=c.attention, memory=c.memory,
-            kernel_overhead_s=c.kernel_overhead_us * US,
-        ),
-        network=NetworkEfficiency(nvlink=n.nvlink, pcie=n.pcie, nic=n.nic, fabric=n.fabric,
-                                  overhead_s=n.collective_overhead_us * US),
+        compute=ComputeEfficiency(**_runtime_values(f.compute.model_dump())),
+        network=NetworkEfficiency(**_runtime_values(f.network.model_dump())),
         power=f.power,
         source=f.source,
         fit=f.fit,
@@ -88,13 +111,9 @@ def efficiency_from_dict(raw: Any, *, file: str | Path | None = None) -> Efficie
 
 def efficiency_to_dict(eff: Efficiency) -> dict[str, Any]:
     """The YAML layout of ``efficiency.yaml`` (input units), the inverse of :func:`efficiency_from_dict`."""
-    c, n = eff.compute, eff.network
     return {
-        "compute": {"gemm": c.gemm, "gemm_by_generation": dict(c.gemm_by_generation), "gemm_of_mamf": c.gemm_of_mamf,
-                    "gemm_half_dim": c.gemm_half_dim, "attention": c.attention, "memory": c.memory,
-                    "kernel_overhead_us": c.kernel_overhead_s / US},
-        "network": {"nvlink": n.nvlink, "pcie": n.pcie, "nic": n.nic, "fabric": n.fabric,
-                    "collective_overhead_us": n.overhead_s / US},
+        "compute": _file_values(eff.compute.model_dump()),
+        "network": _file_values(dataclasses.asdict(eff.network)),
         "power": eff.power.model_dump(),
         "source": eff.source,
         "fit": eff.fit,
