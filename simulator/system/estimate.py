@@ -1,6 +1,10 @@
 """The analytic first pass: a step time and energy from the work plan, without the event
-simulation. The planner ranks every plan that fits by it before simulating the best; a test
-holds it within its stated tolerance of the simulation."""
+simulation. The planner ranks every plan that fits by it before simulating the best.
+
+Accuracy (``tests/test_estimate.py``): within 15 % of the simulated step on a seeded spread of
+plans of four scenarios; 1F1B and GPipe pipelines with fewer micro-batches than stages are
+overestimated by up to 30 %, because the fill is charged as ``(p - 1)`` times the slowest stage
+although it passes through each stage once (and the last, with the LM head, is the slowest)."""
 
 from __future__ import annotations
 

@@ -86,8 +86,10 @@ class Jitter:
         return 1.0 if self.cv == 0 else float(self.many(n).mean())
 
     def max_moments(self, n: int) -> tuple[float, float]:
-        """Mean and standard deviation of the largest factor among ``n`` ranks (exact to ~1e-6,
-        by quadrature over the order statistic: the maximum's CDF is ``F(x) ** n``)."""
+        """Mean and standard deviation of the largest factor among ``n`` ranks, by a 4000-point
+        quadrature over the order statistic (the maximum's CDF is ``F(x) ** n``): within 1e-4
+        of the exact mean and 1 % of the exact sd up to ``n = 16``; coarser for wider groups, whose
+        maximum falls on the top ``~4000 / n`` points (``tests/test_variability.py``)."""
         return _max_moments(self.cv, n)
 
 
