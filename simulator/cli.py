@@ -211,13 +211,13 @@ WORKERS_OPTION = typer.Option(None, "--workers", min=1, help="Worker processes o
                               "(default: one per core; 1: run in this process).")
 
 
-def _engine(scheduler: str | None, workers: int | None):
-    """The Dask client (or ``None``: in-process) of --scheduler / --workers (simulator.studies.executor.engine)."""
-    from simulator.studies.executor import engine
+def _executor(scheduler: str | None, workers: int | None):
+    """The Dask client (or ``None``: in-process) of --scheduler / --workers (simulator.studies.executor.executor)."""
+    from simulator.studies.executor import executor
 
     if scheduler and workers:
         err_console.print("[yellow]--workers is ignored with --scheduler[/yellow]")
-    return engine(scheduler, workers)
+    return executor(scheduler, workers)
 
 
 @app.command()
@@ -256,7 +256,7 @@ def plan(
         check_objective(objective, gpu_hour_usd, tokens, budget_usd)
         freed = [f.strip() for f in free.split(",") if f.strip()] if free else []
         fleets = _fleets(gpus, gpu)
-        with _engine(scheduler, workers) as client:
+        with _executor(scheduler, workers) as client:
             search = plan_search(sc, objective=objective, gpu_hour_usd=gpu_hour_usd, tokens=tokens,
                                  top_k=n_simulate, free=freed, fleets=fleets, budget_usd=budget_usd,
                                  client=client)
@@ -408,7 +408,7 @@ def sweep(
         _fail(err)
     console = Console()
     try:
-        with _engine(scheduler, workers) as client:
+        with _executor(scheduler, workers) as client:
             df = run_sweep(sw, client=client)
     except SweepInterrupted as stop:
         s = stop.stats

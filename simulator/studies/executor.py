@@ -1,8 +1,8 @@
-"""Dask clients for the distributed engine (``trainsim sweep`` and ``trainsim plan``).
+"""Where many simulations run: in this process or on a Dask cluster (``trainsim sweep`` and ``trainsim plan``).
 
 :func:`dask_client` connects to a running scheduler (``--scheduler ADDRESS``) or starts a
 ``LocalCluster`` of single-threaded worker processes on this machine, so the same code
-runs on a laptop and on a cluster; :func:`engine` also allows running in-process.
+runs on a laptop and on a cluster; :func:`executor` also allows running in-process.
 :func:`scatter_once` ships an object every task needs to each worker once, instead of
 with every task.
 """
@@ -56,7 +56,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         cluster.close()
 
 
-def engine(scheduler: str | None = None, workers: int | None = None) -> contextlib.AbstractContextManager:
+def executor(scheduler: str | None = None, workers: int | None = None) -> contextlib.AbstractContextManager:
     """Where to simulate: a context yielding ``None`` (in this process) when there is no
     scheduler and one worker would do the work, else a :func:`dask_client`."""
     if not scheduler and (workers or os.cpu_count() or 1) == 1:
@@ -70,4 +70,4 @@ def scatter_once(client: Any, obj: Any) -> Any:
     return future
 
 
-__all__ = ["dask_client", "engine", "scatter_once"]
+__all__ = ["dask_client", "executor", "scatter_once"]
