@@ -7,7 +7,7 @@ around inside the package never changes how they are made:
   ``--mode full`` for the two scenarios small enough to simulate every replica;
 * ``plan-<scenario>.json``: ``trainsim plan`` on one fleet, in-process (the ranking and every
   simulated plan's numbers; the timing entry is dropped);
-* ``validate-<file>.csv``: ``trainsim validate`` on the calibration files in ``../shared/validation``;
+* ``validate-calibration.csv``: ``trainsim validate`` on ``../shared/validation/calibration.csv``;
 * ``nccl.csv``: ``python benchmarks/nccl_compare.py --out`` on ``../shared/reference/nccl.csv``.
 
 Regenerate them (only in a commit that moves numbers on purpose, and say so in its message)::
@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "data" / "golden"
 SHARED = REPO.parent / "shared"
-VALIDATION_FILES = (SHARED / "validation" / "calibration.csv", SHARED / "validation" / "calibration-2.csv")
+VALIDATION_FILES = (SHARED / "validation" / "calibration.csv",)
 NCCL_FILE = SHARED / "reference" / "nccl.csv"
 SCENARIOS = ("gpt2xl-8-l40s-dp", "gpt3-175b-1024-a100", "llama3-70b-512-h100", "llama3-8b-128k-h100-cp",
              "megatron-1t-3072-a100")
