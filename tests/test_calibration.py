@@ -6,11 +6,11 @@ import dataclasses
 import io
 import os
 
+import golden
 import numpy as np
 import pandas as pd
 import pytest
 
-import golden
 from simulator.hardware.catalog import load_catalog
 from simulator.inputs.efficiency_file import default_efficiency
 from simulator.validation.calibration import SHARED, Calibration

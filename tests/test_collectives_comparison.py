@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from simulator.inputs.efficiency_file import default_efficiency
-from simulator.validation import collectives as nccl_validation
 from simulator.network.collectives import bus_bandwidth_Bps, plan_collective
+from simulator.validation import collectives as nccl_validation
 from simulator.validation.collectives import (
     MiB,
     compare,

@@ -12,10 +12,10 @@ from simulator.network.collectives import plan_collective
 from simulator.results.assemble import simulate
 from simulator.studies.space import candidate_plans
 from simulator.system.workplan import build_step_plan
+from simulator.workload.layer import layer_work
 from simulator.workload.loading import load_model
 from simulator.workload.megatron import megatron_flags, plan_from_megatron_flags
 from simulator.workload.memory import memory_per_gpu
-from simulator.workload.layer import layer_work
 from simulator.workload.ops import pipeline_message_bytes
 from simulator.workload.plan import ParallelPlan
 

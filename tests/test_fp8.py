@@ -8,8 +8,8 @@ from simulator import load_scenario, simulate
 from simulator.hardware.catalog import load_catalog
 from simulator.hardware.compute import ops_time_s
 from simulator.inputs.efficiency_file import default_efficiency
-from simulator.workload.loading import load_model
 from simulator.workload.layer import layer_work
+from simulator.workload.loading import load_model
 from simulator.workload.ops import Op, head_work, pipeline_message_bytes
 
 LLAMA = load_model("llama3-8b")

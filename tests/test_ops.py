@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from simulator.core.errors import InputError
 from simulator.workload.counting import parameter_count
-from simulator.workload.model import ModelConfig
 from simulator.workload.layer import layer_work
+from simulator.workload.model import ModelConfig
 from simulator.workload.ops import (
     Collective,
     LayerWork,

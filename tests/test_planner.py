@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from simulator import load_scenario, simulate
 from simulator.cli import app
 from simulator.core.errors import InputError
-from simulator.inputs.scenario import Scenario
 from simulator.inputs.resolve import resolve_fleet
+from simulator.inputs.scenario import Scenario
 from simulator.studies.planner import plan_search
 from simulator.studies.space import candidate_plans, stated_constraints
 from simulator.workload.megatron import megatron_flags, plan_from_megatron_flags

@@ -12,7 +12,13 @@ from typer.testing import CliRunner
 from simulator.cli import app
 from simulator.core.errors import InputError
 from simulator.results.assemble import simulate
-from simulator.studies.sweep import SweepInterrupted, apply_changes, load_sweep, run_sweep, variant_id
+from simulator.studies.sweep import (
+    SweepInterrupted,
+    apply_changes,
+    load_sweep,
+    run_sweep,
+    variant_id,
+)
 from simulator.studies.sweep_csv import CsvSink, read_results
 
 ROOT = Path(__file__).resolve().parents[1]

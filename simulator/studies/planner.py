@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-
 from simulator.core.errors import InputError, TrainsimError
 from simulator.core.units import GB
 from simulator.inputs.resolve import Fleet, resolve_fleet
@@ -43,7 +42,12 @@ from simulator.inputs.scenario import Scenario
 from simulator.results.assemble import simulate_setup
 from simulator.results.step import StepResult
 from simulator.studies.executor import scatter_once
-from simulator.studies.space import PLACEMENT_CHOICES, RECOMPUTE_CHOICES, candidate_plans, stated_constraints
+from simulator.studies.space import (
+    PLACEMENT_CHOICES,
+    RECOMPUTE_CHOICES,
+    candidate_plans,
+    stated_constraints,
+)
 from simulator.system.efficiency import Efficiency
 from simulator.system.estimate import Estimate
 from simulator.workload.megatron import megatron_flags

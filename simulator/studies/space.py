@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from simulator.core.errors import InputError, PlanError
 from simulator.inputs.resolve import Fleet, resolve_fleet
 from simulator.inputs.scenario import Scenario
-from simulator.workload.legality import batch_splits, fleet_filled, sp_splits_sequence, tp_splits_heads, tp_splits_kv_heads
+from simulator.workload.legality import (
+    batch_splits,
+    fleet_filled,
+    sp_splits_sequence,
+    tp_splits_heads,
+    tp_splits_kv_heads,
+)
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan, check_plan
 

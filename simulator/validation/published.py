@@ -26,7 +26,13 @@ from simulator.inputs.efficiency_file import default_efficiency
 from simulator.inputs.resolve import Setup
 from simulator.results.assemble import simulate_setup
 from simulator.system.efficiency import Efficiency
-from simulator.validation.cases import METRICS, blank, case_setup, number, recompute_term
+from simulator.validation.cases import (
+    METRICS,
+    blank,
+    case_setup,
+    number,
+    recompute_term,
+)
 from simulator.workload.counting import model_flops_per_step
 from simulator.workload.megatron import options_in_text
 

@@ -55,7 +55,13 @@ default), the others beside the GEMM that produces or consumes them.
 from __future__ import annotations
 
 from simulator.core.errors import InputError
-from simulator.workload.legality import cp_has_flash, first, tp_splits_ffn, tp_splits_heads, tp_splits_kv_heads
+from simulator.workload.legality import (
+    cp_has_flash,
+    first,
+    tp_splits_ffn,
+    tp_splits_heads,
+    tp_splits_kv_heads,
+)
 from simulator.workload.model import ModelConfig
 from simulator.workload.ops import (
     BACKWARD_ELEMENTWISE_FACTOR,

@@ -15,7 +15,11 @@ from typing import Any
 import simpy
 
 from simulator.network.collectives import CollectivePlan
-from simulator.system.engine.events import DataParallelCollective, Wait, describe_collective
+from simulator.system.engine.events import (
+    DataParallelCollective,
+    Wait,
+    describe_collective,
+)
 from simulator.system.engine.state import StepState
 
 
