@@ -244,13 +244,18 @@ def plan(
                                        "(e.g. 512,1024,2048); default: the scenario's."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU types to compare, comma-separated catalog names "
                                       "(e.g. h100-sxm,h200); default: the scenario's."),
-    as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
+    output_format: str = typer.Option("table", "--format", help="table (for people), csv or json (for programs)."),
+    as_json: bool = typer.Option(False, "--json", help="The same as --format json."),
 ) -> None:
     """Find the best parallel plan for SCENARIO's model on its fleet (or on each of the fleets
     given by --gpus / --gpu, ranked together)."""
+    from simulator.studies.plan_report import FORMATS, print_search, search_csv, search_json
     from simulator.studies.planner import check_objective, plan_search
 
+    output_format = "json" if as_json else output_format
     try:
+        if output_format not in FORMATS:
+            raise InputError(f"{output_format!r} is not a format; use one of {', '.join(FORMATS)}", field="--format")
         sc = load_scenario(scenario)
         gpu_hour_usd = _prices(gpu_hour_usd)
         check_objective(objective, gpu_hour_usd, tokens, budget_usd)
@@ -265,81 +270,13 @@ def plan(
         _fail(err)
     except OSError as err:  # e.g. no scheduler at that address
         _fail(InputError(f"cannot connect or start the cluster: {err}", field="--scheduler" if scheduler else None))
-    if as_json:
-        sys.stdout.write(json.dumps(search.to_dict(top), indent=2, default=str) + "\n")
-        return
-    console = Console()
-    over = f" over {search.n_fleets} fleets" if search.n_fleets > 1 else ""
-    console.print(f"[bold]{sc.name}[/bold]: {search.n_enumerated} plans enumerated{over}, {search.n_fit} fit in "
-                  f"memory, {search.n_estimated} estimated, {search.n_simulated} simulated "
-                  f"({sum(search.seconds.values()):.1f} s)", highlight=False)
-    console.print(_ranking_table(search, objective, top, tokens, gpu_hour_usd))
-    console.print(_breakdown_table(search.best))
-    _print_flags_and_misses(console, search, budget_usd)
-
-
-def _ranking_table(search, objective: str, top: int, tokens: float | None, gpu_hour_usd) -> Table:
-    """The best ``top`` simulated plans, one row each."""
-    unit = search.objective_unit
-    table = Table(title=f"Best plans by {objective} ({unit}), ranked by simulation", title_justify="left")
-    several = search.n_fleets > 1
-    training = tuple(c for c, on in (("train h", tokens and objective != "time-to-train"),
-                                     ("train USD", tokens and gpu_hour_usd)) if on)
-    fleet_cols = ("GPUs", "GPU") if several else ()
-    cp_col = ("CP",) if any(r.plan.cp > 1 for r in search.results[:top]) else ()
-    objective_col = () if objective == "throughput" else (unit,)  # throughput is the tokens/s column
-    for col in ("#", *fleet_cols, *training, "TP", *cp_col, "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order",
-                "step s", "tokens/s", "MFU", "mem/free GB", *objective_col):
-        table.add_column(col, justify="left" if col in ("recompute", "order") else "right")
-    for i, r in enumerate(search.results[:top], 1):
-        p = r.plan
-        money = tuple(f"{r.training_hours:,.1f}" if c == "train h" else f"{r.training_cost_usd:,.0f}" for c in training)
-        fleet = (f"{p.n_gpus:,}", r.gpu) if several else ()
-        cp = (str(p.cp),) if cp_col else ()
-        table.add_row(str(i), *fleet, *money, str(p.tp), *cp, str(p.pp), str(p.dp), str(p.vpp), str(p.micro_batch),
-                      "on" if p.sequence_parallel else "off", p.recompute, str(p.zero_stage), ",".join(p.placement),
-                      f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
-                      f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", *(f"{r.objective:.4g}" for _ in objective_col))
-    return table
-
-
-def _breakdown_table(best) -> Table:
-    bd = Table(title="Best plan: where the step time goes (mean over stages)", title_justify="left")
-    bd.add_column("category")
-    bd.add_column("seconds", justify="right")
-    bd.add_column("share", justify="right")
-    for k, v in best.breakdown_s.items():
-        bd.add_row(k, f"{v:.3f}", f"{v / best.step_time_s:.1%}")
-    return bd
-
-
-def _print_flags_and_misses(console: Console, search, budget_usd: float | None) -> None:
-    """The best plan's Megatron-LM flags, the nearest memory misses, and what else was left out."""
-    best = search.best
-    if best.megatron_flags is not None:
-        console.print("[bold]Megatron-LM flags:[/bold] " + " ".join(best.megatron_flags), highlight=False,
-                      soft_wrap=True)
+    if output_format == "json":
+        sys.stdout.write(search_json(search, top))
+    elif output_format == "csv":
+        sys.stdout.write(search_csv(search, top))
     else:
-        console.print(f"[bold]Megatron-LM flags:[/bold] none ({best.megatron_note})", highlight=False)
-    if search.discarded:
-        console.print(f"[bold]Discarded for memory[/bold] ({len(search.discarded)}; nearest misses):")
-        misses: dict[str, int] = {}  # plans differing only in what memory does not depend on share a line
-        for d in search.discarded:
-            p = d.plan
-            cp = f" CP {p.cp}" if p.cp > 1 else ""
-            line = (f"  {p.n_gpus} x {d.gpu}: TP {p.tp}{cp} PP {p.pp} DP {p.dp} VPP {p.vpp} mb {p.micro_batch} "
-                    f"SP {'on' if p.sequence_parallel else 'off'} {p.recompute} ZeRO {p.zero_stage}: needs "
-                    f"{d.needed_GB:.2f} GB of {d.capacity_GB:.1f} GB (stage {d.stage})")
-            if line in misses or len(misses) < 5:
-                misses[line] = misses.get(line, 0) + 1
-        for line, n in misses.items():
-            console.print(line + (f" [{n} plans: other rank orders or schedules]" if n > 1 else ""), highlight=False)
-    if search.over_budget:
-        console.print(f"{len(search.over_budget)} simulated plans cost more than {budget_usd:,.0f} USD to train "
-                      "(left out of the ranking)", highlight=False)
-    if search.errors:
-        console.print(f"[yellow]{len(search.errors)} plans could not be simulated[/yellow]; first: "
-                      f"{search.errors[0][1]}", highlight=False)
+        print_search(Console(), search, name=sc.name, objective=objective, top=top, tokens=tokens,
+                     gpu_hour_usd=gpu_hour_usd, budget_usd=budget_usd)
 
 
 def _prices(text: str | None) -> float | dict[str, float] | None:

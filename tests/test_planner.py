@@ -244,6 +244,37 @@ def test_cli_plan_lists_distinct_memory_misses_and_one_tokens_column(tmp_path):
     assert "[2 plans: other rank orders or schedules]" in result.output
 
 
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_cli_plan_table_is_readable_at_any_width(columns):
+    # through a pipe rich prints 80 columns: the plan becomes one wrapping column, no cell is cut
+    result = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--gpus", "8,16", "--simulate", "4", "--top", "4",
+                                 "--workers", "1"], catch_exceptions=False, env={"COLUMNS": columns})
+    assert result.exit_code == 0, result.output
+    table = result.output.split("ranked by simulation")[1].split("Best plan")[0]
+    assert "\u2026" not in table and "..." not in table
+    assert max(len(line) for line in table.splitlines()) <= int(columns)
+    assert "TP " in table and "ZeRO" in table and "tokens/s" in table
+
+
+def test_cli_plan_writes_csv_and_strict_json():
+    args = ["plan", "gpt2xl-8-l40s-dp", "--simulate", "3", "--top", "3", "--workers", "1"]
+    csv = runner.invoke(app, [*args, "--format", "csv"], catch_exceptions=False)
+    assert csv.exit_code == 0, csv.output
+    import io
+
+    import pandas as pd
+
+    table = pd.read_csv(io.StringIO(csv.stdout))
+    assert list(table["rank"]) == [1, 2, 3] and table["tokens_per_s"].is_monotonic_decreasing
+    assert {"tp", "pp", "dp", "step_time_s", "mfu", "bubble_s", "megatron_flags"} <= set(table.columns)
+    doc = runner.invoke(app, [*args, "--format", "json"], catch_exceptions=False)
+    import json
+
+    assert json.loads(doc.stdout)["plans"][0]["tp"] == table["tp"][0]
+    bad = runner.invoke(app, [*args, "--format", "xml"])
+    assert bad.exit_code == 2 and "--format" in bad.output and "table, csv, json" in bad.output
+
+
 def test_cli_plan_compares_fleets():
     result = runner.invoke(app, ["plan", "gpt2xl-8-l40s-dp", "--gpus", "4,8", "--simulate", "6", "--workers", "1",
                                  "--objective", "cost", "--gpu-hour-usd", "1.5"],
