@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -15,12 +16,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from simulator.core.errors import InputError, TrainsimError
+from simulator.core.errors import InputError, SimulationError, TrainsimError
 from simulator.inputs.scenario import DEFAULT_SCENARIO, bundled_scenarios, load_scenario
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="trainsim: simulate distributed LLM training before you book the hardware.")
 err_console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from simulator import __version__
+
+        typer.echo(f"trainsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                        help="Print the version and exit.")) -> None:
+    """trainsim: simulate distributed LLM training before you book the hardware."""
 
 
 def _check_output_file(path: str | None, option: str) -> None:
@@ -29,8 +45,30 @@ def _check_output_file(path: str | None, option: str) -> None:
         return
     if Path(path).is_dir():
         raise InputError(f"{path} is a folder; give a file name", field=option)
-    if not Path(path).resolve().parent.is_dir():
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
         raise InputError(f"the folder of {path} does not exist", field=option)
+    _check_writable(folder, option)
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """Refuse a folder in which no file can be created (outputs are written to a temporary file
+    there first, then renamed: :mod:`simulator.core.atomic`)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise InputError(f"cannot write in {folder} ({err.strerror or err}); give a folder you can write to",
+                         field=option) from None
+
+
+def _json(document: dict) -> str:
+    """Strict JSON (no NaN or infinity, which JSON does not have)."""
+    try:
+        return json.dumps(document, indent=2, allow_nan=False) + "\n"
+    except ValueError as err:
+        raise SimulationError(f"the result holds a non-finite number ({err}); this is a bug in trainsim, "
+                              "please report it with the scenario") from None
 
 
 def _validation_inputs(cases: str, out: str | None, hardware: str | None, efficiency: str | None):
@@ -52,9 +90,15 @@ EFFICIENCY_HELP = ("Efficiency parameters YAML (layout of simulator/inputs/effic
                    "--out`, or just the values to change); default: the packaged ones.")
 
 
+BAD_INPUT = 2
+"""Exit code of a command refused for its input (one line on stderr names the file and field; nothing written)."""
+NOTHING_SIMULATED = 3
+"""Exit code of ``trainsim validate`` when no row could be simulated (the table and ``--out`` still give each row's reason)."""
+
+
 def _fail(err: Exception) -> None:
     err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    raise typer.Exit(BAD_INPUT)
 
 
 @app.command()
@@ -83,6 +127,7 @@ def run(
                 plot.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise InputError(f"cannot create the folder {plot}: {err.strerror}", field="--plot") from err
+            _check_writable(plot.resolve(), "--plot")
         sc = load_scenario(scenario)
         changes = {}
         if hardware:
@@ -94,17 +139,18 @@ def run(
         if changes:
             sc = sc.with_(**changes)
         result = simulate(sc, record_timeline=bool(trace) or plot is not None)
+        document = _json(result.to_dict()) if as_json else None
     except TrainsimError as err:
         _fail(err)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        sys.stdout.write(document)
     else:
         print_report(result)
     if trace:
         from simulator.core.atomic import write_text_atomically
         from simulator.results.trace import chrome_trace
 
-        write_text_atomically(json.dumps(chrome_trace(result)), trace)
+        write_text_atomically(json.dumps(chrome_trace(result), allow_nan=False), trace)
         if not as_json:
             err_console.print(f"trace written: {trace} (open in ui.perfetto.dev or chrome://tracing)")
     if plot is not None:
@@ -160,6 +206,11 @@ def validate(
     console.print(error_table(summary(results), "Summary: absolute % error over rows simulated (failed rows above)"))
     console.print("tflops_per_gpu: Megatron-LM eq. 3 with or without its recomputation term as each source "
                   "did (column 'formula' of --out); defaults for empty cells: column 'defaults_used'.")
+    if not (results.status == "ok").any():
+        reason = results.status.value_counts().index[0]
+        err_console.print(f"[bold red]error:[/bold red] {cases}: none of the {len(results)} rows could be "
+                          f"simulated; the most common reason: {reason}", highlight=False, soft_wrap=True)
+        raise typer.Exit(NOTHING_SIMULATED)
 
 
 @app.command()
@@ -189,6 +240,8 @@ def calibrate(
         cal = Calibration(df, catalog=catalog, base=base, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
         eff, table = cal.fit()
         cv = cal.leave_one_source_out() if loso else None
+    except InputError as err:
+        _fail(err.with_file(cases))
     except TrainsimError as err:
         _fail(err)
     fit = provenance(cases, cal, eff, table, cv, hardware=hardware, efficiency=efficiency)

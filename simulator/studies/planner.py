@@ -174,9 +174,13 @@ def check_objective(objective: str, gpu_hour_usd: Price, tokens: float | None,
     """Raise :class:`InputError` for an unknown objective, or one (or a budget) missing its price
     or token count, or a price that is not positive."""
     prices = gpu_hour_usd.values() if isinstance(gpu_hour_usd, Mapping) else [gpu_hour_usd]
-    if gpu_hour_usd is not None and not all(isinstance(p, (int, float)) and p > 0 for p in prices):
-        raise InputError(f"{gpu_hour_usd!r}: a GPU-hour price is a number > 0", field="--gpu-hour-usd")
-    if budget_usd is not None and (budget_usd <= 0 or not gpu_hour_usd or not tokens):
+    if gpu_hour_usd is not None and not all(_positive(p) for p in prices):
+        raise InputError(f"{gpu_hour_usd!r}: a GPU-hour price is a finite number > 0", field="--gpu-hour-usd")
+    if tokens is not None and not _positive(tokens):
+        raise InputError(f"{tokens!r} is not a token count; give a finite number > 0", field="--tokens")
+    if budget_usd is not None and not _positive(budget_usd):
+        raise InputError(f"{budget_usd!r} is not a budget; give a finite number of USD > 0", field="--budget-usd")
+    if budget_usd is not None and (not gpu_hour_usd or not tokens):
         raise InputError("a budget (> 0) needs the price of a GPU-hour and the training tokens: "
                          "--budget-usd B --gpu-hour-usd X --tokens N", field="--budget-usd")
     if objective not in OBJECTIVES:
@@ -187,6 +191,10 @@ def check_objective(objective: str, gpu_hour_usd: Price, tokens: float | None,
     if objective == "time-to-train" and (tokens is None or tokens <= 0):
         raise InputError("the time-to-train objective needs the number of training tokens: --tokens N (N > 0)",
                          field="--tokens")
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def objective_value(objective: str, *, step_time_s: float, tokens_per_step: float, n_gpus: int,

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from simulator.core.errors import InputError
 from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
 from simulator.hardware.compute import ops_time_s
 from simulator.inputs.efficiency_file import default_efficiency
@@ -190,6 +191,10 @@ class Calibration:
         for round_ in range(1, max_rounds + 1):
             eff = self.efficiency(x, present)
             table = validate(train, catalog=self.catalog, efficiency=eff)
+            if round_ == 1 and not (table.status == "ok").any():
+                reason = table.status.value_counts().index[0] if len(table) else "the table has no rows"
+                raise InputError(f"none of the {len(table)} rows could be simulated, so nothing can be fitted; "
+                                 f"the most common reason: {reason}")
             surrogate = self._surrogate(train, table, eff)
             self.log(f"round {round_}: MAPE {_mape(table):.2f} % at {self._describe(x)}")
             if not surrogate:
