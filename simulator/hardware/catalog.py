@@ -47,6 +47,7 @@ from pydantic import (
 )
 
 from simulator.core import units
+from simulator.core.bounds import Fraction, real, span
 from simulator.core.errors import InputError, from_validation_error
 from simulator.core.units import PRECISIONS, Precision
 from simulator.core.yamlfile import parse_yaml, read_yaml_file
@@ -56,8 +57,19 @@ PACKAGED_FILE = "simulator/hardware/gpus.yaml"
 
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
 
-_Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-_NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+MAX_TFLOPS = 1e5
+MAX_HBM_GB = 1e5
+MAX_HBM_TBPS = 1e3
+MAX_W = 1e5
+"""The most power one GPU may draw, watts."""
+MAX_LINK_GBPS = 1e6
+"""The fastest link, GB/s (1e15 bytes/s)."""
+_TFLOPS = real(0, MAX_TFLOPS, lo_open=True)
+_HBM_GB = real(0, MAX_HBM_GB, lo_open=True)
+_HBM_TBPS = real(0, MAX_HBM_TBPS, lo_open=True)
+_WATTS = real(0, MAX_W, lo_open=True)
+_LINK = real(0, MAX_LINK_GBPS, lo_open=True)
+_FRACTION = span(0, 1, lo_open=True)
 _Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
@@ -69,14 +81,19 @@ class _GPUEntry(BaseModel):
     aliases: list[_Text] = Field(default_factory=list)
     vendor: _Text
     architecture: _Text
-    peak_tflops: dict[Precision, _Positive]
-    hbm_GB: _Positive
-    hbm_bandwidth_TBps: _Positive
-    tdp_W: _Positive
-    idle_W: _NonNegative
-    intra_node_bandwidth_GBps: _Positive
-    mamf_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
-    mamf_fraction_fp8: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    peak_tflops: dict[Precision, _TFLOPS] = Field(
+        description=f"Precision -> dense peak TFLOP/s, each in {span(0, MAX_TFLOPS, lo_open=True)}; fp32 required.")
+    hbm_GB: _HBM_GB = Field(description=f"Device memory, GB, in {span(0, MAX_HBM_GB, lo_open=True)}.")
+    hbm_bandwidth_TBps: _HBM_TBPS = Field(
+        description=f"Device memory bandwidth, TB/s, in {span(0, MAX_HBM_TBPS, lo_open=True)}.")
+    tdp_W: _WATTS = Field(description=f"Board power limit, W, in {span(0, MAX_W, lo_open=True)}.")
+    idle_W: real(0, MAX_W) = Field(description=f"Power while waiting, W, in {span(0, MAX_W)} and at most tdp_W.")
+    intra_node_bandwidth_GBps: _LINK = Field(
+        description=f"Scale-up bandwidth per GPU, one direction, GB/s, in {span(0, MAX_LINK_GBPS, lo_open=True)}.")
+    mamf_fraction: Fraction | None = Field(
+        None, description=f"Measured maximum achievable bf16 matmul rate, fraction of peak, in {_FRACTION}.")
+    mamf_fraction_fp8: Fraction | None = Field(
+        None, description=f"Measured maximum achievable fp8 matmul rate, fraction of peak, in {_FRACTION}.")
     source: _Text
     notes: str = ""
 
@@ -119,16 +136,22 @@ class GPUSpec(BaseModel):
     aliases: tuple[str, ...] = Field((), description="Other names accepted by Catalog.get.")
     vendor: str
     architecture: str = Field(description="GPU architecture, e.g. ampere, hopper (efficiency fits apply per architecture).")
-    peak_flops: dict[str, float] = Field(description="Precision -> dense peak FLOP/s.")
-    hbm_bytes: float = Field(gt=0, description="Device memory, bytes.")
-    hbm_bandwidth_Bps: float = Field(gt=0, description="Device memory bandwidth, bytes/s.")
-    tdp_W: float = Field(gt=0, description="Board power limit, W.")
-    idle_W: float = Field(ge=0, description="Estimated power while waiting, W.")
-    intra_node_bandwidth_Bps: float = Field(gt=0, description="Scale-up bandwidth per GPU, one direction, bytes/s.")
-    mamf_fraction: float | None = Field(
-        None, description="Measured maximum achievable bf16 matmul FLOP/s as a fraction of the bf16 dense peak.")
-    mamf_fraction_fp8: float | None = Field(
-        None, description="The same measured in fp8, as a fraction of the fp8 dense peak.")
+    peak_flops: dict[str, real(0, MAX_TFLOPS * units.TFLOPS, lo_open=True)] = Field(
+        description=f"Precision -> dense peak FLOP/s, each in {span(0, MAX_TFLOPS * units.TFLOPS, lo_open=True)}.")
+    hbm_bytes: real(0, MAX_HBM_GB * units.GB, lo_open=True) = Field(
+        description=f"Device memory, bytes, in {span(0, MAX_HBM_GB * units.GB, lo_open=True)}.")
+    hbm_bandwidth_Bps: real(0, MAX_HBM_TBPS * units.TB, lo_open=True) = Field(
+        description=f"Device memory bandwidth, bytes/s, in {span(0, MAX_HBM_TBPS * units.TB, lo_open=True)}.")
+    tdp_W: _WATTS = Field(description=f"Board power limit, W, in {span(0, MAX_W, lo_open=True)}.")
+    idle_W: real(0, MAX_W) = Field(description=f"Estimated power while waiting, W, in {span(0, MAX_W)}.")
+    intra_node_bandwidth_Bps: real(0, MAX_LINK_GBPS * units.GB, lo_open=True) = Field(
+        description="Scale-up bandwidth per GPU, one direction, bytes/s, in "
+        f"{span(0, MAX_LINK_GBPS * units.GB, lo_open=True)}.")
+    mamf_fraction: Fraction | None = Field(
+        None, description="Measured maximum achievable bf16 matmul FLOP/s as a fraction of the bf16 dense peak, "
+        f"in {_FRACTION}.")
+    mamf_fraction_fp8: Fraction | None = Field(
+        None, description=f"The same measured in fp8, as a fraction of the fp8 dense peak, in {_FRACTION}.")
     source: str = Field(description="Where the figures come from.")
     notes: str = Field("", description="Caveats, conflicts between sources, what is estimated.")
 

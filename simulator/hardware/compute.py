@@ -28,26 +28,35 @@ ratio of achievable matmul rates (:meth:`~simulator.hardware.catalog.GPUSpec.mat
 
 from __future__ import annotations
 
-from typing import Annotated, Iterable, Protocol
+from typing import Iterable, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from simulator.core.bounds import Fraction, real, span
+
+MAX_GEMM_HALF_DIM = 65536
+MAX_KERNEL_OVERHEAD_S = 1.0
+_FRACTION = span(0, 1, lo_open=True)
 
 
 class ComputeEfficiency(BaseModel):
     """Achieved fractions of peak (0-1], the GEMM size scale (elements) and per-kernel overhead (s)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    gemm: float = Field(gt=0, le=1, description="Large-GEMM fraction of peak for generations not listed below.")
-    gemm_by_generation: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
-        default_factory=dict, description="Large-GEMM fraction of peak per GPU generation (e.g. 'a100')."
+    gemm: Fraction = Field(description=f"Large-GEMM fraction of peak for generations not listed below, in {_FRACTION}.")
+    gemm_by_generation: dict[str, Fraction] = Field(
+        default_factory=dict, description=f"Large-GEMM fraction of peak per GPU generation (e.g. 'a100'), in {_FRACTION}."
     )
-    gemm_of_mamf: float | None = Field(
-        None, gt=0, le=1, description="Large-GEMM rate as a fraction of the measured maximum achievable matmul "
-        "rate, for architectures without a fitted value (None: not used).")
-    gemm_half_dim: float = Field(0.0, ge=0, description="GEMM size min(M, N, K) at half efficiency; 0 = no size effect.")
-    attention: float = Field(gt=0, le=1, description="Fused attention kernel fraction of peak.")
-    memory: float = Field(gt=0, le=1, description="Streaming kernels' fraction of HBM bandwidth.")
-    kernel_overhead_s: float = Field(ge=0, description="Fixed cost per kernel launch, seconds.")
+    gemm_of_mamf: Fraction | None = Field(
+        None, description="Large-GEMM rate as a fraction of the measured maximum achievable matmul "
+        f"rate, for architectures without a fitted value (None: not used); in {_FRACTION}.")
+    gemm_half_dim: real(0, MAX_GEMM_HALF_DIM) = Field(
+        0.0, description="GEMM size min(M, N, K) at half efficiency; 0 = no size effect; in "
+        f"{span(0, MAX_GEMM_HALF_DIM)}.")
+    attention: Fraction = Field(description=f"Fused attention kernel fraction of peak, in {_FRACTION}.")
+    memory: Fraction = Field(description=f"Streaming kernels' fraction of HBM bandwidth, in {_FRACTION}.")
+    kernel_overhead_s: real(0, MAX_KERNEL_OVERHEAD_S) = Field(
+        description=f"Fixed cost per kernel launch, seconds, in {span(0, MAX_KERNEL_OVERHEAD_S)}.")
 
     def gemm_max(self, generation: str, mamf_fraction: float | None = None) -> float:
         """Large-GEMM fraction of peak on a GPU of this generation whose measured maximum

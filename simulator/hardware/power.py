@@ -14,13 +14,18 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.core.bounds import real, span
+
+_DRAW = real(0, 1.2, lo_open=True)
+
 
 class PowerFractions(BaseModel):
     """GPU power draw per state as a fraction of TDP (idle draw comes from the catalog)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    compute: float = Field(gt=0, le=1.2)
-    communicate: float = Field(gt=0, le=1.2)
+    compute: _DRAW = Field(description=f"Draw while computing, fraction of TDP, in {span(0, 1.2, lo_open=True)}.")
+    communicate: _DRAW = Field(description="Draw while only communicating, fraction of TDP, in "
+                               f"{span(0, 1.2, lo_open=True)}.")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from simulator.core.bounds import Fraction, real, span
 from simulator.core.errors import InputError, from_validation_error
 from simulator.core.units import US
 from simulator.core.yamlfile import parse_yaml, read_yaml_file
@@ -34,8 +35,12 @@ _MICROSECONDS = {"kernel_overhead_s": "kernel_overhead_us", "overhead_s": "colle
 _SECONDS = {file_name: name for name, file_name in _MICROSECONDS.items()}
 
 
+_MAX_US = 1e6
+"""The largest fixed cost of a kernel or a collective, microseconds (1 s)."""
+
+
 def _in_microseconds(name: str, description: str) -> tuple[Any, Any]:
-    return _MICROSECONDS[name], (float, Field(ge=0, description=description))
+    return _MICROSECONDS[name], (real(0, _MAX_US), Field(description=f"{description}, in {span(0, _MAX_US)}"))
 
 
 def _compute_fields() -> dict[str, tuple[Any, Any]]:
@@ -57,8 +62,8 @@ def _network_fields() -> dict[str, tuple[Any, Any]]:
         if f.name in _MICROSECONDS:
             written, field = _in_microseconds(f.name, "fixed cost per collective, microseconds")
         else:
-            written, field = f.name, (float, Field(gt=0, le=1, description=f"fraction of nominal {f.name} "
-                                                   "bandwidth collectives reach"))
+            written, field = f.name, (Fraction, Field(description=f"fraction of nominal {f.name} bandwidth "
+                                                      f"collectives reach, in {span(0, 1, lo_open=True)}"))
         fields[written] = field
     return fields
 

@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from simulator.core.bounds import MAX_GPUS, GpuCount, real, span
 from simulator.core.bundled import bundled_dir
 from simulator.core.errors import InputError, PlanError, from_validation_error
 from simulator.core.units import MB
@@ -63,12 +64,12 @@ class _WrittenPlan(BaseModel):
 
 
 _WRITTEN_DIFFERENTLY: dict[str, tuple[str, Any, Any]] = {
-    "dp": ("dp", int | None, Field(None, ge=1, description="Data-parallel replicas; omit to fill the fleet: "
-                                   "gpus / (tp x cp x pp).")),
+    "dp": ("dp", GpuCount | None, Field(None, description="Data-parallel replicas; omit to fill the fleet: "
+                                        f"gpus / (tp x cp x pp); in {span(1, MAX_GPUS)}.")),
     "schedule": ("schedule", Schedule | None, Field(None, description="Pipeline schedule; default: 'interleaved' "
                                                     "if vpp > 1, else '1f1b'.")),
-    "dp_bucket_bytes": ("dp_bucket_MB", float | None, Field(None, ge=1.0, description="Gradient bucket, MB of "
-                                                            "reduced gradients (>= 1); default: Megatron-LM's.")),
+    "dp_bucket_bytes": ("dp_bucket_MB", real(1, 1e6) | None, Field(None, description="Gradient bucket, MB of "
+                        f"reduced gradients, in {span(1, 1e6)} (1 MB to 1 TB); default: Megatron-LM's.")),
 }
 """Scenario name, type and field of the :class:`ParallelPlan` fields a scenario writes differently."""
 
@@ -97,7 +98,7 @@ class SimulationSpec(BaseModel):
 class EnergySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    pue: float = Field(1.2, ge=1.0, description="Facility power usage effectiveness (1 = no overhead).")
+    pue: real(1, 3) = Field(1.2, description=f"Facility power usage effectiveness (1 = no overhead), in {span(1, 3)}.")
 
 
 class Scenario(BaseModel):
@@ -109,7 +110,7 @@ class Scenario(BaseModel):
     description: str = ""
     model: str | dict[str, Any]
     topology: str
-    gpus: int = Field(ge=1, description="Fleet size in GPUs.")
+    gpus: GpuCount = Field(description=f"Fleet size in GPUs, in {span(1, MAX_GPUS)} (MAX_GPUS).")
     gpu: str | None = Field(None, description="GPU catalog name; default: the topology's GPU.")
     hardware_file: str | None = Field(None, description="User GPU catalog (YAML) adding or overriding GPUs.")
     efficiency_file: str | None = Field(
@@ -155,6 +156,10 @@ class Scenario(BaseModel):
 def _validate(data: Any, file: str | None, base_dir: Path) -> Scenario:
     if not isinstance(data, dict):
         raise InputError("a scenario must be a YAML mapping of fields (name, model, topology, gpus, plan, ...)", file=file)
+    internal = [key for key in data if key in ("base_dir", "source_file")]
+    if internal:
+        allowed = ", ".join(name for name, info in Scenario.model_fields.items() if not info.exclude)
+        raise InputError(f"unknown field; allowed here: {allowed}", file=file, field=internal[0])
     try:
         return Scenario(**data, base_dir=base_dir, source_file=file)
     except ValidationError as err:

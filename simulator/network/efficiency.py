@@ -13,12 +13,12 @@ are bytes/s in one direction.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from simulator.core.bounds import real_problem
 from simulator.core.errors import InputError
 from simulator.network.cabling import LINK_KINDS
 from simulator.network.topology import Topology
@@ -53,6 +53,10 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
+MAX_OVERHEAD_S = 1.0
+"""The largest fixed cost of one collective, seconds."""
+
+
 @dataclass(frozen=True)
 class NetworkEfficiency:
     """Achieved fraction of nominal link bandwidth, by link kind, and a launch overhead.
@@ -63,10 +67,11 @@ class NetworkEfficiency:
         nvlink, pcie, nic, fabric: fraction in (0, 1] of the nominal bandwidth a
             collective achieves on links of that kind.
         overhead_s: fixed time added once per collective (kernel launch and
-            synchronisation), seconds, >= 0.
+            synchronisation), seconds, in [0, 1].
 
     Raises:
-        InputError: a fraction outside (0, 1] or a negative overhead.
+        InputError: a fraction outside (0, 1] or an overhead outside [0, 1] s (or not a finite
+            number: a boolean, a string, inf or nan).
     """
 
     nvlink: float = 1.0
@@ -78,12 +83,13 @@ class NetworkEfficiency:
     def __post_init__(self) -> None:
         for kind in LINK_KINDS:
             value = getattr(self, kind)
-            if not (isinstance(value, (int, float)) and 0.0 < value <= 1.0):
-                raise InputError(
-                    f"{value!r} is not a bandwidth fraction; use a number in (0, 1]", field=f"efficiency.{kind}"
-                )
-        if not (isinstance(self.overhead_s, (int, float)) and math.isfinite(self.overhead_s) and self.overhead_s >= 0):
-            raise InputError(f"{self.overhead_s!r} is not a time; use seconds >= 0", field="efficiency.overhead_s")
+            problem = real_problem(value, 0.0, 1.0, lo_open=True)
+            if problem is not None:
+                raise InputError(f"{problem} (got {value!r}): a bandwidth fraction", field=f"efficiency.{kind}")
+        problem = real_problem(self.overhead_s, 0.0, MAX_OVERHEAD_S)
+        if problem is not None:
+            raise InputError(f"{problem} (got {self.overhead_s!r}): seconds per collective",
+                             field="efficiency.overhead_s")
 
     def factor(self, kind: str) -> float:
         """Bandwidth fraction of one link kind; raises :class:`InputError` for an unknown kind."""

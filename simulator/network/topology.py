@@ -47,6 +47,7 @@ import networkx as nx
 import numpy as np
 
 from simulator.core.bundled import bundled_dir
+from simulator.core.bounds import MAX_GPUS
 from simulator.core.errors import InputError
 from simulator.network.cabling import FabricLayout, Link, lay_cables
 from simulator.network.plan_cache import PlanCache
@@ -315,6 +316,9 @@ def _fleet_shape(spec: TopologyFile, n_gpus: int | None, path: str, file: str | 
             f"fleet size must be a positive whole number of GPUs, got {n_gpus!r}", file=file or path, field="n_gpus"
         )
     n_gpus = int(n_gpus)
+    if n_gpus > MAX_GPUS:
+        raise InputError(f"a fleet of {n_gpus} GPUs is larger than trainsim builds; use at most MAX_GPUS = {MAX_GPUS}",
+                         file=file or path, field="n_gpus")
     if n_gpus <= per_node:
         return 1, n_gpus
     if n_gpus % per_node:

@@ -14,8 +14,34 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from simulator.core.bounds import MAX_GPUS, Flag, GpuCount, real, span, whole
 from simulator.core.errors import InputError, from_validation_error
 from simulator.core.yamlfile import parse_yaml
+
+
+MAX_GBPS = 1e6
+"""The fastest link, GB/s (1e15 bytes/s)."""
+MAX_GBITPS = 8e6
+"""The fastest NIC, Gbit/s (1e15 bytes/s)."""
+MAX_LATENCY_US = 1e6
+"""The longest one-way latency, microseconds (1 s)."""
+MAX_POWER_W = 1e6
+"""The most power of one node (besides its GPUs) or one switch, watts."""
+MAX_PER_NODE = 2**16
+"""The most GPUs, NICs or switch ports of one node or switch."""
+MAX_OVERSUBSCRIPTION = 1e3
+
+_GBPS = real(0, MAX_GBPS, lo_open=True)
+_LATENCY = real(0, MAX_LATENCY_US)
+_POWER = real(0, MAX_POWER_W)
+_PER_NODE = whole(1, MAX_PER_NODE)
+_OVERSUBSCRIPTION = real(0, MAX_OVERSUBSCRIPTION, lo_open=True)
+_IN_GBPS = f"in {span(0, MAX_GBPS, lo_open=True)}"
+_IN_US = f"in {span(0, MAX_LATENCY_US)}"
+_IN_W = f"in {span(0, MAX_POWER_W)}"
+_IN_PER_NODE = f"in {span(1, MAX_PER_NODE)}"
+_IN_RATIO = f"in {span(0, MAX_OVERSUBSCRIPTION, lo_open=True)}"
+_IN_GPUS = f"in {span(1, MAX_GPUS)}"
 
 
 class _Strict(BaseModel):
@@ -28,27 +54,27 @@ class ScaleUpSpec(_Strict):
     kind: Literal["nvswitch", "pcie"] = Field(
         description="nvswitch (NVLink through NVSwitch) or pcie (host PCIe switch)."
     )
-    bandwidth_GBps: float = Field(gt=0, description="Per GPU, one direction, GB/s (10^9 bytes/s).")
-    latency_us: float = Field(ge=0, description="One-way GPU-to-GPU latency inside the node, microseconds.")
+    bandwidth_GBps: _GBPS = Field(description=f"Per GPU, one direction, GB/s (10^9 bytes/s), {_IN_GBPS}.")
+    latency_us: _LATENCY = Field(description=f"One-way GPU-to-GPU latency inside the node, microseconds, {_IN_US}.")
 
 
 class NodeSpec(_Strict):
     """One node (server): GPUs, their switch, compute NICs, non-GPU power."""
 
-    gpus: int = Field(gt=0, description="GPUs per node.")
+    gpus: _PER_NODE = Field(description=f"GPUs per node, {_IN_PER_NODE}.")
     scale_up: ScaleUpSpec
-    nics: int = Field(gt=0, description="Compute-fabric NICs per node; must divide gpus.")
-    nic_bandwidth_Gbps: float = Field(gt=0, description="Line rate of one NIC, one direction, Gbit/s.")
-    nic_latency_us: float = Field(
-        ge=0, description="One-way latency of one NIC traversal (host side + cable), microseconds."
+    nics: _PER_NODE = Field(description=f"Compute-fabric NICs per node; must divide gpus; {_IN_PER_NODE}.")
+    nic_bandwidth_Gbps: real(0, MAX_GBITPS, lo_open=True) = Field(
+        description=f"Line rate of one NIC, one direction, Gbit/s, in {span(0, MAX_GBITPS, lo_open=True)}.")
+    nic_latency_us: _LATENCY = Field(
+        description=f"One-way latency of one NIC traversal (host side + cable), microseconds, {_IN_US}."
     )
-    pcie_bandwidth_GBps: float | None = Field(
+    pcie_bandwidth_GBps: _GBPS | None = Field(
         None,
-        gt=0,
         description="PCIe path from GPU (or host switch) to a NIC, one direction, GB/s; "
-        "default: scale_up bandwidth on pcie nodes, NIC line rate on nvswitch nodes.",
+        f"default: scale_up bandwidth on pcie nodes, NIC line rate on nvswitch nodes; {_IN_GBPS}.",
     )
-    power_W: float = Field(ge=0, description="Node power other than GPUs (CPUs, memory, NICs, fans), watts.")
+    power_W: _POWER = Field(description=f"Node power other than GPUs (CPUs, memory, NICs, fans), watts, {_IN_W}.")
     power_source: str = Field(min_length=1, description="Where power_W comes from, or 'estimate: ...'.")
 
 
@@ -56,19 +82,23 @@ class FabricSpec(_Strict):
     """The scale-out switch fabric."""
 
     kind: Literal["rail_optimized", "fat_tree"] = Field(description="rail_optimized or fat_tree.")
-    tiers: Literal[1, 2, 3] = Field(description="1 (one switch), 2 (leaf-spine) or 3 (leaf-spine-core).")
-    nodes_per_unit: int = Field(gt=0, description="Nodes under one group of leaves (scalable unit).")
-    units_per_group: int | None = Field(None, gt=0, description="fat_tree with 3 tiers only: units per spine group.")
-    oversubscription: float = Field(1.0, gt=0, description="Leaf downlink:uplink bandwidth ratio; 1 = non-blocking.")
-    spine_oversubscription: float = Field(
-        1.0, gt=0, description="3 tiers: spine-group downlink:uplink (to core) ratio; 1 = non-blocking."
+    tiers: whole(1, 3) = Field(description=f"1 (one switch), 2 (leaf-spine) or 3 (leaf-spine-core): in {span(1, 3)}.")
+    nodes_per_unit: GpuCount = Field(description=f"Nodes under one group of leaves (scalable unit), {_IN_GPUS}.")
+    units_per_group: GpuCount | None = Field(
+        None, description=f"fat_tree with 3 tiers only: units per spine group, {_IN_GPUS}.")
+    oversubscription: _OVERSUBSCRIPTION = Field(
+        1.0, description=f"Leaf downlink:uplink bandwidth ratio; 1 = non-blocking; {_IN_RATIO}.")
+    spine_oversubscription: _OVERSUBSCRIPTION = Field(
+        1.0, description=f"3 tiers: spine-group downlink:uplink (to core) ratio; 1 = non-blocking; {_IN_RATIO}."
     )
-    switch_latency_us: float = Field(ge=0, description="One-way latency of one switch traversal, microseconds.")
-    switch_ports: int = Field(gt=0, description="Ports per physical switch at NIC rate (for switch counts).")
-    switch_power_W: float = Field(ge=0, description="Power of one physical switch incl. its optics, watts.")
+    switch_latency_us: _LATENCY = Field(description=f"One-way latency of one switch traversal, microseconds, {_IN_US}.")
+    switch_ports: _PER_NODE = Field(
+        description=f"Ports per physical switch at NIC rate (for switch counts), {_IN_PER_NODE}.")
+    switch_power_W: _POWER = Field(description=f"Power of one physical switch incl. its optics, watts, {_IN_W}.")
     switch_power_source: str = Field(min_length=1, description="Where switch_power_W comes from, or 'estimate: ...'.")
-    max_nodes: int = Field(gt=0, description="Nodes the file describes.")
-    grow: bool = Field(description="Whether a fleet larger than max_nodes may be built (growth rule).")
+    max_nodes: GpuCount = Field(description=f"Nodes the file describes, {_IN_GPUS}; with node.gpus, at most "
+                                "MAX_GPUS GPUs.")
+    grow: Flag = Field(description="Whether a fleet larger than max_nodes may be built (growth rule).")
 
 
 class TopologyFile(_Strict):
@@ -84,6 +114,13 @@ class TopologyFile(_Strict):
 def _check_consistency(spec: TopologyFile, path: str) -> None:
     """Cross-field rules pydantic's per-field checks cannot express."""
     node, fab = spec.node, spec.fabric
+    if fab.max_nodes * node.gpus > MAX_GPUS:
+        raise InputError(
+            f"{fab.max_nodes} nodes of {node.gpus} GPUs are {fab.max_nodes * node.gpus} GPUs, more than the "
+            f"largest fleet trainsim builds (MAX_GPUS = {MAX_GPUS}); describe at most {MAX_GPUS // node.gpus} nodes",
+            file=path,
+            field="fabric.max_nodes",
+        )
     if node.nics > node.gpus or node.gpus % node.nics:
         raise InputError(
             f"{node.nics} NICs for {node.gpus} GPUs; nics must divide gpus (one rail per group of GPUs). "

@@ -16,16 +16,17 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from statistics import NormalDist
-from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulator.core.bounds import GpuIndex, UnitInterval, real, span, whole
 from simulator.core.errors import InputError
 
 _STD_NORMAL = NormalDist()
-_Index = Annotated[int, Field(ge=0)]
-_Slowdown = Annotated[float, Field(ge=1.0, allow_inf_nan=False)]
+_Slowdown = real(1, 100)
+_SLOWDOWN = span(1, 100)
+_MAX_SEED = 2**32 - 1
 
 
 class Variability(BaseModel):
@@ -33,11 +34,13 @@ class Variability(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seed: int = Field(0, ge=0, description="Seed of the run's single random generator.")
-    compute_jitter_cv: float = Field(0.0, ge=0, le=1, description="Coefficient of variation of per-event compute time; 0 = none.")
-    slow_gpus: dict[_Index, _Slowdown] = Field(default_factory=dict, description="GPU index -> slowdown factor (>= 1).")
-    slow_nodes: dict[_Index, _Slowdown] = Field(
-        default_factory=dict, description="Node index -> slowdown factor (>= 1) of all its GPUs."
+    seed: whole(0, _MAX_SEED) = Field(0, description=f"Seed of the run's single random generator, in {span(0, _MAX_SEED)}.")
+    compute_jitter_cv: UnitInterval = Field(0.0, description="Coefficient of variation of per-event compute time; "
+                                            f"0 = none; in {span(0, 1)}.")
+    slow_gpus: dict[GpuIndex, _Slowdown] = Field(default_factory=dict, description="GPU index -> slowdown factor, "
+                                                 f"in {_SLOWDOWN}.")
+    slow_nodes: dict[GpuIndex, _Slowdown] = Field(
+        default_factory=dict, description=f"Node index -> slowdown factor of all its GPUs, in {_SLOWDOWN}."
     )
 
     def check_fleet(self, n_gpus: int, gpus_per_node: int) -> None:

@@ -11,6 +11,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simulator.core.bounds import Flag, span, whole
+
+MAX_LAYERS = 2**16
+MAX_WIDTH = 2**18
+"""The largest hidden size, and the most attention heads."""
+MAX_FFN = 2**20
+MAX_VOCAB = 2**24
+MAX_SEQ_LEN = 2**24
+
 
 class ModelConfig(BaseModel):
     """A decoder-only transformer (GPT, Llama, Mistral, GPT-NeoX families).
@@ -22,18 +31,19 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field("custom", description="Display name.")
-    n_layers: int = Field(gt=0, description="Transformer blocks.")
-    d_model: int = Field(gt=0, description="Hidden size h.")
-    n_heads: int = Field(gt=0, description="Attention (query) heads a.")
-    n_kv_heads: int | None = Field(None, gt=0, description="Key/value heads (GQA); None = n_heads.")
-    d_ffn: int | None = Field(None, gt=0, description="MLP inner size; None = 4 * d_model.")
-    vocab: int = Field(gt=0, description="Vocabulary size V.")
-    seq_len: int = Field(gt=0, description="Tokens per sequence s.")
-    gated_mlp: bool = Field(False, description="SwiGLU-style MLP with gate, up and down projections.")
-    tied_embeddings: bool = Field(False, description="LM head shares the input embedding matrix.")
+    n_layers: whole(1, MAX_LAYERS) = Field(description=f"Transformer blocks, in {span(1, MAX_LAYERS)}.")
+    d_model: whole(1, MAX_WIDTH) = Field(description=f"Hidden size h, in {span(1, MAX_WIDTH)}.")
+    n_heads: whole(1, MAX_WIDTH) = Field(description=f"Attention (query) heads a, in {span(1, MAX_WIDTH)}.")
+    n_kv_heads: whole(1, MAX_WIDTH) | None = Field(None, description="Key/value heads (GQA); None = n_heads; in "
+                                                   f"{span(1, MAX_WIDTH)}.")
+    d_ffn: whole(1, MAX_FFN) | None = Field(None, description=f"MLP inner size; None = 4 * d_model; in {span(1, MAX_FFN)}.")
+    vocab: whole(1, MAX_VOCAB) = Field(description=f"Vocabulary size V, in {span(1, MAX_VOCAB)}.")
+    seq_len: whole(1, MAX_SEQ_LEN) = Field(description=f"Tokens per sequence s, in {span(1, MAX_SEQ_LEN)}.")
+    gated_mlp: Flag = Field(False, description="SwiGLU-style MLP with gate, up and down projections.")
+    tied_embeddings: Flag = Field(False, description="LM head shares the input embedding matrix.")
     norm: Literal["layernorm", "rmsnorm"] = Field("layernorm", description="LayerNorm has a bias, RMSNorm not.")
-    bias: bool = Field(True, description="Linear layers carry biases (GPT-2/3 yes, Llama no).")
-    dropout: bool = Field(
+    bias: Flag = Field(True, description="Linear layers carry biases (GPT-2/3 yes, Llama no).")
+    dropout: Flag = Field(
         True, description="Trained with dropout (GPT-2/3, Megatron GPT); Llama-family models are not. Affects memory."
     )
     position_embedding: Literal["learned", "rope", "alibi"] = Field(

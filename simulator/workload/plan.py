@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simulator.core.bounds import MAX_GPUS, Flag, GpuCount, real, span, whole
 from simulator.core.units import BYTES_PER_ELEMENT, Precision
 from simulator.workload.legality import (
     batch_splits,
@@ -48,6 +49,9 @@ Dim = Literal["tp", "dp", "pp"]
 GroupDim = Literal["tp", "cp", "dp", "pp"]
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal["gpipe", "1f1b", "interleaved"]
+MAX_BATCH = 2**24
+"""The most sequences in one step (and in one micro-batch), and the most virtual pipeline chunks."""
+_RANKS = span(1, MAX_GPUS)
 
 
 class ParallelPlan(BaseModel):
@@ -55,27 +59,31 @@ class ParallelPlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tp: int = Field(1, ge=1, description="Tensor-parallel size.")
-    pp: int = Field(1, ge=1, description="Pipeline-parallel stages.")
-    dp: int = Field(1, ge=1, description="Data-parallel replicas.")
-    cp: int = Field(1, ge=1, description="Context-parallel size: each sequence split over cp ranks "
-                    "(Megatron-Core ring attention); 1 = off.")
-    vpp: int = Field(1, ge=1, description="Virtual pipeline chunks per stage (interleaved 1F1B); 1 = off.")
-    micro_batch: int = Field(1, ge=1, description="Sequences per micro-batch per pipeline.")
-    global_batch: int = Field(ge=1, description="Sequences per optimizer step, all replicas together.")
+    tp: GpuCount = Field(1, description=f"Tensor-parallel size, in {_RANKS}.")
+    pp: GpuCount = Field(1, description=f"Pipeline-parallel stages, in {_RANKS}.")
+    dp: GpuCount = Field(1, description=f"Data-parallel replicas, in {_RANKS}.")
+    cp: GpuCount = Field(1, description="Context-parallel size: each sequence split over cp ranks "
+                         f"(Megatron-Core ring attention); 1 = off; in {_RANKS}.")
+    vpp: whole(1, MAX_BATCH) = Field(1, description="Virtual pipeline chunks per stage (interleaved 1F1B); "
+                                     f"1 = off; in {span(1, MAX_BATCH)}.")
+    micro_batch: whole(1, MAX_BATCH) = Field(1, description="Sequences per micro-batch per pipeline, in "
+                                             f"{span(1, MAX_BATCH)}.")
+    global_batch: whole(1, MAX_BATCH) = Field(description="Sequences per optimizer step, all replicas together, "
+                                              f"in {span(1, MAX_BATCH)}.")
     schedule: Schedule = Field("1f1b", description="Pipeline schedule; 'interleaved' needs vpp > 1.")
-    sequence_parallel: bool = Field(False, description="Megatron sequence parallelism (needs tp > 1 to matter).")
+    sequence_parallel: Flag = Field(False, description="Megatron sequence parallelism (needs tp > 1 to matter).")
     recompute: Recompute = Field("none", description="Activation recomputation.")
-    zero_stage: int = Field(0, ge=0, le=3, description="ZeRO stage: 1 shards optimizer, 2 also gradients, 3 also parameters.")
+    zero_stage: whole(0, 3) = Field(0, description="ZeRO stage: 1 shards optimizer, 2 also gradients, 3 also "
+                                    f"parameters; in {span(0, 3)}.")
     precision: Precision = Field("bf16", description="Math precision of GEMMs and stored activations.")
     placement: tuple[Dim, Dim, Dim] = Field(("tp", "dp", "pp"), description="Rank dimensions innermost first.")
-    dp_bucket_bytes: float | None = Field(
-        None, gt=0,
-        description="Gradient bucket for DP reduction, bytes of reduced gradients; None: Megatron-LM's default "
-        "(see grad_bucket_bytes).",
+    dp_bucket_bytes: real(1e6, 1e12) | None = Field(
+        None,
+        description=f"Gradient bucket for DP reduction, bytes of reduced gradients, in {span(1e6, 1e12)} (1 MB to "
+        "1 TB); None: Megatron-LM's default (see grad_bucket_bytes).",
     )
-    overlap_grad_reduce: bool = Field(True, description="Overlap DP gradient reduction with the last backward pass.")
-    overlap_param_gather: bool = Field(
+    overlap_grad_reduce: Flag = Field(True, description="Overlap DP gradient reduction with the last backward pass.")
+    overlap_param_gather: Flag = Field(
         False, description="ZeRO 1-2: gather the updated parameters during the next step's forward passes "
         "(Megatron-LM --overlap-param-gather) instead of at the end of this step.",
     )
