@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from simulator.core.errors import InputError
 from simulator.hardware.catalog import GPUSpec, load_catalog
 from simulator.inputs.efficiency_file import default_efficiency, load_efficiency
 from simulator.inputs.scenario import Scenario
-from simulator.network.topology import Topology, load_topology
+from simulator.network.topology import Topology, fleet_shape, load_topology
 from simulator.system.efficiency import Efficiency
 from simulator.system.estimate import Estimate, estimate_step
 from simulator.system.workplan import StepPlan, build_step_plan
@@ -105,19 +106,32 @@ class Setup:
         return self.fleet.step_plan(self.plan)
 
 
-def resolve_fleet(scenario: Scenario, efficiency: Efficiency | None = None) -> Fleet:
-    """Load the model, topology and GPU of ``scenario`` (not its plan); :class:`InputError` naming the field."""
+class _Parts(NamedTuple):
+    """What a fleet is made of, resolved and checked, before its topology is built."""
+
+    model: ModelConfig
+    gpus_per_node: int
+    device: GPUSpec
+    efficiency: Efficiency
+
+
+def _gpus_field(err: InputError, file: str | None) -> InputError:
+    """A topology's fleet-size error (field ``n_gpus``) as the scenario's field ``gpus``."""
+    return InputError(err.detail, file=file, field="gpus") if err.field == "n_gpus" else err
+
+
+def _resolve_parts(scenario: Scenario, efficiency: Efficiency | None) -> _Parts:
+    """The model, GPU and efficiency, and the fleet's node size read from the topology file
+    (:func:`~simulator.network.topology.fleet_shape`): everything checked but the topology's graph."""
     file = scenario.source_file
     try:
         model = load_model(scenario.model, base_dir=scenario.base_dir, file=file)
         catalog = load_catalog(scenario.resolve(scenario.hardware_file) if scenario.hardware_file else None)
         try:
-            topology = load_topology(topology_source(scenario), scenario.gpus, file=file)
+            spec, _, gpus_per_node = fleet_shape(topology_source(scenario), scenario.gpus, file=file)
         except InputError as err:
-            if err.field != "n_gpus":
-                raise
-            raise InputError(err.detail, file=file, field="gpus") from None
-        gpu_name = scenario.gpu or topology.gpu
+            raise _gpus_field(err, file) from None
+        gpu_name = scenario.gpu or spec.gpu
         if gpu_name is None:
             raise InputError("the topology names no GPU; set 'gpu' in the scenario", field="gpu")
         try:
@@ -128,22 +142,41 @@ def resolve_fleet(scenario: Scenario, efficiency: Efficiency | None = None) -> F
             device.peak_flops_for(scenario.plan.precision)
         except InputError as err:
             raise InputError(err.detail, file=file, field="plan.precision") from None
-        scenario.variability.check_fleet(scenario.gpus, topology.gpus_per_node)
+        scenario.variability.check_fleet(scenario.gpus, gpus_per_node)
         if efficiency is None:
             efficiency = (load_efficiency(scenario.resolve(scenario.efficiency_file)) if scenario.efficiency_file
                           else default_efficiency())
     except InputError as err:
         raise err.with_file(file) if file else err
-    return Fleet(scenario, model, topology, device, efficiency)
+    return _Parts(model, gpus_per_node, device, efficiency)
+
+
+def _fleet(scenario: Scenario, parts: _Parts) -> Fleet:
+    """Build the topology (the one step whose cost grows with the fleet) and make the fleet."""
+    file = scenario.source_file
+    try:
+        try:
+            topology = load_topology(topology_source(scenario), scenario.gpus, file=file)
+        except InputError as err:
+            raise _gpus_field(err, file) from None
+    except InputError as err:
+        raise err.with_file(file) if file else err
+    return Fleet(scenario, parts.model, topology, parts.device, parts.efficiency)
+
+
+def resolve_fleet(scenario: Scenario, efficiency: Efficiency | None = None) -> Fleet:
+    """Load the model, topology and GPU of ``scenario`` (not its plan); :class:`InputError` naming the field."""
+    return _fleet(scenario, _resolve_parts(scenario, efficiency))
 
 
 def setup(scenario: Scenario, efficiency: Efficiency | None = None) -> Setup:
-    """Resolve and check everything before simulating; raises :class:`InputError` naming the field."""
-    fleet = resolve_fleet(scenario, efficiency)
+    """Resolve and check everything before simulating; raises :class:`InputError` naming the field.
+    The plan is checked against the model and the fleet's size and node size (arithmetic) before
+    the topology is built, so a plan that cannot run is refused at once on any fleet."""
+    parts = _resolve_parts(scenario, efficiency)
     try:
         plan = scenario.parallel_plan()
-        model = fleet.model
-        check_plan(plan, model, n_gpus=scenario.gpus, gpus_per_node=fleet.topology.gpus_per_node)
+        check_plan(plan, parts.model, n_gpus=scenario.gpus, gpus_per_node=parts.gpus_per_node)
     except InputError as err:
         raise err.with_file(scenario.source_file) if scenario.source_file else err
-    return fleet.setup(plan)
+    return _fleet(scenario, parts).setup(plan)

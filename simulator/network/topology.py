@@ -46,8 +46,9 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from simulator.core.bundled import bundled_dir
 from simulator.core.bounds import MAX_GPUS
+from simulator.core.bundled import bundled_dir
+from simulator.core.cache import sized_cache
 from simulator.core.errors import InputError
 from simulator.network.cabling import FabricLayout, Link, lay_cables
 from simulator.network.plan_cache import PlanCache
@@ -365,11 +366,45 @@ def load_topology(
     return _built(text, path, n_gpus, file)
 
 
-@functools.lru_cache(maxsize=32)
+def fleet_shape(source: str | Path, n_gpus: int | None = None, *, file: str | None = None,
+                field: str = "topology") -> tuple[TopologyFile, int, int]:
+    """The topology file of ``source`` and ``(n_nodes, gpus_per_node)`` of a fleet of ``n_gpus``
+    GPUs, checked as :func:`load_topology` checks them (same errors), without building anything:
+    what a plan check needs, in microseconds, before a large fleet is built."""
+    text, path = _read_source(source, file, field)
+    spec = _parsed(text, path)
+    return (spec, *_fleet_shape(spec, n_gpus, path, file))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(text: str, path: str) -> TopologyFile:
+    """A parsed topology file (a few kilobytes), kept per (text, path)."""
+    return parse_topology_file(text, path)
+
+
+def estimated_bytes(topology: Topology) -> int:
+    """Rough resident bytes of a built topology, with the memos it filled since (its size in the
+    memo of built topologies, :mod:`simulator.core.cache`): ~320 bytes per directed link (cables,
+    edge arrays and route tables, measured with tracemalloc at 16k and 64k GPUs), ~250 per cached
+    path, the arrays of its cached collective plans and ~40 per rank of the groups they were made for."""
+    n = 320 * topology.n_edges + 250 * (len(topology._paths) + len(topology._path_ids))
+    cache = topology.plan_cache
+    for memo in (cache.plans, cache.unit_phases):
+        for value in memo.values():
+            phases = value.phases if hasattr(value, "phases") else value
+            n += 200 + sum(p.link_ids.nbytes + p.link_bytes.nbytes for p in phases if hasattr(p, "link_ids"))
+    n += sum(200 + 40 * sum(len(g) for g in key[1]) for key in cache.checked_groups)  # the groups' ranks
+    if "graph" in topology.__dict__:  # the networkx graph, built on first use: ~1 kB per edge
+        n += 1000 * topology.n_edges
+    return n
+
+
+@sized_cache(estimated_bytes)
 def _built(text: str, path: str, n_gpus: int | None, file: str | None) -> Topology:
     """Topologies are built once per (file text, fleet size): studies and validation
-    simulate the same fleet many times, and a built topology is not changed by use."""
-    return build_topology(parse_topology_file(text, path), n_gpus, path=path, file=file)
+    simulate the same fleet many times, and a built topology is not changed by use. The memo
+    keeps at most :data:`~simulator.core.cache.DEFAULT_BUDGET_BYTES` of them (estimated)."""
+    return build_topology(_parsed(text, path), n_gpus, path=path, file=file)
 
 
 def build_topology(spec: TopologyFile, n_gpus: int | None = None, *, path: str | None = None,

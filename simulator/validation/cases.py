@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -69,11 +68,12 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
+from simulator.core.cache import sized_cache
 from simulator.core.errors import InputError
 from simulator.hardware.catalog import Catalog, GPUSpec
 from simulator.inputs.resolve import Fleet, Setup
 from simulator.inputs.scenario import Scenario
-from simulator.network.topology import Topology, build_topology
+from simulator.network.topology import Topology, build_topology, estimated_bytes
 from simulator.network.topology_file import TopologyFile
 from simulator.studies.space import pp_choices, tp_choices
 from simulator.system.efficiency import Efficiency
@@ -244,7 +244,7 @@ def row_topology(gpu: GPUSpec, n_gpus: int, gpus_per_node: int, nic_gbps: float)
     return _row_topology(gpu.name, gpu.intra_node_bandwidth_Bps, n_gpus, gpus_per_node, nic_gbps)
 
 
-@lru_cache(maxsize=64)
+@sized_cache(estimated_bytes)  # at most DEFAULT_BUDGET_BYTES of built fleets (estimated), not a count
 def _row_topology(gpu: str, scale_up_Bps: float, n_gpus: int, gpus_per_node: int, nic_gbps: float) -> Topology:
     spec = TopologyFile(
         name=f"{gpus_per_node} x {gpu} per node, {nic_gbps:g} Gb/s per GPU",

@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulator.core.bounds import MAX_GPUS, Flag, GpuCount, real, span, whole
+from simulator.core.cache import sized_cache
 from simulator.core.units import BYTES_PER_ELEMENT, Precision
 from simulator.workload.legality import (
     batch_splits,
@@ -198,7 +199,7 @@ def _layers(n_layers: int, n_virtual: int) -> tuple[int, ...]:
     return tuple(counts)
 
 
-@lru_cache(maxsize=64)
+@sized_cache(lambda grid: grid.nbytes)  # 8 bytes a GPU: bounded in bytes, not in fleets
 def _gpu_grid(width: int, dp: int, pp: int, placement: tuple[str, ...]) -> np.ndarray:
     sizes = {"tp": width, "dp": dp, "pp": pp}
     strides, stride = {}, 1
