@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+import simulator
+import simulator.studies.sweep_inputs as sweep_inputs
 from simulator.cli import app
 from simulator.core.errors import InputError
 from simulator.results.assemble import simulate
@@ -20,6 +24,7 @@ from simulator.studies.sweep import (
     variant_id,
 )
 from simulator.studies.sweep_csv import CsvSink, read_results
+from simulator.studies.sweep_inputs import InputKeys, input_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,6 +48,11 @@ def client():
     cluster.close()
 
 
+def default_output(folder: Path) -> Path:
+    """Where the rows of ``folder``/sweep.yaml go by default."""
+    return folder / "sweep-results" / "sweep.csv"
+
+
 def write_sweep(folder: Path, **fields) -> Path:
     (folder / "base.yaml").write_text(yaml.safe_dump(BASE))
     doc = {"base": "base.yaml", **fields}
@@ -54,7 +64,7 @@ def write_sweep(folder: Path, **fields) -> Path:
 def test_dask_gives_exactly_the_serial_numbers(tmp_path, client):
     path = write_sweep(tmp_path, grid=GRID)
     sweep = load_sweep(path)
-    assert len(sweep.variants) == 6 and sweep.output == tmp_path / "sweep.csv"
+    assert len(sweep.variants) == 6 and sweep.output == default_output(tmp_path) and sweep.output_is_default
     on_dask = run_sweep(sweep, client=client, progress=False).set_index("id")
     serial = run_sweep(sweep, output=tmp_path / "serial.csv", progress=False).set_index("id")
     assert (on_dask.status == "ok").all() and len(on_dask) == 6
@@ -72,7 +82,7 @@ def test_resume_runs_only_the_missing_variants(tmp_path, client):
     path = write_sweep(tmp_path, grid=GRID)
     first = run_sweep(path, client=client, progress=False)
     assert first.attrs["done"] == 6 and first.attrs["skipped"] == 0
-    out = tmp_path / "sweep.csv"
+    out = default_output(tmp_path)
     lines = out.read_text().split("\n")[:-1]
     kept = lines[:3] + [lines[3][:25]]  # header, 2 rows, and a last line cut off by a crash (no newline)
     out.write_text("\n".join(kept))
@@ -92,7 +102,7 @@ def test_a_new_field_in_a_rerun_grows_the_columns_and_keeps_the_rows(tmp_path):
     df = run_sweep(path, progress=False)
     assert df.attrs["skipped"] == 2 and df.attrs["done"] == 2 and len(df) == 4
     assert (df["plan.recompute"].isna().sum(), (df["plan.recompute"] == "full").sum()) == (2, 2)
-    header = (tmp_path / "sweep.csv").read_text().split("\n")[0].split(",")
+    header = default_output(tmp_path).read_text().split("\n")[0].split(",")
     assert header[:4] == ["id", "plan.tp", "status", "n_gpus"] and "plan.recompute" in header
 
 
@@ -122,7 +132,7 @@ def test_ctrl_c_keeps_the_finished_rows(tmp_path, monkeypatch):
     with pytest.raises(SweepInterrupted) as stop:
         run_sweep(path, progress=False)
     assert stop.value.stats["done"] == 2
-    assert len(read_results(tmp_path / "sweep.csv")) == 2
+    assert len(read_results(default_output(tmp_path))) == 2
     monkeypatch.setattr(sweep_module, "run_variant", real)
     assert run_sweep(path, progress=False).attrs["done"] == 4
 
@@ -193,7 +203,7 @@ def test_csv_sink_drops_a_malformed_row_and_aligns_new_columns(tmp_path):
     out = tmp_path / "o.csv"
     out.write_text("id,x,status\na,1,ok\nbroken\nb,2,ok\n")
     sink = CsvSink(out, ["id", "x", "status"])
-    assert sink.done == {"a", "b"}
+    assert set(sink.found) == {"a", "b"} and sink.found["b"] == {"id": "b", "x": "2", "status": "ok"}
     sink.append({"id": "c", "x": 3, "status": "ok", "y": 9})
     sink.close()
     assert out.read_text() == "id,x,status,y\na,1,ok,\nb,2,ok,\nc,3,ok,9\n"
@@ -220,4 +230,107 @@ def test_the_cli_reports_a_bad_sweep_file_in_one_line(tmp_path):
 
 def test_the_example_sweep_loads():
     sweep = load_sweep(ROOT / "sweeps" / "gpu-and-fleet.yaml")
-    assert len(sweep.variants) == 24 and sweep.output == ROOT / "sweeps" / "gpu-and-fleet.csv"
+    assert len(sweep.variants) == 24 and sweep.output == ROOT / "sweeps" / "sweep-results" / "gpu-and-fleet.csv"
+    assert "sweep-results/" in (ROOT / ".gitignore").read_text().split("\n")  # never an untracked file in the checkout
+
+
+# --------------------------------------------------------------------------- stale rows (issue 12, defect 1)
+
+
+def test_a_changed_base_scenario_is_recomputed_not_kept(tmp_path):
+    path = write_sweep(tmp_path, grid={"plan.tp": [1, 2]})
+    first = run_sweep(path, progress=False)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**BASE, "plan": {"global_batch": 32}}))
+    again = run_sweep(path, progress=False)
+    assert (again.attrs["done"], again.attrs["recomputed"], again.attrs["skipped"]) == (2, 2, 0)
+    assert again.attrs["changed"] == [f"the base scenario {tmp_path / 'base.yaml'}"]
+    assert sorted(again.id) == sorted(first.id) and len(read_results(default_output(tmp_path))) == 2
+    for v in load_sweep(path).variants:
+        row = again.set_index("id").loc[v.id]
+        assert row.tokens_per_s == simulate(v.scenario, record_timeline=False).tokens_per_s
+        assert row.inputs_sha256 == InputKeys().key(v.scenario).sha256 and row.sweep == "sweep.yaml"
+    assert run_sweep(path, progress=False).attrs["skipped"] == 2
+
+
+@pytest.mark.parametrize("field, make, edit", [
+    ("efficiency_file", lambda d: (d / "eff.yaml").write_text("network: {nic: 0.9}\n"),
+     lambda d: (d / "eff.yaml").write_text("network: {nic: 0.5}\n")),
+    ("topology", lambda d: shutil.copy(ROOT / "topologies" / "dgx-a100-superpod.yaml", d / "topo.yaml"),
+     lambda d: (d / "topo.yaml").write_text((d / "topo.yaml").read_text() + "# edited\n")),
+])
+def test_a_changed_input_file_is_recomputed_and_named(tmp_path, field, make, edit):
+    make(tmp_path)
+    name = {"efficiency_file": "eff.yaml", "topology": "topo.yaml"}[field]
+    path = write_sweep(tmp_path, grid={"plan.tp": [1, 2]})
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**BASE, field: name}))
+    assert run_sweep(path, progress=False).attrs["done"] == 2
+    edit(tmp_path)
+    again = run_sweep(path, progress=False)
+    assert (again.attrs["recomputed"], again.attrs["skipped"]) == (2, 0)
+    assert again.attrs["changed"] == [f"{field} {tmp_path / name}"]
+
+
+def test_another_trainsim_version_recomputes(tmp_path, monkeypatch):
+    assert sweep_inputs.trainsim_version() == simulator.__version__
+    path = write_sweep(tmp_path, grid={"plan.tp": [1, 2]})
+    run_sweep(path, progress=False)
+    monkeypatch.setattr(sweep_inputs, "trainsim_version", lambda: "99.0")
+    again = run_sweep(path, progress=False)
+    assert again.attrs["recomputed"] == 2 and again.attrs["changed"] == ["the trainsim version (now 99.0)"]
+
+
+def test_the_input_key_covers_a_hugging_face_config(tmp_path):
+    shutil.copytree(ROOT / "tests" / "data" / "hf" / "gpt2", tmp_path / "gpt2")
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**BASE, "model": {"hf_config": "gpt2", "seq_len": 1024}}))
+    scenario = simulator.load_scenario(tmp_path / "base.yaml")
+    assert input_files(scenario)["model.hf_config"] == tmp_path / "gpt2" / "config.json"
+    before = InputKeys().key(scenario)
+    config = tmp_path / "gpt2" / "config.json"
+    config.write_text(config.read_text().replace("50257", "50304"))
+    after = InputKeys().key(scenario)
+    assert after.sha256 != before.sha256 and after.changed(json.dumps(before.parts)) == ["model.hf_config"]
+
+
+def test_fresh_simulates_everything_again(tmp_path):
+    path = write_sweep(tmp_path, grid={"plan.tp": [1, 2]})
+    run_sweep(path, progress=False)
+    again = run_sweep(path, progress=False, fresh=True)
+    assert (again.attrs["done"], again.attrs["skipped"], again.attrs["fresh"]) == (2, 0, True)
+    assert len(read_results(default_output(tmp_path))) == 2
+
+
+def test_the_cli_names_what_changed_and_has_fresh(tmp_path):
+    path = write_sweep(tmp_path, grid={"plan.tp": [1, 2]})
+    assert CliRunner().invoke(app, ["sweep", str(path), "--workers", "1"]).exit_code == 0
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**BASE, "energy": {"pue": 1.5}}))
+    again = CliRunner().invoke(app, ["sweep", str(path), "--workers", "1"])
+    assert again.exit_code == 0 and "2 simulated" in again.output and "0 skipped" in again.output
+    assert "2 of them recomputed because an input changed (the base scenario" in again.output
+    fresh = CliRunner().invoke(app, ["sweep", str(path), "--workers", "1", "--fresh"])
+    assert fresh.exit_code == 0 and "2 simulated" in fresh.output and "--fresh" in fresh.output
+
+
+# --------------------------------------------------------------------------- clobbering (issue 12, defect 8)
+
+
+def test_an_unrelated_csv_at_the_output_is_refused_untouched(tmp_path):
+    path = write_sweep(tmp_path, grid={"plan.tp": [1, 2]})
+    mine = tmp_path / "mine.csv"
+    mine.write_text("name,score\nalice,3\n")
+    with pytest.raises(InputError, match="not the output of a trainsim sweep.*delete the file") as err:
+        run_sweep(path, output=mine, progress=False)
+    assert err.value.file == str(mine) and mine.read_text() == "name,score\nalice,3\n"
+    result = CliRunner().invoke(app, ["sweep", str(path), "--workers", "1", "--output", str(mine)])
+    assert result.exit_code == 2 and str(mine) in result.output and "--output" in result.output
+    assert mine.read_text() == "name,score\nalice,3\n"
+
+
+def test_another_sweeps_output_is_refused(tmp_path):
+    path = write_sweep(tmp_path, grid={"plan.tp": [1, 2]})
+    run_sweep(path, progress=False)
+    other = tmp_path / "other.yaml"
+    other.write_text(path.read_text())
+    before = default_output(tmp_path).read_text()
+    with pytest.raises(InputError, match="rows of the sweep sweep.yaml, not of other.yaml"):
+        run_sweep(other, output=default_output(tmp_path), progress=False)
+    assert default_output(tmp_path).read_text() == before

@@ -10,7 +10,7 @@ A sweep file names a base scenario and the changes to try::
     variants:                  # ... and/or an explicit list of changes; with both, grid x each variant
       - {}
       - {plan.recompute: full}
-    output: results.csv        # default: <sweep file stem>.csv beside the sweep file
+    output: results.csv        # default: sweep-results/<sweep file stem>.csv beside the sweep file
 
 Keys are scenario field paths: ``gpus``, ``gpu``, ``topology``, ``hardware_file``,
 ``efficiency_file``, ``model`` (a preset name or mapping), ``model.X`` (merged into the
@@ -18,16 +18,27 @@ base model's mapping or preset), ``plan.X``, ``variability.X``, ``simulation.X``
 ``energy.X``. Changing ``gpus`` without ``plan.dp`` lets dp fill the new fleet. Paths given
 for ``topology``, ``hardware_file`` or ``efficiency_file`` are relative to the sweep file.
 
-Each variant has a stable id (a short hash of its sorted changes). :func:`run_sweep`
-simulates every variant (one Dask task each, or serially in this process without a
-client) and appends each finished row to the output CSV at once; a rerun skips the ids
-already in the file, so an interrupted sweep resumes where it stopped. A variant that
-cannot run is a row whose ``status`` is the reason; the others are ``ok``.
+Each variant has a stable id, its human name (a short hash of its sorted changes), and an
+input key (``inputs_sha256``, :mod:`simulator.studies.sweep_inputs`): a hash of everything its
+numbers depend on (the resolved scenario, the files it reads, the trainsim version), computed
+in this process before anything is dispatched. :func:`run_sweep` simulates every variant (one Dask task
+each, or serially in this process without a client) and appends each finished row to the
+output CSV at once. A rerun skips the rows already in the file whose input key still matches,
+so an interrupted sweep resumes where it stopped; a row whose key no longer matches (the base
+scenario or an input file was edited, trainsim was upgraded) is simulated again, and
+``fresh=True`` (``--fresh``) starts the output over. A variant that cannot run is a row whose
+``status`` is the reason; the others are ``ok``.
+
+The output is ``sweep-results/<sweep file stem>.csv`` in the sweep file's folder unless the
+sweep file's ``output`` or ``--output`` says otherwise (``sweep-results/`` is git-ignored).
+Every row names its sweep file in the ``sweep`` column; an existing output that is not this
+sweep's (another sweep's, or any other CSV) is refused, never adopted or rewritten.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import time
@@ -51,11 +62,15 @@ from simulator.inputs.scenario import (
 )
 from simulator.studies.study import PLAN_COLUMNS, plan_row, summary_row
 from simulator.studies.study import grid as grid_product
-from simulator.studies.sweep_csv import CsvSink, read_results
+from simulator.studies.sweep_csv import CsvSink, check_owner, read_done, read_results
+from simulator.studies.sweep_inputs import SCENARIO, VERSION, InputKey, InputKeys
 from simulator.system.breakdown import BREAKDOWN_KEYS, COMMUNICATION
 from simulator.system.variability import Variability
 
 # --------------------------------------------------------------------------- the file
+
+RESULTS_FOLDER = "sweep-results"
+"""The folder, beside the sweep file, of the default output (created when needed)."""
 
 
 class SweepSpec(BaseModel):
@@ -68,7 +83,8 @@ class SweepSpec(BaseModel):
                                        description="Field path -> values; every combination is a variant.")
     variants: list[dict[str, Any]] = Field(default_factory=list,
                                            description="Explicit changes (field path -> value), one mapping each.")
-    output: str | None = Field(None, description="CSV to write (relative to the sweep file).")
+    output: str | None = Field(None, description="CSV to write (relative to the sweep file); default: "
+                               f"{RESULTS_FOLDER}/<sweep file stem>.csv beside the sweep file.")
 
     @field_validator("grid")
     @classmethod
@@ -92,6 +108,8 @@ NUMBER_COLUMNS = (
     *(f"{k}_s" for k in BREAKDOWN_KEYS),
     *(f"hidden_{k}_s" for k in COMMUNICATION),
 )
+# The last columns: the input key, its parts (JSON: part -> short digest) and the sweep file's name.
+KEY_COLUMNS = ("inputs_sha256", "inputs", "sweep")
 
 
 def allowed_keys() -> list[str]:
@@ -169,17 +187,24 @@ class Variant:
 
 @dataclass
 class Sweep:
-    """A validated sweep: the base scenario, every variant and where the rows go."""
+    """A validated sweep: the base scenario, every variant and where the rows go
+    (``output_is_default``: the default output, whose folder is created when needed)."""
 
     file: str
     base: Scenario
     variants: list[Variant]
     keys: list[str]
     output: Path
+    output_is_default: bool = False
+
+    @property
+    def name(self) -> str:
+        """The sweep file's name, written in every row's ``sweep`` column."""
+        return Path(self.file).name
 
     @property
     def columns(self) -> list[str]:
-        return ["id", *self.keys, "status", *PLAN_COLUMNS, *NUMBER_COLUMNS]
+        return ["id", *self.keys, "status", *PLAN_COLUMNS, *NUMBER_COLUMNS, *KEY_COLUMNS]
 
 
 def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
@@ -239,8 +264,9 @@ def load_sweep(path: str | Path, *, output: str | Path | None = None) -> Sweep:
             except InputError as err:
                 raise _blame(err, changes, combo, more, j if spec.variants else None, file) from None
             variants[vid] = Variant(vid, changes, scenario)
-    out = Path(output) if output is not None else (sweep_dir / spec.output if spec.output else p.with_suffix(".csv"))
-    return Sweep(file=file, base=base, variants=list(variants.values()), keys=keys, output=out)
+    out = Path(output) if output is not None else sweep_dir / spec.output if spec.output else None
+    return Sweep(file=file, base=base, variants=list(variants.values()), keys=keys,
+                 output=out or sweep_dir / RESULTS_FOLDER / f"{p.stem}.csv", output_is_default=out is None)
 
 
 def _blame(err: InputError, changes: dict[str, Any], combo: dict[str, Any], more: dict[str, Any],
@@ -294,6 +320,9 @@ class _Stats:
     output: str
     total: int
     skipped: int = 0
+    recomputed: int = 0
+    changed: list[str] = field(default_factory=list)
+    fresh: bool = False
     done: int = 0
     failed: int = 0
     lost: list[str] = field(default_factory=list)
@@ -302,6 +331,70 @@ class _Stats:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def check_output(sweep: Sweep) -> None:
+    """Refuse, before any work, an output that cannot be written or is not this sweep's
+    (:func:`simulator.studies.sweep_csv.check_owner`); :class:`InputError` naming the file."""
+    out = sweep.output
+    if out.is_dir():
+        raise InputError(f"{out} is a folder; give a file name", field="output")
+    if not out.parent.is_dir() and not sweep.output_is_default:
+        raise InputError(f"the folder of {out} does not exist", field="output")
+    header, rows, _ = read_done(out)
+    check_owner(out, header, rows, sweep.name)
+
+
+def _label(part: str, key: InputKey, sweep: Sweep) -> str:
+    """A changed input key part as the summary names it."""
+    if part == SCENARIO:
+        return f"the base scenario {sweep.base.source_file}"
+    if part == VERSION:
+        return f"the trainsim version (now {key.parts[VERSION]})"
+    return f"{part} {key.files[part]}" if part in key.files else part
+
+
+def _todo(sweep: Sweep, keys: dict[str, InputKey], found: dict[str, dict[str, str]],
+          stats: _Stats) -> tuple[list[Variant], list[str]]:
+    """The variants to simulate (not in the file, or in it with another input key) and the ids
+    of their stale rows; counts the skipped and recomputed ones and names what changed."""
+    todo, stale, changed = [], [], {}
+    for v in sweep.variants:
+        row = found.get(v.id)
+        if row is not None and row.get("inputs_sha256") == keys[v.id].sha256:
+            stats.skipped += 1
+            continue
+        todo.append(v)
+        if row is not None:
+            stale.append(v.id)
+            changed.update(dict.fromkeys(_label(part, keys[v.id], sweep)
+                                         for part in keys[v.id].changed(row.get("inputs", ""))))
+    stats.recomputed, stats.changed = len(stale), list(changed)
+    return todo, stale
+
+
+def _dispatch(todo: list[Variant], client: Any, record: Any, advance: Any, stats: _Stats,
+              futures: list[Any]) -> None:
+    """Simulate ``todo`` (serially without a client, else one Dask task each), ``record``ing
+    each row as it finishes; tasks the cluster lost go to ``stats.lost``."""
+    if client is None:
+        for v in todo:
+            record(run_variant(v.id, v.scenario))
+            advance(1)
+        return
+    from dask.distributed import as_completed
+
+    tag = uuid.uuid4().hex[:8]
+    futures += [client.submit(run_variant, v.id, v.scenario, key=f"trainsim-sweep-{v.id}-{tag}", pure=False)
+                for v in todo]
+    for fut in as_completed(futures):
+        if fut.status == "finished":
+            record(fut.result())
+        else:  # the cluster lost the task (run_variant itself never raises)
+            stats.lost.append(f"{fut.key}: {fut.exception()!r}" if fut.status == "error" else
+                              f"{fut.key}: {fut.status}")
+        fut.release()
+        advance(1)
 
 
 @contextlib.contextmanager
@@ -333,53 +426,47 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[Any]:
 
 
 def run_sweep(sweep: Sweep | str | Path, *, client: Any = None, progress: bool = True,
-              output: str | Path | None = None) -> pd.DataFrame:
-    """Simulate every variant of ``sweep`` not yet in its output CSV; returns the whole CSV.
+              output: str | Path | None = None, fresh: bool = False) -> pd.DataFrame:
+    """Simulate every variant of ``sweep`` not yet in its output CSV with its current input
+    key; returns the rows of this sweep's variants.
 
     ``client``: a ``dask.distributed.Client`` (one task per variant, rows written as tasks
     finish), or ``None`` to run serially in this process (same rows, same numbers).
-    The frame's ``attrs`` hold ``output``, ``total``, ``skipped`` (already in the file),
-    ``done`` (run now), ``failed`` (of those, status other than ok), ``lost`` (tasks the
-    cluster lost, e.g. a worker died; not written, they run again next time) and ``seconds``.
+    ``fresh``: start the output over (every row of the file dropped, every variant simulated).
+    The frame's ``attrs`` hold ``output``, ``total``, ``skipped`` (in the file, same inputs),
+    ``recomputed`` (in the file with another input key, simulated again), ``changed`` (what
+    changed, e.g. ``the base scenario base.yaml``), ``fresh``, ``done`` (run now), ``failed``
+    (of those, status other than ok), ``lost`` (tasks the cluster lost, e.g. a worker died;
+    not written, they run again next time) and ``seconds``.
+    Raises :class:`InputError` if the output is another file than this sweep's (see the module).
     Ctrl-C raises :class:`SweepInterrupted` after closing the file; every finished row is kept.
     """
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep, output=output)
     elif output is not None:
-        sweep = Sweep(sweep.file, sweep.base, sweep.variants, sweep.keys, Path(output))
-    sink = CsvSink(sweep.output, sweep.columns)
-    todo = [v for v in sweep.variants if v.id not in sink.done]
-    stats = _Stats(output=str(sweep.output), total=len(sweep.variants), skipped=len(sweep.variants) - len(todo))
+        sweep = dataclasses.replace(sweep, output=Path(output), output_is_default=False)
+    check_output(sweep)
+    keys = InputKeys()
+    key_of = {v.id: keys.key(v.scenario) for v in sweep.variants}  # here, before anything is dispatched
+    sweep.output.parent.mkdir(exist_ok=True)  # the default folder; another must exist (checked)
+    sink = CsvSink(sweep.output, sweep.columns, sweep=sweep.name)
+    stats = _Stats(output=str(sweep.output), total=len(sweep.variants), fresh=fresh)
+    todo, stale = (sweep.variants, list(sink.found)) if fresh else _todo(sweep, key_of, sink.found, stats)
+    sink.forget(stale)
     changes = {v.id: v.changes for v in todo}
     start = time.perf_counter()
 
     def record(row: dict[str, Any]) -> None:
-        vid = row["id"]
-        sink.append({"id": vid, **changes[vid], **row})
+        vid, key = row["id"], key_of[row["id"]]
+        sink.append({"id": vid, **changes[vid], **row, "inputs_sha256": key.sha256, "inputs": key.parts,
+                     "sweep": sweep.name})
         stats.done += 1
         stats.failed += row["status"] != "ok"
 
     futures: list[Any] = []
     try:
         with _progress_bar(progress and bool(todo), len(todo)) as advance:
-            if client is None:
-                for v in todo:
-                    record(run_variant(v.id, v.scenario))
-                    advance(1)
-            else:
-                from dask.distributed import as_completed
-
-                tag = uuid.uuid4().hex[:8]
-                futures = [client.submit(run_variant, v.id, v.scenario, key=f"trainsim-sweep-{v.id}-{tag}",
-                                         pure=False) for v in todo]
-                for fut in as_completed(futures):
-                    if fut.status == "finished":
-                        record(fut.result())
-                    else:  # the cluster lost the task (run_variant itself never raises)
-                        stats.lost.append(f"{fut.key}: {fut.exception()!r}" if fut.status == "error" else
-                                          f"{fut.key}: {fut.status}")
-                    fut.release()
-                    advance(1)
+            _dispatch(todo, client, record, advance, stats, futures)
     except KeyboardInterrupt:
         stats.interrupted = True
         raise SweepInterrupted(stats.as_dict()) from None
@@ -390,9 +477,10 @@ def run_sweep(sweep: Sweep | str | Path, *, client: Any = None, progress: bool =
             with contextlib.suppress(Exception):
                 client.cancel([f for f in futures if not f.done()])
     df = read_results(sweep.output)
+    df = df[df.id.isin(key_of)].reset_index(drop=True)
     df.attrs.update(stats.as_dict())
     return df
 
 
-__all__ = ["Sweep", "SweepInterrupted", "SweepSpec", "apply_changes", "load_sweep",
+__all__ = ["Sweep", "SweepInterrupted", "SweepSpec", "apply_changes", "check_output", "load_sweep",
            "read_results", "run_sweep", "run_variant", "variant_id"]
