@@ -381,25 +381,27 @@ def sweep(
     scheduler: Optional[str] = SCHEDULER_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     output: Optional[str] = typer.Option(None, "--output", help="CSV to write (default: the sweep file's "
-                                         "'output', else <sweep file stem>.csv beside it)."),
+                                         "'output', else sweep-results/<sweep file stem>.csv beside it)."),
     top: int = typer.Option(10, "--top", min=0, help="Rows to show, best tokens/s first."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start the output over: simulate every variant again."),
 ) -> None:
     """Simulate every variant of a what-if grid on Dask; rows go to a CSV as they finish, and a
-    rerun skips the variants already there."""
+    rerun skips the variants already there with the same inputs (it simulates again those whose
+    base scenario, input files or trainsim version changed)."""
     import pandas as pd
 
-    from simulator.studies.sweep import SweepInterrupted, load_sweep, run_sweep
+    from simulator.studies.sweep import SweepInterrupted, check_output, load_sweep, run_sweep
 
     try:
         _check_output_file(output, "--output")
         sw = load_sweep(sweep_file, output=output)
-        _check_output_file(str(sw.output), "output")
+        check_output(sw)
     except TrainsimError as err:
         _fail(err)
     console = Console()
     try:
         with _executor(scheduler, workers) as client:
-            df = run_sweep(sw, client=client)
+            df = run_sweep(sw, client=client, fresh=fresh)
     except SweepInterrupted as stop:
         s = stop.stats
         err_console.print(f"interrupted: {s['done']} of {s['total'] - s['skipped']} variants finished this run "
@@ -413,8 +415,11 @@ def sweep(
     except OSError as err:  # e.g. no scheduler at that address
         _fail(InputError(f"cannot connect or start the cluster: {err}", field="--scheduler" if scheduler else None))
     s = df.attrs
+    again = (" (--fresh: all again)" if s["fresh"] else
+             f", {s['recomputed']} of them recomputed because an input changed ({', '.join(s['changed'])})"
+             if s["recomputed"] else "")
     console.print(f"[bold]{sw.base.name}[/bold]: {s['total']} variants; {s['done']} simulated "
-                  f"({s['failed']} failed) in {s['seconds']:.1f} s, {s['skipped']} skipped as already "
+                  f"({s['failed']} failed) in {s['seconds']:.1f} s{again}, {s['skipped']} skipped as already "
                   f"finished; written: {s['output']}", highlight=False, soft_wrap=True)
     if s["lost"]:
         console.print(f"[yellow]{len(s['lost'])} tasks lost by the cluster (not written; rerun to retry)[/yellow]: "
