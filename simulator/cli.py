@@ -6,6 +6,7 @@ one message naming the file and field, with exit code 2; nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -60,6 +61,16 @@ def _check_writable(folder: Path, option: str) -> None:
     except OSError as err:
         raise InputError(f"cannot write in {folder} ({err.strerror or err}); give a folder you can write to",
                          field=option) from None
+
+
+def _progress_bar(bars: contextlib.ExitStack, note: str):
+    """Say on stderr what makes a long step slow, and show its progress there (closed by ``bars``)."""
+    from rich.progress import Progress
+
+    err_console.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
+    bar = bars.enter_context(Progress(console=err_console, transient=True))
+    task = bar.add_task("simulating the step (compute passes)", total=None)
+    return lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _json(document: dict) -> str:
@@ -138,7 +149,9 @@ def run(
             changes["simulation"] = {"mode": mode}
         if changes:
             sc = sc.with_(**changes)
-        result = simulate(sc, record_timeline=bool(trace) or plot is not None)
+        with contextlib.ExitStack() as bars:
+            result = simulate(sc, record_timeline=bool(trace) or plot is not None,
+                              slow=lambda note: _progress_bar(bars, note))
         document = _json(result.to_dict()) if as_json else None
     except TrainsimError as err:
         _fail(err)

@@ -9,6 +9,8 @@ This is the Python API the CLI and notebooks use::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -19,26 +21,66 @@ from simulator.inputs.scenario import Scenario
 from simulator.results.step import StepResult
 from simulator.system.breakdown import BREAKDOWN_KEYS, COMMUNICATION, COMPUTE, IDLE
 from simulator.system.efficiency import Efficiency
-from simulator.system.engine import TIMELINE_COLUMNS, StepRun, StepSimulation
+from simulator.system.engine import (
+    TIMELINE_COLUMNS,
+    Progress,
+    StepRun,
+    StepSimulation,
+    StepSize,
+)
+from simulator.system.workplan import StepPlan
 from simulator.workload.counting import model_flops_per_token, recompute_flops_per_token
 
+LONG_STEP_EVENTS = 300_000
+"""Simulated events above which a step takes long enough (seconds) to say why, and to show progress."""
 
-def simulate(scenario: Scenario, efficiency: Efficiency | None = None, *, record_timeline: bool = True) -> StepResult:
-    """Simulate one optimizer step of ``scenario``."""
-    return simulate_setup(setup(scenario, efficiency), record_timeline=record_timeline)
+SlowStep = Callable[[str], Progress]
+"""Told, before a long step starts, what makes it slow; returns where to report its progress."""
 
 
-def simulate_setup(s: Setup, *, record_timeline: bool = True) -> StepResult:
-    """Simulate one optimizer step of an already resolved :class:`Setup`."""
+def simulate(scenario: Scenario, efficiency: Efficiency | None = None, *, record_timeline: bool = True,
+             slow: SlowStep | None = None) -> StepResult:
+    """Simulate one optimizer step of ``scenario``; ``slow``: see :func:`simulate_setup`."""
+    return simulate_setup(setup(scenario, efficiency), record_timeline=record_timeline, slow=slow)
+
+
+def simulate_setup(s: Setup, *, record_timeline: bool = True, slow: SlowStep | None = None) -> StepResult:
+    """Simulate one optimizer step of an already resolved :class:`Setup`. A step of more than
+    :data:`LONG_STEP_EVENTS` events gets a note saying what makes it slow; ``slow`` is then given
+    the note before the step starts and returns the progress callback of the run."""
     scenario, sp = s.scenario, s.step_plan
-    run = StepSimulation(sp, scenario.variability, scenario.simulation.mode, record_timeline).run()
+    mode = scenario.simulation.mode
+    note = long_step_note(StepSize.of(sp, mode), sp, mode)
+    progress = slow(note) if note and slow is not None else None
+    run = StepSimulation(sp, scenario.variability, mode, record_timeline, progress=progress).run()
     result = _result(s, sp, run)
+    if note:
+        result.notes.append(note)
     if not (result.step_time_s > 0 and result.hardware_flops_per_step > 0):
         raise SimulationError(
             f"a step of {result.step_time_s} s doing {result.hardware_flops_per_step} FLOPs is not a training step; "
             "this is a bug in trainsim, please report it with the scenario"
         )
     return result
+
+
+def long_step_note(size: StepSize, sp: StepPlan, mode: str) -> str:
+    """What makes a step of more than :data:`LONG_STEP_EVENTS` events slow to simulate, and what
+    would be faster ("" for a step that is not long)."""
+    events = size.passes + size.transfers
+    if events <= LONG_STEP_EVENTS:
+        return ""
+    why = [f"about {events:,} simulated events"]
+    if size.buckets > size.passes:
+        per_bucket = max((b.bytes for c in sp.chunks for b in c.grad_buckets), default=0.0)
+        why.append(f"{size.buckets:,} gradient buckets of {per_bucket / 1e6:,.1f} MB (a larger dp_bucket_MB "
+                   "simulates faster)")
+    if mode == "full" and size.replicas > 1:
+        why.append(f"every one of the {size.replicas:,} data-parallel replicas is simulated (representative mode "
+                   "gives the same times without variability, much faster)")
+    if size.passes >= size.buckets:
+        why.append(f"{sp.plan.n_microbatches:,} micro-batches through {sp.n_virtual:,} pipeline stages")
+    return "long simulation: " + "; ".join(why)
 
 
 def _stage_breakdowns(run: StepRun, pp: int) -> list[dict[str, float]]:

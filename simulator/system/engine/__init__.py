@@ -35,7 +35,12 @@ from simulator.system.engine.events import (
     microseconds,
 )
 from simulator.system.engine.replicas import Mode
-from simulator.system.engine.simulation import StepRun, StepSimulation
+from simulator.system.engine.simulation import (
+    Progress,
+    StepRun,
+    StepSimulation,
+    StepSize,
+)
 from simulator.system.engine.state import RankAccount
 
 __all__ = [
@@ -53,9 +58,11 @@ __all__ = [
     "ParameterGatherWait",
     "PipelineSend",
     "PipelineWait",
+    "Progress",
     "RankAccount",
     "StepRun",
     "StepSimulation",
+    "StepSize",
     "TimelineEvent",
     "TraceLayout",
     "Wait",

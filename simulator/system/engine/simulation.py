@@ -18,6 +18,7 @@ which processes are created and events scheduled is part of the results.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +51,34 @@ class StepRun:
     first_bucket_s: dict[int, float] = field(default_factory=dict)  # stage -> when replica 0 issued its first bucket
 
 
+Progress = Callable[[int, int], None]
+"""Called as ``progress(compute passes done, compute passes in all)`` while a step runs."""
+PROGRESS_EVERY = 20_000
+"""SimPy events between two progress calls."""
+
+
+@dataclass(frozen=True)
+class StepSize:
+    """What one simulated step has to run, in events: the cost of simulating it."""
+
+    passes: int  # compute passes of every simulated (replica, stage)
+    sends: int  # pipeline transfers
+    buckets: int  # data-parallel gradient bucket reductions
+    replicas: int  # data-parallel replicas simulated
+
+    @property
+    def transfers(self) -> int:
+        return self.sends + self.buckets
+
+    @classmethod
+    def of(cls, sp: StepPlan, mode: Mode) -> StepSize:
+        replicas = sp.plan.dp if mode == "full" else 1
+        passes = replicas * sum(len(actions) for actions in sp.actions)
+        sends = replicas * (sp.n_virtual - 1) * 2 * sp.plan.n_microbatches
+        buckets = sum(len(c.grad_buckets) for c in sp.chunks)  # one class flow per bucket, in either mode
+        return cls(passes, sends, buckets, replicas)
+
+
 class StepSimulation:
     """Runs one step of a :class:`StepPlan` (see module docstring).
 
@@ -59,10 +88,11 @@ class StepSimulation:
         mode: "representative" or "full" (:mod:`~simulator.system.engine.replicas`).
         record_timeline: keep the typed timeline events (:attr:`StepRun.events`).
         fabric: makes the network of a run (default: the link-sharing flow network).
+        progress: told how far the step has got, every :data:`PROGRESS_EVERY` events (default: not).
     """
 
     def __init__(self, sp: StepPlan, variability: Variability | None = None, mode: Mode = "representative",
-                 record_timeline: bool = True, fabric: FabricFactory = flow_fabric):
+                 record_timeline: bool = True, fabric: FabricFactory = flow_fabric, progress: Progress | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be 'representative' or 'full', got {mode!r}")
         self.sp = sp
@@ -70,6 +100,7 @@ class StepSimulation:
         self.mode = mode
         self.record_timeline = record_timeline
         self.fabric = fabric
+        self.progress = progress
 
     def run(self) -> StepRun:
         """Simulate the step; with variability, also the deterministic baseline for the bubble split."""
@@ -85,7 +116,10 @@ class StepSimulation:
         pp = self.sp.plan.pp
         procs = [state.env.process(StageProcess(state, transfers, streams, barrier, r, i).run())
                  for r in state.replicas.replicas for i in range(pp)]
-        state.env.run()
+        if self.progress is None:
+            state.env.run()
+        else:
+            _run_with_progress(state, StepSize.of(self.sp, self.mode).passes, self.progress)
         _check_finished(state, procs)
         step = max(a.finish_s for a in state.accounts.values())
         _split_pipeline_waits(state.accounts, step, baseline)
@@ -105,6 +139,19 @@ class StepSimulation:
                           deterministic=self.var.is_deterministic,
                           record=events.append if self.record_timeline else None, accounts=accounts)
         return state, events
+
+
+def _run_with_progress(state: StepState, total_passes: int, progress: Progress) -> None:
+    """``env.run()`` one event at a time (the same events in the same order), reporting progress."""
+    step, n = state.env.step, 0
+    try:
+        while True:
+            step()
+            n += 1
+            if n % PROGRESS_EVERY == 0:
+                progress(state.n_events, total_passes)
+    except simpy.core.EmptySchedule:
+        progress(state.n_events, total_passes)
 
 
 def _check_finished(state: StepState, procs: list[simpy.Process]) -> None:
