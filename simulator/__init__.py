@@ -13,12 +13,12 @@ The package tree is the architecture (``docs/architecture.md``): ``core`` at the
 """
 
 from simulator.core.errors import InputError, PlanError, SimulationError, TrainsimError
+from simulator.core.version import __version__
 from simulator.inputs.scenario import Scenario, load_scenario
 from simulator.results.assemble import simulate
 from simulator.results.step import StepResult
 from simulator.studies.planner import plan_search
 from simulator.studies.study import compare, grid
 
-__all__ = ["InputError", "PlanError", "Scenario", "SimulationError", "StepResult", "TrainsimError", "compare", "grid",
-           "load_scenario", "plan_search", "simulate"]
-__version__ = "0.1.0"
+__all__ = ["InputError", "PlanError", "Scenario", "SimulationError", "StepResult", "TrainsimError", "__version__",
+           "compare", "grid", "load_scenario", "plan_search", "simulate"]

@@ -28,7 +28,7 @@ err_console = Console(stderr=True)
 
 def _print_version(value: bool) -> None:
     if value:
-        from simulator import __version__
+        from simulator.core.version import __version__
 
         typer.echo(f"trainsim {__version__}")
         raise typer.Exit()

@@ -9,8 +9,7 @@ before any variant is dispatched: SHA-256 of the scenario's canonical JSON and o
 bytes, each file read once however many variants share it. A file that cannot be read counts
 as ``missing`` (the variant's row then says why it cannot run); creating it changes the key.
 
-The version is the installed distribution's (``importlib.metadata``), the same number as
-``simulator.__version__``, which this layer may not import (it is above it).
+The version is :data:`simulator.core.version.__version__`.
 """
 
 from __future__ import annotations
@@ -18,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from importlib import metadata
 from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from simulator.core.bundled import bundled_dir
+from simulator.core.version import __version__
 from simulator.inputs.resolve import topology_source
 from simulator.inputs.scenario import Scenario
 
@@ -33,11 +32,8 @@ MISSING = "missing"
 
 
 def trainsim_version() -> str:
-    """The installed trainsim version (``unknown`` when run from a tree that was never installed)."""
-    try:
-        return metadata.version("trainsim")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """The trainsim version the rows are computed with."""
+    return __version__
 
 
 def _hf_config_file(scenario: Scenario) -> Path | None:
