@@ -398,14 +398,13 @@ class FlowNetwork:
             if f.speed > 0:
                 f.rem = max(0.0, f.rem - (now - f.t_upd) * f.speed / f.T)
             f.t_upd = now
-        speeds = max_min_speeds(
+        speeds, idx, val, fid = _progressive_filling(
             [f.links for f in flows], [f.u for f in flows], self.bandwidth_Bps
         )
-        self._load[:] = 0.0
+        # per link, the same additions in the same order as adding s * u flow by flow from 0
+        self._load = np.bincount(idx, weights=speeds[fid] * val, minlength=self._load.size)
         n_throttled = 0
-        for f, s in zip(flows, speeds):
-            s = float(s)
-            self._load[f.links] += s * f.u
+        for f, s in zip(flows, speeds.tolist()):
             if s < 1.0 - 1e-12:
                 n_throttled += 1
             else:
@@ -426,32 +425,48 @@ def max_min_speeds(
     ``links[i][k]``. All unfrozen speeds rise together; when a link fills, the
     flows crossing it freeze; speeds stop at 1. Returns one speed per flow.
     """
+    return _progressive_filling(links, demand_Bps, bandwidth_Bps)[0]
+
+
+def _progressive_filling(links: Sequence[np.ndarray], demand_Bps: Sequence[np.ndarray], bandwidth_Bps: np.ndarray):
+    """(speeds, link ids, demands, flow index) of max_min_speeds, the last three one entry per (flow, link).
+
+    Each round sums the demand of the unfrozen flows per link (entries in flow order), takes the
+    lowest level at which a link fills, and freezes every flow crossing a link within 1e-12 of it.
+    Frozen flows' entries are dropped from the arrays (order kept), so later rounds are smaller.
+    """
     n = len(links)
     speeds = np.ones(n)
     if n == 0:
-        return speeds
-    sizes = [len(x) for x in links]
+        return speeds, np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0, dtype=np.intp)
     idx = np.concatenate(links)
     val = np.concatenate(demand_Bps)
-    fid = np.repeat(np.arange(n), sizes)
-    used, inv = np.unique(idx, return_inverse=True)
+    fid = np.repeat(np.arange(n), [len(x) for x in links])
+    used = np.zeros(bandwidth_Bps.size, dtype=bool)
+    used[idx] = True
+    used = np.flatnonzero(used)  # the links crossed, in increasing order
+    position = np.empty(bandwidth_Bps.size, dtype=np.intp)
+    position[used] = np.arange(used.size)
+    inv = position[idx]
     cap = bandwidth_Bps[used]
-    frozen = np.zeros(n, dtype=bool)
     frozen_load = np.zeros(used.size)
-    while not frozen.all():
-        live = ~frozen[fid]
-        U = np.bincount(inv[live], weights=val[live], minlength=used.size)
+    level_at = np.empty(used.size)
+    l_inv, l_val, l_fid = inv, val, fid  # the entries of flows not frozen yet
+    while l_fid.size:
+        U = np.bincount(l_inv, weights=l_val, minlength=used.size)
         has = U > 0
-        level_at = np.full(used.size, np.inf)
+        level_at.fill(np.inf)
         level_at[has] = (cap[has] - frozen_load[has]) / U[has]
         level = float(level_at.min())
         if level >= 1.0:
             break  # the rest run at full speed
         level = max(level, 0.0)
         full = level_at <= level * (1 + 1e-12) + 1e-300
-        hit = np.unique(fid[live & full[inv]])
+        hit = np.zeros(n, dtype=bool)
+        hit[l_fid[full[l_inv]]] = True
         speeds[hit] = level
-        frozen[hit] = True
-        entries = np.isin(fid, hit)
-        frozen_load += np.bincount(inv[entries], weights=level * val[entries], minlength=used.size)
-    return speeds
+        entries = hit[l_fid]
+        frozen_load += np.bincount(l_inv[entries], weights=level * l_val[entries], minlength=used.size)
+        rest = ~entries
+        l_inv, l_val, l_fid = l_inv[rest], l_val[rest], l_fid[rest]
+    return speeds, idx, val, fid
