@@ -95,3 +95,10 @@ def test_modules_and_functions_stay_readable(module):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, f"{module}: functions over {MAX_FUNCTION_LINES} lines: {', '.join(long)}"
+
+
+def test_docs_architecture_names_every_module():
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    names = {p.name for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    missing = sorted(n for n in names if f" {n} " not in doc and f" {n}\n" not in doc)
+    assert not missing, f"docs/architecture.md does not list {missing}"
