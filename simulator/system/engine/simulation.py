@@ -18,7 +18,9 @@ which processes are created and events scheduled is part of the results.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,10 +106,11 @@ class StepSimulation:
 
     def run(self) -> StepRun:
         """Simulate the step; with variability, also the deterministic baseline for the bubble split."""
-        if self.var.is_deterministic and not self.var.slow_gpus and not self.var.slow_nodes:
-            return self._run_once(baseline=None)
-        baseline = StepSimulation(self.sp, None, self.mode, False, self.fabric)._run_once(baseline=None)
-        return self._run_once(baseline=baseline)
+        with _cyclic_gc_paused():
+            if self.var.is_deterministic and not self.var.slow_gpus and not self.var.slow_nodes:
+                return self._run_once(baseline=None)
+            baseline = StepSimulation(self.sp, None, self.mode, False, self.fabric)._run_once(baseline=None)
+            return self._run_once(baseline=baseline)
 
     def _run_once(self, baseline: StepRun | None) -> StepRun:
         state, events = self._state(baseline)
@@ -139,6 +142,21 @@ class StepSimulation:
                           deterministic=self.var.is_deterministic,
                           record=events.append if self.record_timeline else None, accounts=accounts)
         return state, events
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a step runs. A step allocates an event per
+    pass and transfer, and each collection scans every live object: with many replicas the scans
+    made the cost per event grow with the replicas simulated (full mode). Reference counting still
+    frees the events; the cycles left are collected when the collector resumes."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _run_with_progress(state: StepState, total_passes: int, progress: Progress) -> None:
