@@ -301,111 +301,42 @@ def test_collective_with_a_callback_completes_at_the_same_time_as_its_event():
     assert times["single"] == pytest.approx(alone, rel=1e-12)
 
 
-# --------------------------------------------------------------------------- the optimised rebalance is exact
-
-
-def _reference_max_min(links, demand, bandwidth):
-    """The progressive filling as first written (np.unique, all entries every round)."""
-    n = len(links)
-    speeds = np.ones(n)
-    idx, val = np.concatenate(links), np.concatenate(demand)
-    fid = np.repeat(np.arange(n), [len(x) for x in links])
-    used, inv = np.unique(idx, return_inverse=True)
-    cap = bandwidth[used]
-    frozen = np.zeros(n, dtype=bool)
-    frozen_load = np.zeros(used.size)
-    while not frozen.all():
-        live = ~frozen[fid]
-        U = np.bincount(inv[live], weights=val[live], minlength=used.size)
-        has = U > 0
-        level_at = np.full(used.size, np.inf)
-        level_at[has] = (cap[has] - frozen_load[has]) / U[has]
-        level = float(level_at.min())
-        if level >= 1.0:
-            break
-        level = max(level, 0.0)
-        full = level_at <= level * (1 + 1e-12) + 1e-300
-        hit = np.unique(fid[live & full[inv]])
-        speeds[hit] = level
-        frozen[hit] = True
-        entries = np.isin(fid, hit)
-        frozen_load += np.bincount(inv[entries], weights=level * val[entries], minlength=used.size)
-    return speeds
-
-
-class _ReferenceNetwork(FlowNetwork):
-    """FlowNetwork with the rebalance as first written: speeds and loads flow by flow."""
-
-    def _rebalance(self):
-        self._recomputes += 1
-        now = self.env.now
-        flows = list(self._active.values())
-        for f in flows:
-            if f.speed > 0:
-                f.rem = max(0.0, f.rem - (now - f.t_upd) * f.speed / f.T)
-            f.t_upd = now
-        speeds = _reference_max_min([f.links for f in flows], [f.u for f in flows], self.bandwidth_Bps) \
-            if flows else np.ones(0)
-        self._load[:] = 0.0
-        n_throttled = 0
-        for f, s in zip(flows, speeds):
-            s = float(s)
-            self._load[f.links] += s * f.u
-            if s < 1.0 - 1e-12:
-                n_throttled += 1
-            else:
-                s = 1.0
-            if s != f.speed:
-                f.speed = s
-                f.gen += 1
-                self.env.timeout(f.rem * f.T / s, (f, f.gen)).callbacks.append(self._on_due)
-        self._n_throttled = n_throttled
-
+# --------------------------------------------------------------------------- max-min fairness, as defined
 
 # flows inside one of three groups of 4 links (separate components), some also crossing a shared link 12
 group_flow_st = st.tuples(
-    st.floats(0.0, 1.0),  # start
     st.integers(0, 2),  # group
     st.sets(st.integers(0, 3), min_size=1, max_size=4),  # links within the group
     st.booleans(),  # also crosses the shared link
-    st.lists(st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0, 0.3, 0.7]), min_size=5, max_size=5),  # bytes (ties likely)
-    st.sampled_from([0.0, 0.0, 0.1, 0.25]),  # latency
+    st.lists(st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0, 0.3, 0.7]), min_size=5, max_size=5),  # demand (ties likely)
 )
-
-
-def _run_exact(cls, bandwidth, flows):
-    env = simpy.Environment()
-    net = cls(env, np.asarray(bandwidth, dtype=float))
-    ends, loads = [None] * len(flows), []
-
-    def one(i, start, links, nbytes, latency):
-        yield env.timeout(start)
-        yield net.transfer(links, nbytes, latency, tag=i)
-        ends[i] = env.now
-        loads.append(net.link_load_Bps)
-
-    for i, f in enumerate(flows):
-        env.process(one(i, *f))
-    env.run()
-    return ends, loads, net.n_recomputes
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    raw=st.lists(group_flow_st, min_size=2, max_size=12),
+    raw=st.lists(group_flow_st, min_size=1, max_size=12),
     bw=st.lists(st.sampled_from([0.5, 1.0, 2.0, 3.0, 0.8]), min_size=13, max_size=13),
 )
-def test_the_rebalance_gives_bit_identical_speeds_finish_times_and_loads(raw, bw):
+def test_the_speeds_are_max_min_fair(raw, bw):
     """Several components (three link groups), links shared within and across them (link 12), many ties:
-    the progressive filling and the rebalance give exactly (==, not approx) what the first version gave."""
-    flows = []
-    for start, group, links, shared, nbytes, latency in raw:
-        ids = sorted(4 * group + k for k in links) + ([12] if shared else [])
-        flows.append((start, ids, [nbytes[k] for k in range(len(ids))], latency))
-    links = [np.array(f[1], dtype=np.intp) for f in flows]
-    demand = [np.array(f[2]) for f in flows]
-    assert max_min_speeds(links, demand, np.array(bw)).tolist() == _reference_max_min(links, demand, np.array(bw)).tolist()
-    ends, loads, n = _run_exact(FlowNetwork, bw, flows)
-    ref_ends, ref_loads, ref_n = _run_exact(_ReferenceNetwork, bw, flows)
-    assert ends == ref_ends and n == ref_n
-    assert all(a.tolist() == b.tolist() for a, b in zip(loads, ref_loads))
+    no link is over its capacity, and every flow below full speed has a full link on which no flow
+    runs faster (so no flow could go faster without slowing one that is no faster: max-min fair)."""
+    links, demand = [], []
+    for group, within, shared, nbytes in raw:
+        ids = sorted(4 * group + k for k in within) + ([12] if shared else [])
+        links.append(np.array(ids, dtype=np.intp))
+        demand.append(np.array(nbytes[:len(ids)]))
+    bandwidth = np.array(bw)
+    speeds = max_min_speeds(links, demand, bandwidth)
+    load = np.zeros(bandwidth.size)
+    for ids, d, s in zip(links, demand, speeds):
+        np.add.at(load, ids, s * d)
+    assert ((speeds > 0) & (speeds <= 1.0)).all()
+    assert (load <= bandwidth * (1 + 1e-9)).all()
+    full = load >= bandwidth * (1 - 1e-9)
+    for i, (ids, s) in enumerate(zip(links, speeds)):
+        if s < 1.0 - 1e-9:
+            on = [k for k in ids if full[k]]
+            assert on, f"flow {i} at speed {s} crosses no full link"
+            assert any(all(speeds[j] <= s * (1 + 1e-9) for j, other in enumerate(links) if k in other)
+                       for k in on), f"flow {i} at speed {s} is not held back by a full link"
