@@ -31,6 +31,7 @@ from simulator.core.errors import InputError, PlanError, from_validation_error
 from simulator.core.units import MB
 from simulator.core.yamlfile import parse_yaml
 from simulator.system.variability import Variability
+from simulator.workload.framework import get_framework
 from simulator.workload.legality import fleet_filled
 from simulator.workload.plan import ParallelPlan, Schedule
 
@@ -56,11 +57,23 @@ class _WrittenPlan(BaseModel):
         return self.dp_bucket_bytes if name == "dp_bucket_bytes" else getattr(self, name)
 
     def to_plan(self, n_gpus: int) -> ParallelPlan:
-        """The :class:`ParallelPlan` on ``n_gpus`` GPUs (``dp`` filling the fleet if left out)."""
+        """The :class:`ParallelPlan` on ``n_gpus`` GPUs (``dp`` filling the fleet if left out): the
+        options written, the framework's defaults (:meth:`Framework.defaults_for`) for those left
+        out, and :class:`ParallelPlan`'s own defaults for the rest."""
         dp = self.dp if self.dp is not None else n_gpus // (self.tp * self.cp * self.pp)
-        return ParallelPlan(**self.model_dump(exclude={"dp", "schedule", "dp_bucket_MB"}), dp=dp,
-                            schedule=self.schedule or ("interleaved" if self.vpp > 1 else "1f1b"),
-                            dp_bucket_bytes=self.dp_bucket_bytes)
+        written = self.model_dump(exclude={"dp", "schedule", "dp_bucket_MB"})
+        open_fields = set(ParallelPlan.model_fields) - {self.plan_field(n) for n in self.model_fields_set}
+        framework = get_framework(self.framework)
+        written.update(framework.defaults_for(open_fields, self.tp, self.pp))
+        written["recompute"] = framework.recompute_for(written["recompute"])  # its mode names mean its modes
+        bucket = written.pop("dp_bucket_bytes", self.dp_bucket_bytes)
+        return ParallelPlan(**written, dp=dp, schedule=self.schedule or ("interleaved" if self.vpp > 1 else "1f1b"),
+                            dp_bucket_bytes=bucket)
+
+    @staticmethod
+    def plan_field(written: str) -> str:
+        """The :class:`ParallelPlan` field a scenario's plan key ``written`` sets."""
+        return "dp_bucket_bytes" if written == "dp_bucket_MB" else written
 
 
 _WRITTEN_DIFFERENTLY: dict[str, tuple[str, Any, Any]] = {

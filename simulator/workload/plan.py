@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from simulator.core.bounds import MAX_GPUS, Flag, GpuCount, real, span, whole
 from simulator.core.cache import sized_cache
 from simulator.core.units import BYTES_PER_ELEMENT, Precision
+from simulator.workload.framework import DEFAULT_FRAMEWORK, FrameworkName
 from simulator.workload.legality import (
     batch_splits,
     cp_has_flash,
@@ -48,7 +49,7 @@ from simulator.workload.model import ModelConfig
 
 Dim = Literal["tp", "dp", "pp"]
 GroupDim = Literal["tp", "cp", "dp", "pp"]
-Recompute = Literal["none", "selective", "full"]
+Recompute = Literal["none", "selective", "per_op", "full"]
 Schedule = Literal["gpipe", "1f1b", "interleaved"]
 MAX_BATCH = 2**24
 """The most sequences in one step (and in one micro-batch), and the most virtual pipeline chunks."""
@@ -73,7 +74,28 @@ class ParallelPlan(BaseModel):
                                               f"in {span(1, MAX_BATCH)}.")
     schedule: Schedule = Field("1f1b", description="Pipeline schedule; 'interleaved' needs vpp > 1.")
     sequence_parallel: Flag = Field(False, description="Megatron sequence parallelism (needs tp > 1 to matter).")
-    recompute: Recompute = Field("none", description="Activation recomputation.")
+    recompute: Recompute = Field(
+        "none", description="Activation recomputation: 'selective' = Megatron's (the attention core); 'per_op' = "
+        "torchtitan's per-op selective AC (element-wise ops and every second matmul recomputed); 'full' = blocks "
+        "checkpointed at their input (one in every checkpoint_every).")
+    checkpoint_every: whole(1, 1024) = Field(
+        1, description="With recompute 'full': one block in every N is checkpointed, the others keep their "
+        f"activations (torchtitan's layer-level selective AC); 1 = every block; in {span(1, 1024)}.")
+    cpu_offload_layers: whole(0, 1024) = Field(
+        0, description="Blocks per stage whose saved activations are offloaded to host memory during the forward "
+        f"pass (Megatron-Core --cpu-offloading-num-layers); in {span(0, 1024)}.")
+    reshard_after_forward: Flag = Field(
+        True, description="ZeRO-3: free the gathered parameters after each block's forward and gather them again for "
+        "its backward (FSDP2 reshard_after_forward); false keeps them gathered from forward to backward.")
+    fp8_saved_inputs: Flag = Field(
+        True, description="fp8 training saves each linear layer's input in fp8, 1 byte per element (Transformer "
+        "Engine); false keeps it in bf16 (torchao float8).")
+    fused_elementwise: Flag = Field(
+        True, description="Element-wise ops fused or compiled (Megatron's fusions, torch.compile); false runs them "
+        "eagerly, one kernel each.")
+    framework: FrameworkName = Field(
+        DEFAULT_FRAMEWORK, description="The training framework (simulator/workload/frameworks/): its defaults fill "
+        "the plan options a scenario leaves open, and its kernels and engine set how the step runs.")
     zero_stage: whole(0, 3) = Field(0, description="ZeRO stage: 1 shards optimizer, 2 also gradients, 3 also "
                                     f"parameters; in {span(0, 3)}.")
     precision: Precision = Field("bf16", description="Math precision of GEMMs and stored activations.")

@@ -1,0 +1,129 @@
+"""Training frameworks as data: what each one does that a plan does not say.
+
+A framework (``simulator/workload/frameworks/<name>.yaml``, one file each, every trait with its
+source) is a set of behaviours, not a fitted factor:
+
+* ``defaults``: the plan options it turns on when the user leaves them open (sequence
+  parallelism with TP, TP-communication overlap, the distributed optimizer, the gradient-reduce
+  precision, ...), each optionally only ``when: tp>1``;
+* ``attention_kernel``: the fused attention kernel family it runs on each GPU generation;
+* ``checkpointing``: what its checkpointing modes mean in trainsim's terms (torchtitan's
+  "selective" is per-op, Megatron's is the attention core);
+* ``fsdp``: its ZeRO-3 resharding behaviour; ``pipeline_engine``: whether point-to-point
+  transfers block the pipeline engine;
+* ``fused_elementwise``: whether element-wise ops are fused (or compiled) or run eagerly;
+* ``fp8_saved_inputs``: whether fp8 linear layers save their input in fp8;
+* ``flop_formula``: how it turns a step time into the TFLOP/s it prints.
+
+A plan names its framework (:attr:`~simulator.workload.plan.ParallelPlan.framework`); every
+default can be overridden by writing the option in the plan.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+FrameworkName = Literal["megatron-lm", "megatron-core", "megatron-deepspeed", "deepspeed", "torchtitan",
+                        "llm-foundry", "ddp"]
+DEFAULT_FRAMEWORK: FrameworkName = "megatron-lm"
+"""The framework of a plan that names none: its defaults are :class:`ParallelPlan`'s own."""
+
+KernelFamily = Literal["standard", "flash2", "flash3", "cudnn", "sdpa"]
+FlopFormula = Literal["megatron_eq3", "6N+12Lhs", "6N+6Lhs"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Default(_Strict):
+    """A plan option the framework sets when the plan leaves it open."""
+
+    value: Any
+    when: Literal["tp>1"] | None = None
+
+
+class AttentionKernels(_Strict):
+    kernels: dict[str, KernelFamily]
+    source: str
+
+
+class CheckpointMode(_Strict):
+    recompute: Literal["none", "selective", "per_op", "full"]
+
+
+class Checkpointing(_Strict):
+    modes: dict[str, CheckpointMode]
+    source: str
+
+
+class Fsdp(_Strict):
+    reshard_after_forward: bool
+    keeps_gathered_with_pp: bool = False
+    source: str
+
+
+class PipelineEngine(_Strict):
+    blocking_p2p: bool
+    source: str
+
+
+class Framework(_Strict):
+    """One framework's behaviours (see the module docstring)."""
+
+    name: FrameworkName
+    title: str
+    covers: list[str]
+    source: str
+    defaults: dict[str, Default]
+    attention_kernel: AttentionKernels
+    checkpointing: Checkpointing
+    fsdp: Fsdp
+    pipeline_engine: PipelineEngine
+    fused_elementwise: bool
+    fused_elementwise_source: str
+    fp8_saved_inputs: bool
+    fp8_saved_inputs_source: str
+    flop_formula: FlopFormula
+    flop_formula_source: str
+
+    def defaults_for(self, open_fields: set[str], tp: int, pp: int) -> dict[str, Any]:
+        """The values this framework gives the plan options in ``open_fields`` (those a plan leaves
+        open) for a plan with tensor-parallel size ``tp`` and ``pp`` pipeline stages: its
+        ``defaults`` and the plan options its traits set (``fp8_saved_inputs``,
+        ``fused_elementwise``, ``reshard_after_forward``)."""
+        values = {name: d.value for name, d in self.defaults.items() if d.when is None or tp > 1}
+        values["fp8_saved_inputs"] = self.fp8_saved_inputs
+        values["fused_elementwise"] = self.fused_elementwise
+        values["reshard_after_forward"] = self.fsdp.reshard_after_forward and not (
+            pp > 1 and self.fsdp.keeps_gathered_with_pp)
+        return {name: v for name, v in values.items() if name in open_fields}
+
+    def attention_kernel_on(self, generation: str) -> KernelFamily:
+        """The fused attention kernel family this framework runs on a GPU generation (flash2 if
+        the generation is not listed)."""
+        return self.attention_kernel.kernels.get(generation, "flash2")
+
+    def recompute_for(self, mode: str) -> str:
+        """trainsim's ``recompute`` for one of this framework's checkpointing mode names (a
+        trainsim value passes through)."""
+        found = self.checkpointing.modes.get(mode)
+        return found.recompute if found is not None else mode
+
+
+def framework_names() -> tuple[str, ...]:
+    return FrameworkName.__args__
+
+
+@cache
+def get_framework(name: str) -> Framework:
+    """The packaged framework ``name``; ``KeyError`` naming the known ones otherwise."""
+    if name not in framework_names():
+        raise KeyError(f"unknown framework {name!r}; known: {', '.join(framework_names())}")
+    text = resources.files("simulator.workload.frameworks").joinpath(f"{name}.yaml").read_text()
+    return Framework(**yaml.safe_load(text))
