@@ -33,7 +33,7 @@ def test_megatron_core_turns_on_sequence_parallelism_and_its_overlaps_with_tp():
     assert plan.sequence_parallel and plan.tp_overlap == "full"
     assert plan.zero_stage == 0  # written in the scenario: kept
     assert plan.grad_reduce_precision == "bf16" and plan.overlap_param_gather
-    tp1 = base.with_(framework="megatron-core", tp=1, pp=1, dp=None).parallel_plan()
+    tp1 = base.with_(framework="megatron-core", tp=1, dp=None).parallel_plan()
     assert not tp1.sequence_parallel and tp1.tp_overlap == "backward"  # "when: tp>1"
 
 
