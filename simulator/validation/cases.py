@@ -91,7 +91,7 @@ OPTIONAL_COLUMNS = (
     "source_id", "model", "n_params_b", "n_kv_heads", "d_ffn", "micro_batch", "gpus_per_node", "tp", "pp", "dp",
     "cp", "vpp", "seq_parallel", "recompute", "zero_stage", "precision", "inter_node_gbps_per_gpu", "notes",
 )
-METRICS = ("step_time_s", "tflops_per_gpu", "mfu", "hfu", "tokens_per_s_per_gpu")
+METRICS = ("step_time_s", "tflops_per_gpu", "mfu", "hfu", "tokens_per_s_per_gpu", "peak_memory_gib", "fits")
 
 DEFAULT_NIC_GBPS = {"volta": 100.0, "ampere": 200.0, "hopper": 400.0, "blackwell": 400.0, "cdna2": 200.0,
                     "cdna3": 400.0}
