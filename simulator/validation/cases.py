@@ -8,29 +8,30 @@ fleet and the plan, simulates one step and turns it into the row's metric.
 Rules for what a row leaves open (each use is listed in the row's
 ``defaults_used``):
 
-* model shape: a row that leaves any of ``n_layers``, ``d_model``, ``n_heads`` and ``vocab``
-  empty gets the shape and architecture of the model preset its ``model`` names (by name or
-  alias, :func:`~simulator.workload.loading.find_preset`), with the shape cells it does state;
-  a name that is no preset is an error. Otherwise the row's shape:
-  ``n_kv_heads`` empty = ``n_heads``; ``d_ffn`` empty = ``4 d_model``.
-  Whether the MLP is gated, the embeddings tied and the positions learned is not
-  in the file: of the 8 combinations, the one whose parameter count is closest to
-  ``n_params_b`` is used (plain GPT first on ties); a row more than 30 % from all of them
-  (a mixture of experts, say) is not simulated. Linear layers have biases and
-  norms are LayerNorm unless the MLP is gated (then RMSNorm, no biases, no dropout:
-  the Llama recipe).
+* model: :mod:`simulator.validation.case_model` (shape from the row, a preset or stated
+  defaults; the architecture variant from ``n_params_b``).
+* framework: the ``framework`` column, else the source's (``source_conventions.yaml``), else
+  ``megatron-lm`` (:mod:`simulator.workload.framework`). Its defaults fill the plan options the
+  row leaves open (sequence parallelism with TP, TP-communication overlap, the distributed
+  optimizer or FSDP, the gradient-reduce precision, fp8 saved inputs, fused element-wise ops,
+  FSDP resharding), and the row's ``recompute`` is read in its terms (torchtitan's
+  ``selective`` is per-op AC).
 * fleet: ``gpus_per_node`` empty = 8 (or the whole fleet if smaller);
   ``inter_node_gbps_per_gpu`` empty = the NIC rate of the GPU's generation
   (:data:`DEFAULT_NIC_GBPS`). The topology is a rail-optimised, non-blocking
   two-tier fat tree of NVSwitch nodes with the catalog's intra-node bandwidth
   (:func:`row_topology`).
-* plan: ``tp``/``pp``/``cp`` empty = 1, ``dp`` empty = ``n_gpus / (tp cp pp)``, ``vpp`` 1,
-  ``micro_batch`` 1, ``seq_parallel`` 0, ``precision`` bf16 (fp16 where the GPU has no bf16).
+* plan: ``tp``/``pp``/``cp`` empty = 1, ``dp`` empty = ``n_gpus / (tp cp pp)``, ``vpp`` 1 (but
+  when ``notes`` say the schedule was interleaved and ``vpp`` is empty, every chunk count the
+  layers allow is tried and the fastest by the first pass kept), ``micro_batch`` 1 (with ZeRO-3 /
+  FSDP: ``global_batch / dp``, no gradient accumulation), ``seq_parallel`` the framework's
+  (Megatron-LM: 0), ``precision`` bf16 (fp16 where the GPU has no bf16).
   Layers that ``pp x vpp`` does not divide go one fewer to the first and last stages
   (:meth:`~simulator.workload.plan.ParallelPlan.layers`). Empty ``recompute``: ``full`` when
   the source says its FLOP count includes the recomputation pass (``source_conventions.yaml``); otherwise, with an
-  empty ``zero_stage``, the cheapest memory saving with which the plan fits
-  (recompute none, selective, full; within each, ZeRO 0 then the distributed
+  empty ``zero_stage``, the cheapest memory saving with which the plan fits with
+  :data:`FIT_HEADROOM` of the GPU's memory to spare (recompute none, selective, full; within
+  each, the framework's ZeRO stage, or for a framework without one ZeRO 0 then the distributed
   optimizer, ZeRO 1): the published run must have fitted. A row that states none of
   ``tp``, ``pp`` and ``dp`` (or states ``dp`` with sizes that, empty as 1, do not fill the
   fleet) gets, among the TP sizes within a node and PP sizes dividing the layers it leaves
@@ -59,6 +60,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -66,7 +68,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import ValidationError
 
 from simulator.core.cache import sized_cache
 from simulator.core.errors import InputError
@@ -77,20 +78,31 @@ from simulator.network.topology import Topology, build_topology, estimated_bytes
 from simulator.network.topology_file import TopologyFile
 from simulator.studies.space import pp_choices, tp_choices
 from simulator.system.efficiency import Efficiency
-from simulator.workload.counting import parameter_count
-from simulator.workload.loading import find_preset, get_preset, preset_names
+from simulator.validation.case_model import row_model
+from simulator.validation.cells import (
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    blank,
+    count,
+    number,
+)
+from simulator.workload.framework import (
+    DEFAULT_FRAMEWORK,
+    Framework,
+    framework_names,
+    get_framework,
+)
 from simulator.workload.megatron import options_in_text
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan, check_plan
 
-REQUIRED_COLUMNS = (
-    "case_id", "n_layers", "d_model", "n_heads", "vocab", "seq_len", "global_batch_seqs", "gpu", "n_gpus",
-    "metric", "value",
-)
-OPTIONAL_COLUMNS = (
-    "source_id", "model", "n_params_b", "n_kv_heads", "d_ffn", "micro_batch", "gpus_per_node", "tp", "pp", "dp",
-    "cp", "vpp", "seq_parallel", "recompute", "zero_stage", "precision", "inter_node_gbps_per_gpu", "notes",
-)
+__all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "blank", "case_setup", "number", "read_cases"]
+
+FIT_HEADROOM = 0.03
+"""Share of a GPU's memory a published run is taken to have kept free when trainsim chooses the
+cheapest memory saving that fits: allocator fragmentation and transient spikes the model does
+not resolve (3 %, about 2.4 GB of an 80 GB GPU)."""
+
 METRICS = ("step_time_s", "tflops_per_gpu", "mfu", "hfu", "tokens_per_s_per_gpu", "peak_memory_gib", "fits")
 
 DEFAULT_NIC_GBPS = {"volta": 100.0, "ampere": 200.0, "hopper": 400.0, "blackwell": 400.0, "cdna2": 200.0,
@@ -131,111 +143,7 @@ def read_cases(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def blank(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x)) or (isinstance(x, str) and not x.strip())
-
-
-def number(row: pd.Series, col: str) -> float | None:
-    """The cell as a number (None if blank); a ``ValueError`` naming the column otherwise."""
-    x = row[col]
-    if blank(x):
-        return None
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"column {col}: {x!r} is not a number") from None
-
-
-def _int(row: pd.Series, col: str, default: int | None = None, *, minimum: int = 0) -> int | None:
-    """The cell as a whole number >= ``minimum`` (``default`` if blank, an error if required and blank)."""
-    value = number(row, col)
-    if value is None:
-        if default is None and col in REQUIRED_COLUMNS:
-            raise ValueError(f"column {col} is empty")
-        return default
-    if not value.is_integer() or value < minimum:
-        raise ValueError(f"column {col}: {row[col]!r} is not a whole number >= {minimum}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------- building a case
-
-
-MAX_PARAMETER_MISMATCH = 0.3
-"""A row whose stated size is further than this from every dense variant of its shape is not a
-dense transformer trainsim can simulate (the calibration rows are all within 3 %)."""
-
-
-SHAPE_COLUMNS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ffn", "vocab")
-
-
-def _preset_model(row: pd.Series, empty: list[str], used: list[str]) -> ModelConfig:
-    """A row that names a preset model (or an alias of one) and leaves shape cells empty:
-    the preset's shape and architecture, with the cells the row states."""
-    name = None if blank(row["model"]) else str(row["model"]).strip()
-    preset = find_preset(name) if name else None
-    if preset is None:
-        raise ValueError(f"column {empty[0]} is empty and model {name!r} is not a preset or an alias of one "
-                         f"({', '.join(preset_names())}); state the shape columns")
-    stated = {c: _int(row, c, minimum=1) for c in SHAPE_COLUMNS if not blank(row[c])}
-    try:
-        model = ModelConfig(**{**get_preset(preset).model_dump(), **stated, "name": name,
-                               "seq_len": _int(row, "seq_len", minimum=1)})
-    except ValidationError as err:
-        raise ValueError(f"preset {preset} with the row's shape columns: {err.errors()[0]['msg']}") from None
-    used.append(f"model shape from preset {preset} ({', '.join(empty)} empty)")
-    if not blank(row["n_params_b"]):
-        target = number(row, "n_params_b") * 1e9
-        count = parameter_count(model).total
-        if abs(count - target) / target > MAX_PARAMETER_MISMATCH:
-            raise ValueError(f"n_params_b={row['n_params_b']}, but preset {preset} has {count / 1e9:.3g}B parameters: "
-                             "the row's model is not that preset")
-    return model
-
-
-def _model(row: pd.Series, used: list[str]) -> ModelConfig:
-    empty = [c for c in ("n_layers", "d_model", "n_heads", "vocab") if blank(row[c])]
-    if empty:
-        return _preset_model(row, empty, used)
-    h, a = _int(row, "d_model", minimum=1), _int(row, "n_heads", minimum=1)
-    base = dict(
-        name=str(row["model"]) if not blank(row["model"]) else str(row["case_id"]),
-        n_layers=_int(row, "n_layers", minimum=1), d_model=h, n_heads=a, n_kv_heads=_int(row, "n_kv_heads", minimum=1),
-        d_ffn=_int(row, "d_ffn", minimum=1), vocab=_int(row, "vocab", minimum=1), seq_len=_int(row, "seq_len", minimum=1),
-    )
-    if base["n_kv_heads"] is None:
-        used.append("n_kv_heads=n_heads")
-    if base["d_ffn"] is None:
-        used.append("d_ffn=4*d_model")
-    variants = []
-    for gated, tied, learned in itertools.product((False, True), (False, True), (True, False)):
-        extra = dict(gated_mlp=gated, tied_embeddings=tied, position_embedding="learned" if learned else "rope")
-        if gated:
-            extra.update(norm="rmsnorm", bias=False, dropout=False)
-        variants.append(ModelConfig(**base, **extra))
-    if blank(row["n_params_b"]):
-        used.append("model variant: plain GPT (no n_params_b)")
-        return variants[0]
-    text = str(row["n_params_b"]).strip()
-    target = number(row, "n_params_b") * 1e9
-    decimals = len(text.split(".")[1]) if "." in text else 0
-    rounding = 0.5 * 10.0 ** -decimals * 1e9  # the count is as precise as the digits the source gave
-    errors = [abs(parameter_count(m).total - target) for m in variants]
-    within = [m for m, e in zip(variants, errors) if e <= rounding]
-    # the first variant (plain GPT first) that matches the stated size, else the closest
-    best = within[0] if within else variants[int(np.argmin(errors))]
-    off = min(errors) / target
-    if off > MAX_PARAMETER_MISMATCH:
-        raise ValueError(
-            f"n_params_b={text}, but the shape gives {parameter_count(best).total / 1e9:.3g}B parameters at best "
-            f"({off:.0%} off): a mixture of experts or another architecture trainsim does not model")
-    used.append(
-        "model variant: " + ", ".join((
-            "gated MLP" if best.gated_mlp else "4h MLP", "tied" if best.tied_embeddings else "untied",
-            f"{best.position_embedding} positions",
-        )) + f" ({parameter_count(best).total / 1e9:.3f}B for n_params_b {text})"
-    )
-    return best
 
 
 def row_topology(gpu: GPUSpec, n_gpus: int, gpus_per_node: int, nic_gbps: float) -> Topology:
@@ -266,59 +174,102 @@ def _row_topology(gpu: str, scale_up_Bps: float, n_gpus: int, gpus_per_node: int
     return build_topology(spec, n_gpus, path="(generated)")
 
 
-def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage: int,
-          used: list[str], stated: dict[str, Any], sizes: tuple[int, int] | None = None) -> ParallelPlan:
-    """The row's plan; ``sizes``: the (tp, pp) to use when the row states neither (nor dp)."""
+def row_framework(row: pd.Series, used: list[str]) -> Framework:
+    """The row's framework: its ``framework`` cell, else its source's (``source_conventions.yaml``),
+    else :data:`~simulator.workload.framework.DEFAULT_FRAMEWORK`."""
+    if not blank(row.get("framework")):
+        name = str(row["framework"]).strip()
+        if name not in framework_names():
+            raise ValueError(f"column framework: {name!r} is not one of {', '.join(framework_names())}")
+        return get_framework(name)
+    name = _convention(row).get("framework")
+    if name:
+        used.append(f"framework={name} (source_conventions.yaml)")
+        return get_framework(name)
+    used.append(f"framework={DEFAULT_FRAMEWORK}")
+    return get_framework(DEFAULT_FRAMEWORK)
+
+
+Sizes = tuple[int, int, int]
+"""(tp, pp, vpp) of a candidate plan."""
+
+
+def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage: int, used: list[str],
+          stated: dict[str, Any], framework: Framework, sizes: Sizes | None = None) -> ParallelPlan:
+    """The row's plan; ``sizes``: the (tp, pp, vpp) to use where the row leaves them open."""
     def get(col: str, default: int) -> int:
-        value = _int(row, col, minimum=0 if col in ("seq_parallel", "zero_stage") else 1)
+        value = count(row, col, minimum=0 if col in ("seq_parallel", "zero_stage") else 1)
         if value is None:
             used.append(f"{col}={default}")
             return default
         return value
 
     if sizes is None:
-        tp, pp = get("tp", 1), get("pp", 1)
+        tp, pp, vpp = get("tp", 1), get("pp", 1), get("vpp", 1)
     else:
-        tp, pp = sizes
-        used.append(f"tp={tp}, pp={pp} (the sizes the row leaves open: the fastest plan that fits by "
+        tp, pp, vpp = sizes
+        used.append(f"tp={tp}, pp={pp}, vpp={vpp} (sizes the row leaves open: the fastest plan that fits by "
                     "trainsim's first-pass estimate)")
     cp = get("cp", 1)
-    dp = _int(row, "dp", minimum=1)
+    dp = count(row, "dp", minimum=1)
     if dp is None:
         dp = n_gpus // (tp * cp * pp)
         used.append(f"dp={dp}")
-    vpp = get("vpp", 1)
     precision = row["precision"] if not blank(row["precision"]) else None
     if precision is None:
         precision = "bf16" if "bf16" in gpu.peak_flops else "fp16"
         used.append(f"precision={precision}")
-    if blank(row["seq_parallel"]) and "sequence_parallel" in stated:
-        sequence_parallel = bool(stated["sequence_parallel"])
-    else:
-        sequence_parallel = bool(get("seq_parallel", 0))
-    options = {k: v for k, v in stated.items() if k not in ("sequence_parallel", "zero_stage")}
+    options = {k: v for k, v in stated.items() if k != "zero_stage"}
+    if not blank(row["seq_parallel"]):
+        options["sequence_parallel"] = bool(count(row, "seq_parallel"))
+    open_fields = set(ParallelPlan.model_fields) - set(options) - {"zero_stage", "recompute"}
+    from_framework = framework.defaults_for(open_fields, tp, pp)
+    if from_framework:
+        used.append(f"{framework.name} defaults: " + ", ".join(f"{k}={v}" for k, v in from_framework.items()))
+    options = {**from_framework, **options}
+    global_batch = count(row, "global_batch_seqs", minimum=1)
+    micro_batch = count(row, "micro_batch", minimum=1)
+    if micro_batch is None:
+        micro_batch = max(1, global_batch // dp) if zero_stage == 3 else 1
+        used.append(f"micro_batch={micro_batch}" + (" (ZeRO-3/FSDP: no gradient accumulation)" if zero_stage == 3 else ""))
     return ParallelPlan(
-        tp=tp, pp=pp, dp=dp, cp=cp, vpp=vpp, micro_batch=get("micro_batch", 1),
-        global_batch=_int(row, "global_batch_seqs", minimum=1), schedule="interleaved" if vpp > 1 else "1f1b",
-        sequence_parallel=sequence_parallel, recompute=recompute, zero_stage=zero_stage,
-        precision=precision, **options,
+        tp=tp, pp=pp, dp=dp, cp=cp, vpp=vpp, micro_batch=micro_batch, global_batch=global_batch,
+        schedule="interleaved" if vpp > 1 else "1f1b", recompute=framework.recompute_for(recompute),
+        zero_stage=zero_stage, precision=precision, framework=framework.name, **options,
     )
 
 
+INTERLEAVED = re.compile(r"interleav", re.IGNORECASE)
+
+
+def _chunk_choices(row: pd.Series, model: ModelConfig, pp: int) -> list[int]:
+    """The vpp to try on ``pp`` stages: the row's (empty: 1), or, when its notes say the schedule was
+    interleaved and it leaves vpp empty, every chunk count from 2 the layers allow."""
+    vpp = count(row, "vpp", minimum=1)
+    if vpp is not None:
+        return [vpp]
+    if pp > 1 and not blank(row["notes"]) and INTERLEAVED.search(str(row["notes"])):
+        return list(range(2, model.n_layers // pp + 1)) or [1]
+    return [1]
+
+
 def _model_parallel_sizes(row: pd.Series, model: ModelConfig, n_gpus: int, gpus_per_node: int
-                          ) -> list[tuple[int, int] | None]:
-    """The (tp, pp) to try: the row's own (``[None]``: empty is 1) unless it states none of tp, pp
-    and dp, or states dp but its tp and pp (empty as 1) do not fill the fleet with it; then every
-    split the row leaves open, with TP inside a node, PP dividing the layers, and the fleet filled."""
-    tp, pp, dp, cp = (_int(row, c, minimum=1) for c in ("tp", "pp", "dp", "cp"))
+                          ) -> list[Sizes | None]:
+    """The (tp, pp, vpp) to try: the row's own (``[None]``: empty is 1) unless it states none of tp, pp
+    and dp, or states dp but its tp and pp (empty as 1) do not fill the fleet with it, or leaves
+    the chunks of an interleaved schedule open; then every split the row leaves open, with TP
+    inside a node, PP dividing the layers, and the fleet filled."""
+    tp, pp, dp, cp = (count(row, c, minimum=1) for c in ("tp", "pp", "dp", "cp"))
     cp = cp or 1
-    if tp is not None and pp is not None:
-        return [None]
-    if (tp, pp, dp) != (None, None, None) and (dp is None or (tp or 1) * (pp or 1) * cp * dp == n_gpus):
-        return [None]
+    own = tp is not None and pp is not None
+    if not own and (tp, pp, dp) != (None, None, None) and (dp is None or (tp or 1) * (pp or 1) * cp * dp == n_gpus):
+        tp, pp, own = tp or 1, pp or 1, True
+    if own:
+        chunks = _chunk_choices(row, model, pp)
+        return [None] if len(chunks) == 1 else [(tp, pp, v) for v in chunks]
     tps = [tp] if tp is not None else tp_choices(model, gpus_per_node)
     pps = [pp] if pp is not None else pp_choices(model)
-    sizes = [(t, p) for t in tps for p in pps
+    sizes = [(t, p, v) for t in tps for p in pps for v in _chunk_choices(row, model, p)
              if (n_gpus % (t * p * cp) == 0 if dp is None else t * p * cp * dp == n_gpus)]
     return sizes or [None]
 
@@ -328,10 +279,10 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
 
     Raises :class:`InputError` or ``ValueError`` with the reason a row cannot be simulated."""
     used: list[str] = []
-    model = _model(row, used)
+    model = row_model(row, used)
     gpu = catalog.get(str(row["gpu"]))
-    n_gpus = _int(row, "n_gpus", minimum=1)
-    gpn = _int(row, "gpus_per_node", minimum=1)
+    n_gpus = count(row, "n_gpus", minimum=1)
+    gpn = count(row, "gpus_per_node", minimum=1)
     if gpn is None:
         gpn = min(8, n_gpus)
         used.append(f"gpus_per_node={gpn}")
@@ -340,12 +291,14 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
         nic = DEFAULT_NIC_GBPS.get(gpu.generation, 200.0)
         used.append(f"inter_node_gbps_per_gpu={nic:g}")
     topology = row_topology(gpu, n_gpus, gpn, float(nic))
-    recomputes, zeros, stated = _memory_options(row, used)
+    framework = row_framework(row, used)
+    recomputes, zeros, stated = _memory_options(row, framework, used)
     scenario = Scenario(name=str(row["case_id"]), model=model.model_dump(), topology=topology.name, gpus=n_gpus,
-                        plan={"global_batch": _int(row, "global_batch_seqs", minimum=1)})
+                        plan={"global_batch": count(row, "global_batch_seqs", minimum=1)})
     fleet = Fleet(scenario, model, topology, gpu, efficiency)
     all_sizes = _model_parallel_sizes(row, model, n_gpus, gpn)
-    plan, used, recompute, zero, fits = _chosen_plan(row, fleet, stated, all_sizes, recomputes, zeros, used)
+    plan, used, recompute, zero, fits = _chosen_plan(row, fleet, stated, framework, all_sizes, recomputes, zeros,
+                                                     used)
     why = ("the fastest that fits" if all_sizes != [None] else "the cheapest that fits") if fits else "nothing fits"
     if len(recomputes) > 1:
         used.append(f"recompute={recompute} ({why})")
@@ -358,11 +311,12 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
     return fleet.setup(plan), used
 
 
-def _memory_options(row: pd.Series, used: list[str]) -> tuple[list[str], list[int], dict[str, Any]]:
+def _memory_options(row: pd.Series, framework: Framework, used: list[str]
+                    ) -> tuple[list[str], list[int], dict[str, Any]]:
     """The recompute and ZeRO options to try, and the plan options the notes and the source's
     conventions state. Empty recompute: full if the source's FLOP count assumes recomputation
-    (source_conventions.yaml), else, with an empty zero_stage, the cheapest memory saving with
-    which the plan fits."""
+    (source_conventions.yaml), else the cheapest memory saving with which the plan fits. Empty
+    zero_stage: the framework's, else ZeRO 0 then 1."""
     if not blank(row["recompute"]):
         recomputes = [str(row["recompute"]).strip()]
     elif _convention(row).get("tflops_recompute_term"):
@@ -379,16 +333,25 @@ def _memory_options(row: pd.Series, used: list[str]) -> tuple[list[str], list[in
         stated["attention"] = attention
         used.append(f"attention={attention} (source_conventions.yaml)")
     if not blank(row["zero_stage"]):
-        zeros = [_int(row, "zero_stage")]
+        zeros = [count(row, "zero_stage")]
     elif "zero_stage" in stated:
         zeros = [int(stated["zero_stage"])]
+    elif "zero_stage" in framework.defaults:
+        zeros = [int(framework.defaults["zero_stage"].value)]
+        used.append(f"zero_stage={zeros[0]} ({framework.name} default)")
     else:
         zeros = [0, 1]
     return recomputes, zeros, stated
 
 
-def _chosen_plan(row: pd.Series, fleet: Fleet, stated: dict[str, Any], all_sizes: list, recomputes: list[str],
-                 zeros: list[int], used: list[str]) -> tuple[ParallelPlan, list[str], str, int, bool]:
+def fits_with_headroom(memory) -> bool:
+    """Whether a plan's peak memory fits and leaves :data:`FIT_HEADROOM` of the GPU free."""
+    return memory.fits and memory.total <= (1 - FIT_HEADROOM) * memory.capacity
+
+
+def _chosen_plan(row: pd.Series, fleet: Fleet, stated: dict[str, Any], framework: Framework, all_sizes: list,
+                 recomputes: list[str], zeros: list[int], used: list[str]
+                 ) -> tuple[ParallelPlan, list[str], str, int, bool]:
     """(plan, defaults used, recompute, zero stage, whether it fits): the row's own sizes with the
     first memory option that fits, or among the sizes it leaves open the fastest that fits by the
     first pass; the last tried if nothing fits."""
@@ -397,13 +360,13 @@ def _chosen_plan(row: pd.Series, fleet: Fleet, stated: dict[str, Any], all_sizes
     for sizes, (recompute, zero) in itertools.product(all_sizes, itertools.product(recomputes, zeros)):
         tried = list(used)
         try:
-            plan = _plan(row, gpu, n_gpus, recompute, zero, tried, stated, sizes)
+            plan = _plan(row, gpu, n_gpus, recompute, zero, tried, stated, framework, sizes)
             check_plan(plan, model, n_gpus=n_gpus, gpus_per_node=fleet.topology.gpus_per_node)
         except (ValueError, InputError):
             if sizes is None:
                 raise  # the row's own sizes: their error is the row's
             continue
-        fits = fleet.memory(plan).fits
+        fits = fits_with_headroom(fleet.memory(plan))
         if not fits:
             if chosen is None or not chosen[4]:  # nothing fits yet: keep the last tried
                 chosen = (plan, tried, recompute, zero, fits)
