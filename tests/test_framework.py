@@ -55,3 +55,11 @@ def test_an_unknown_framework_is_a_one_line_error(tmp_path):
     with pytest.raises(InputError) as err:
         load_scenario("gpt2xl-8-l40s-dp").with_(framework="jax")
     assert "framework" in str(err.value)
+
+
+def test_the_readme_shows_the_frameworks_as_the_data_files_say():
+    from pathlib import Path
+
+    from simulator.workload.framework import traits_table
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert traits_table() in readme, "README's framework table is stale: paste traits_table()"

@@ -127,3 +127,25 @@ def get_framework(name: str) -> Framework:
         raise KeyError(f"unknown framework {name!r}; known: {', '.join(framework_names())}")
     text = resources.files("simulator.workload.frameworks").joinpath(f"{name}.yaml").read_text()
     return Framework(**yaml.safe_load(text))
+
+
+def traits_table() -> str:
+    """The frameworks side by side, as the Markdown table in the README (a test holds them equal)."""
+    frameworks = [get_framework(n) for n in framework_names()]
+    rows = [
+        ("plan defaults", lambda f: "<br>".join(
+            f"{k}={v.value}" + (" if tp>1" if v.when else "") for k, v in f.defaults.items()) or "(trainsim's)"),
+        ("attention kernel (Ampere / Hopper / Blackwell)", lambda f: " / ".join(
+            f.attention_kernel_on(g) for g in ("ampere", "hopper", "blackwell"))),
+        ('"selective" means', lambda f: f.recompute_for("selective")),
+        ("ZeRO-3 reshards after forward", lambda f: "yes" + (", not with PP" if f.fsdp.keeps_gathered_with_pp else "")
+         if f.fsdp.reshard_after_forward else "no"),
+        ("pipeline p2p", lambda f: "blocking" if f.pipeline_engine.blocking_p2p else "overlapped"),
+        ("element-wise ops", lambda f: "fused" if f.fused_elementwise else "eager"),
+        ("fp8 saved inputs", lambda f: "fp8" if f.fp8_saved_inputs else "bf16"),
+        ("TFLOP/s it prints", lambda f: f.flop_formula),
+    ]
+    lines = ["| trait | " + " | ".join(f"`{f.name}`" for f in frameworks) + " |",
+             "| --- |" + " --- |" * len(frameworks)]
+    lines += [f"| {name} | " + " | ".join(str(cell(f)) for f in frameworks) + " |" for name, cell in rows]
+    return "\n".join(lines)
