@@ -71,3 +71,10 @@ def test_a_gated_llama_shape_gets_rotary_positions_and_untied_embeddings():
     used: list[str] = []
     model = row_model(row(model="Llama-3-8B-like", n_kv_heads=8, d_ffn=14336, seq_len=8192, n_params_b="8"), used)
     assert model.gated_mlp and model.position_embedding == "rope" and not model.tied_embeddings
+
+
+def test_a_source_whose_rows_name_their_framework_in_the_notes():
+    from simulator.validation.cases import row_framework
+    used: list[str] = []
+    assert row_framework(row(source_id="colossal-lightning", notes="Row 'ddp (AMP)', model gpt2_xl"), used).name == "ddp"
+    assert row_framework(row(source_id="colossal-lightning", notes="Row 'deepspeed (zero3)'"), used).name == "deepspeed"

@@ -64,7 +64,7 @@ class _WrittenPlan(BaseModel):
         written = self.model_dump(exclude={"dp", "schedule", "dp_bucket_MB"})
         open_fields = set(ParallelPlan.model_fields) - {self.plan_field(n) for n in self.model_fields_set}
         framework = get_framework(self.framework)
-        written.update(framework.defaults_for(open_fields, self.tp, self.pp))
+        written.update(framework.defaults_for(open_fields, self.tp, self.pp, self.sequence_parallel))
         written["recompute"] = framework.recompute_for(written["recompute"])  # its mode names mean its modes
         bucket = written.pop("dp_bucket_bytes", self.dp_bucket_bytes)
         return ParallelPlan(**written, dp=dp, schedule=self.schedule or ("interleaved" if self.vpp > 1 else "1f1b"),

@@ -74,11 +74,11 @@ def row_model(row: pd.Series, used: list[str]) -> ModelConfig:
     if empty and (named or not set(empty) <= {"n_heads", "vocab"}):
         return preset_model(row, empty, used)
     h = count(row, "d_model", minimum=1)
-    a = count(row, "n_heads", minimum=1)
+    a = None if blank(row["n_heads"]) else count(row, "n_heads", minimum=1)
     if a is None:
         a = max(1, h // DEFAULT_HEAD_DIM)
         used.append(f"n_heads={a} (d_model / {DEFAULT_HEAD_DIM})")
-    vocab = count(row, "vocab", minimum=1)
+    vocab = None if blank(row["vocab"]) else count(row, "vocab", minimum=1)
     if vocab is None:
         vocab = DEFAULT_VOCAB
         used.append(f"vocab={DEFAULT_VOCAB}")

@@ -175,14 +175,18 @@ def _row_topology(gpu: str, scale_up_Bps: float, n_gpus: int, gpus_per_node: int
 
 
 def row_framework(row: pd.Series, used: list[str]) -> Framework:
-    """The row's framework: its ``framework`` cell, else its source's (``source_conventions.yaml``),
-    else :data:`~simulator.workload.framework.DEFAULT_FRAMEWORK`."""
+    """The row's framework: its ``framework`` cell, else its source's (``source_conventions.yaml``:
+    the first ``framework_in_notes`` text its notes contain, else ``framework``), else
+    :data:`~simulator.workload.framework.DEFAULT_FRAMEWORK`."""
     if not blank(row.get("framework")):
         name = str(row["framework"]).strip()
         if name not in framework_names():
             raise ValueError(f"column framework: {name!r} is not one of {', '.join(framework_names())}")
         return get_framework(name)
-    name = _convention(row).get("framework")
+    convention = _convention(row)
+    notes = "" if blank(row["notes"]) else str(row["notes"])
+    name = next((fw for text, fw in (convention.get("framework_in_notes") or {}).items() if text in notes),
+                convention.get("framework"))
     if name:
         used.append(f"framework={name} (source_conventions.yaml)")
         return get_framework(name)
@@ -223,7 +227,7 @@ def _plan(row: pd.Series, gpu: GPUSpec, n_gpus: int, recompute: str, zero_stage:
     if not blank(row["seq_parallel"]):
         options["sequence_parallel"] = bool(count(row, "seq_parallel"))
     open_fields = set(ParallelPlan.model_fields) - set(options) - {"zero_stage", "recompute"}
-    from_framework = framework.defaults_for(open_fields, tp, pp)
+    from_framework = framework.defaults_for(open_fields, tp, pp, bool(options.get("sequence_parallel")))
     if from_framework:
         used.append(f"{framework.name} defaults: " + ", ".join(f"{k}={v}" for k, v in from_framework.items()))
     options = {**from_framework, **options}

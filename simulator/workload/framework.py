@@ -45,7 +45,8 @@ class Default(_Strict):
     """A plan option the framework sets when the plan leaves it open."""
 
     value: Any
-    when: Literal["tp>1"] | None = None
+    when: Literal["tp>1", "sequence_parallel"] | None = None
+    """Only for plans with tp > 1, or only for plans with sequence parallelism (written or defaulted)."""
 
 
 class AttentionKernels(_Strict):
@@ -92,12 +93,17 @@ class Framework(_Strict):
     flop_formula: FlopFormula
     flop_formula_source: str
 
-    def defaults_for(self, open_fields: set[str], tp: int, pp: int) -> dict[str, Any]:
+    def defaults_for(self, open_fields: set[str], tp: int, pp: int, sequence_parallel: bool = False
+                     ) -> dict[str, Any]:
         """The values this framework gives the plan options in ``open_fields`` (those a plan leaves
-        open) for a plan with tensor-parallel size ``tp`` and ``pp`` pipeline stages: its
-        ``defaults`` and the plan options its traits set (``fp8_saved_inputs``,
-        ``fused_elementwise``, ``reshard_after_forward``)."""
-        values = {name: d.value for name, d in self.defaults.items() if d.when is None or tp > 1}
+        open) for a plan with tensor-parallel size ``tp``, ``pp`` pipeline stages and, if written,
+        ``sequence_parallel``: its ``defaults`` and the plan options its traits set
+        (``fp8_saved_inputs``, ``fused_elementwise``, ``reshard_after_forward``)."""
+        sp_default = self.defaults.get("sequence_parallel")
+        if "sequence_parallel" in open_fields and sp_default is not None and (sp_default.when is None or tp > 1):
+            sequence_parallel = bool(sp_default.value)
+        holds = {None: True, "tp>1": tp > 1, "sequence_parallel": sequence_parallel and tp > 1}
+        values = {name: d.value for name, d in self.defaults.items() if holds[d.when]}
         values["fp8_saved_inputs"] = self.fp8_saved_inputs
         values["fused_elementwise"] = self.fused_elementwise
         values["reshard_after_forward"] = self.fsdp.reshard_after_forward and not (
@@ -134,7 +140,7 @@ def traits_table() -> str:
     frameworks = [get_framework(n) for n in framework_names()]
     rows = [
         ("plan defaults", lambda f: "<br>".join(
-            f"{k}={v.value}" + (" if tp>1" if v.when else "") for k, v in f.defaults.items()) or "(trainsim's)"),
+            f"{k}={v.value}" + (f" if {v.when}" if v.when else "") for k, v in f.defaults.items()) or "(trainsim's)"),
         ("attention kernel (Ampere / Hopper / Blackwell)", lambda f: " / ".join(
             f.attention_kernel_on(g) for g in ("ampere", "hopper", "blackwell"))),
         ('"selective" means', lambda f: f.recompute_for("selective")),
