@@ -42,6 +42,14 @@ PUBLISHED = {
     "gpt2-small": (124.44e6, 0.01),
     "gpt2-xl": (1557.6e6, 0.01),
     "mistral-7b": (7.24e9, 0.01),
+    # Issue 13 item 8. NeMo's GPT-3 recipes and Nemotron configs give only the name's size: the
+    # tolerance is the name's rounding (8B counts 8.54B, 22B counts 21.27B, as NeMo's shapes do).
+    "gpt3-5b": (5e9, 0.01),
+    "gpt3-20b": (20e9, 0.015),
+    "nemotron3-8b": (8e9, 0.07),
+    "nemotron4-15b": (15.7e9, 0.01),  # Parmar et al. 2024: 3.2B embedding + 12.5B non-embedding
+    "nemotron3-22b": (22e9, 0.04),
+    "gpt-neox-20b": (20_554_567_680, 1e-9),  # Black et al. 2022: exactly 20,554,567,680
 }
 
 

@@ -234,7 +234,8 @@ def _gpt2(r: _HFReader) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _gpt_neox(r: _HFReader) -> tuple[dict[str, Any], dict[str, str]]:
-    """GPT-NeoX / Pythia: rotary, LayerNorm, biases, GeLU MLP, untied head by default."""
+    """GPT-NeoX / Pythia: partial rotary (``rotary_pct``, HF default 0.25), parallel attention and
+    MLP (``use_parallel_residual``, HF default true), LayerNorm, biases, GeLU MLP, untied head."""
     fields = dict(
         n_layers=r.int("num_hidden_layers"),
         d_model=r.int("hidden_size"),
@@ -248,9 +249,12 @@ def _gpt_neox(r: _HFReader) -> tuple[dict[str, Any], dict[str, str]]:
         bias=r.bool("attention_bias", True),
         dropout=max(r.float("hidden_dropout", 0.0), r.float("attention_dropout", 0.0)) > 0,
         position_embedding="rope",
+        rotary_fraction=r.float("rotary_pct", 0.25),
+        parallel_block=r.bool("use_parallel_residual", True),
     )
     keys = dict(n_layers="num_hidden_layers", d_model="hidden_size", n_heads="num_attention_heads",
-                d_ffn="intermediate_size", vocab="vocab_size", seq_len="max_position_embeddings")
+                d_ffn="intermediate_size", vocab="vocab_size", seq_len="max_position_embeddings",
+                rotary_fraction="rotary_pct", parallel_block="use_parallel_residual")
     return fields, keys
 
 
@@ -281,7 +285,8 @@ def from_hf_config(path: str | Path, *, seq_len: int | None = None, name: str | 
       ``n_positions``, ``vocab_size``; learned positions, LayerNorm, biases, GeLU, tied head.
     * ``gpt_neox``: ``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``,
       ``intermediate_size``, ``max_position_embeddings``, ``vocab_size``,
-      ``tie_word_embeddings``; rotary, LayerNorm, biases, GeLU.
+      ``tie_word_embeddings``, ``rotary_pct`` (absent = 0.25), ``use_parallel_residual``
+      (absent = true); rotary, LayerNorm, biases, GeLU.
 
     ``seq_len`` overrides the context length (by default ``max_position_embeddings``
     / ``n_positions``, which for long-context models such as Llama 3.1, 131072, is

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulator.core.bounds import Flag, span, whole
+from simulator.core.bounds import Flag, Fraction, span, whole
 
 MAX_LAYERS = 2**16
 MAX_WIDTH = 2**18
@@ -49,6 +49,14 @@ class ModelConfig(BaseModel):
     position_embedding: Literal["learned", "rope", "alibi"] = Field(
         "learned", description="'learned' adds a seq_len x d_model table of parameters."
     )
+    rotary_fraction: Fraction = Field(
+        1.0, description="Share of each head's dimensions that rotary embedding rotates (partial rotary: "
+        f"GPT-NeoX rotary_pct 0.25, Nemotron rotary_percent 0.5), in {span(0, 1, lo_open=True)}; 1 = all; "
+        "only with position_embedding 'rope'. No parameters, and negligible work.")
+    parallel_block: Flag = Field(
+        False, description="Attention and MLP both read the block input and are added to the residual together "
+        "(GPT-J / GPT-NeoX use_parallel_residual, PaLM), instead of the MLP reading the attention's output. "
+        "Same parameters and FLOPs. The work and memory models treat the block as sequential.")
 
     @model_validator(mode="after")
     def _check_shape(self) -> "ModelConfig":
@@ -56,6 +64,9 @@ class ModelConfig(BaseModel):
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.n_heads % self.kv_heads:
             raise ValueError(f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.kv_heads}")
+        if self.rotary_fraction != 1.0 and self.position_embedding != "rope":
+            raise ValueError(f"rotary_fraction={self.rotary_fraction} needs position_embedding 'rope', "
+                             f"not {self.position_embedding!r}")
         return self
 
     @property
