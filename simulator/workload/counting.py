@@ -4,8 +4,8 @@ Notation: ``B`` global batch (sequences), ``s`` seq_len, ``h`` d_model, ``a``
 query heads, ``k`` key/value heads, ``d = h / a`` head dim, ``f`` MLP inner
 size, ``V`` vocab, ``L`` layers.
 
-Two FLOP counts live here, both for a whole training step (forward + backward),
-neither depending on the parallel plan:
+The FLOP counts here are for a whole training step (forward + backward), none
+depending on the parallel plan:
 
 * :func:`model_flops_per_step` is Megatron-LM's closed form (Narayanan et al.
   2021, "Efficient Large-Scale Language Model Training on GPU Clusters Using
@@ -15,7 +15,13 @@ neither depending on the parallel plan:
   It is the "model FLOPs" of MFU: work the model needs, not work a given
   implementation does (no recomputation, causal masking not exploited).
 
-The FLOPs a rank actually executes per operation are in :mod:`simulator.workload.ops`.
+* :func:`six_n_flops_per_token` is the "6N + 12 L h s" (or causal "6N + 6 L h s") count that
+  torchtitan and llm-foundry print, ``N`` without the embedding tables;
+  :func:`framework_flops_per_step` picks a framework's formula by name.
+
+The FLOPs a rank actually executes per operation are in :mod:`simulator.workload.ops`;
+:func:`recompute_flops_per_token` counts what recomputation adds (Megatron's selective and full,
+torchtitan's per-op and layer-level checkpointing, :func:`per_op_matmuls`).
 """
 
 from __future__ import annotations
@@ -160,17 +166,76 @@ def model_flops_per_token(model: ModelConfig) -> float:
     return 6.0 * (L * matmul_parameters_per_layer(model) + V * h) + 12.0 * L * h * s
 
 
-def recompute_flops_per_token(model: ModelConfig, recompute: str) -> float:
+def per_op_matmuls(model: ModelConfig) -> tuple[tuple[str, int, int, bool], ...]:
+    """The matrix multiplies of one block in the order torchtitan's Llama block runs them, as
+    ``(name, output width, input width, column-parallel)``: ``wq`` (``a d`` x ``h``), ``wk``, ``wv``
+    (``k d`` x ``h``), ``wo`` (``h`` x ``a d``), then ``w1`` (``f`` x ``h``), ``w3`` (gated MLPs only,
+    ``f`` x ``h``) and ``w2`` (``h`` x ``f``) (``torchtitan/models/llama3/model.py``: ``w2(silu(w1(x)) *
+    w3(x))``). Per-op selective checkpointing saves the 1st, 3rd, ... of them and recomputes the
+    others (:func:`~simulator.workload.memory.per_op_saved_bytes`)."""
+    h, d, a, k, f = model.d_model, model.head_dim, model.n_heads, model.kv_heads, model.ffn
+    mlp = [("w1", f, h, True)] + ([("w3", f, h, True)] if model.gated_mlp else []) + [("w2", h, f, False)]
+    return (("wq", a * d, h, True), ("wk", k * d, h, True), ("wv", k * d, h, True), ("wo", h, a * d, False), *mlp)
+
+
+def per_op_recomputed_matmul_parameters(model: ModelConfig) -> int:
+    """Weights of the matmuls per-op checkpointing recomputes in one block (every second one of
+    :func:`per_op_matmuls`); each costs 2 FLOPs per token."""
+    return sum(width * k for i, (_, width, k, _) in enumerate(per_op_matmuls(model)) if i % 2)
+
+
+def recompute_flops_per_token(model: ModelConfig, recompute: str, checkpoint_every: int = 1) -> float:
     """FLOPs per trained token that recomputation adds, counted as :func:`model_flops_per_token`
     counts (matmuls only, non-causal attention), so that hardware FLOPs >= model FLOPs:
 
-    * ``"full"``: the blocks' forward again, ``2 L N_matmul + 4 L h s``;
+    * ``"full"``: the forward of the checkpointed blocks again, ``2 L_c N_matmul + 4 L_c h s``,
+      ``L_c = floor(L / checkpoint_every)`` (torchtitan checkpoints the N-th, 2N-th, ... block);
     * ``"selective"``: the attention core's forward, ``Q K^T`` and ``P V``: ``4 L h s``;
+    * ``"per_op"``: every second matmul of each block, ``2 L`` times
+      :func:`per_op_recomputed_matmul_parameters` (the attention kernel's output is saved);
     * ``"none"``: 0.
     """
     L, h, s = model.n_layers, model.d_model, model.seq_len
     if recompute == "full":
-        return 2.0 * L * matmul_parameters_per_layer(model) + 4.0 * L * h * s
+        checkpointed = L // checkpoint_every
+        return 2.0 * checkpointed * matmul_parameters_per_layer(model) + 4.0 * checkpointed * h * s
     if recompute == "selective":
         return 4.0 * L * h * s
+    if recompute == "per_op":
+        return 2.0 * L * per_op_recomputed_matmul_parameters(model)
     return 0.0
+
+
+def non_embedding_parameters(model: ModelConfig) -> int:
+    """Parameters without the token embedding, the learned positions and an untied LM head: the
+    ``N`` of the ``6N`` formulas (torchtitan's ``get_dense_model_nparams_and_flops`` subtracts the
+    embedding table; the head GEMM's FLOPs are then not in ``6N``)."""
+    pc = parameter_count(model)
+    return pc.total - pc.embedding - pc.position - pc.lm_head
+
+
+def six_n_flops_per_token(model: ModelConfig, *, causal: bool) -> float:
+    """FLOPs per trained token by the "6N + attention" formulas frameworks print:
+
+    * ``causal=False`` (torchtitan, llm-foundry: ``6N + 12 L h s``): ``6 N`` for the weights
+      (``N`` = :func:`non_embedding_parameters`), ``12 L h s`` for ``Q K^T`` and ``P V`` over the
+      whole ``s x s`` square, forward and backward;
+    * ``causal=True`` (``6N + 6 L h s``): half of that attention term, the causal triangle.
+
+    Known answer, Llama 3 8B (``N = 6,979,588,096`` without its two ``128256 x 4096`` tables,
+    ``L = 32, h = 4096, s = 8192``): ``6 N = 41.88e9`` and ``12 L h s = 12.88e9``.
+    """
+    L, h, s = model.n_layers, model.d_model, model.seq_len
+    return 6.0 * non_embedding_parameters(model) + (6.0 if causal else 12.0) * L * h * s
+
+
+def framework_flops_per_step(model: ModelConfig, global_batch: int, formula: str, *, recompute_term: bool = False
+                             ) -> float:
+    """FLOPs per step as a framework counts them: ``"megatron_eq3"`` (:func:`model_flops_per_step`,
+    with or without its recomputation term), ``"6N+12Lhs"`` or ``"6N+6Lhs"``
+    (:func:`six_n_flops_per_token` times the step's tokens). ``ValueError`` for another name."""
+    if formula == "megatron_eq3":
+        return model_flops_per_step(model, global_batch, recompute_term=recompute_term)
+    if formula in ("6N+12Lhs", "6N+6Lhs"):
+        return six_n_flops_per_token(model, causal=formula == "6N+6Lhs") * global_batch * model.seq_len
+    raise ValueError(f"unknown FLOP formula {formula!r}; known: megatron_eq3, 6N+12Lhs, 6N+6Lhs")

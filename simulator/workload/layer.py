@@ -34,6 +34,15 @@ core: with ``"standard"`` attention its forward ops run again before its
 backward (the scores are not stored); with ``"flash"`` the scores are already
 recomputed inside ``attention_bwd`` and never stored, so selective adds no
 work and ``recompute`` is empty (its effect is on activation memory only).
+``"per_op"`` (torchtitan's per-op selective checkpointing): the block's forward runs again
+except the ops whose outputs are saved, the attention kernel and every second matmul
+(:func:`~simulator.workload.counting.per_op_matmuls`): the element-wise ops (norms, residuals,
+activation, fp8 casts) and the GEMMs ``wk``, ``wo`` and ``w3`` (gated; ``w2`` otherwise),
+as torchtitan splits them (``wk`` alone of the fused ``qkv``, ``w3`` alone of the fused
+gate/up); with sequence parallelism the forward all-gathers run again (their outputs are not
+saved; the reduce-scatters' are). ``checkpoint_every = N`` with ``"full"``: ``floor(L / N)``
+of the ``L`` blocks are checkpointed; each block's recomputation is the full one scaled by
+``floor(L / N) / L`` (the average block; a stage's sum is right when ``N`` divides its blocks).
 ``"none"``: empty.
 
 Context parallelism (``cp > 1``, flash attention only): ``T = b s / cp`` tokens per rank,
@@ -54,7 +63,10 @@ default), the others beside the GEMM that produces or consumes them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from simulator.core.errors import InputError
+from simulator.workload.counting import per_op_matmuls
 from simulator.workload.legality import (
     cp_has_flash,
     first,
@@ -86,7 +98,7 @@ from simulator.workload.ops import (
 
 def layer_work(
     model: ModelConfig, *, micro_batch: int, tp: int, sequence_parallel: bool, recompute: str, precision: str,
-    attention: str = "flash", cp: int = 1,
+    attention: str = "flash", cp: int = 1, checkpoint_every: int = 1,
 ) -> LayerWork:
     """Work of one transformer block on one TP rank for one micro-batch (module docstring).
 
@@ -96,8 +108,9 @@ def layer_work(
     e = activation_bytes(precision)
     T = tokens_on_rank(model, micro_batch, tp, sequence_parallel, cp)
     first(tp_splits_heads(tp, model.n_heads), tp_splits_kv_heads(tp, model.kv_heads), tp_splits_ffn(tp, model.ffn))
-    if recompute not in ("none", "selective", "full"):
-        raise InputError(f"unknown recompute {recompute!r}; use none, selective or full", field="plan.recompute")
+    if recompute not in ("none", "selective", "per_op", "full"):
+        raise InputError(f"unknown recompute {recompute!r}; use none, selective, per_op or full",
+                         field="plan.recompute")
     if attention not in ("flash", "standard"):
         raise InputError(f"unknown attention {attention!r}; use flash or standard", field="plan.attention")
     first(cp_has_flash(cp, attention))
@@ -126,17 +139,37 @@ def layer_work(
     cp_fwd, cp_bwd = _cp_collectives(float(2 * micro_batch * model.seq_len * k_r * d * e), cp)
     full = recompute == "full"
     selective = recompute == "selective" and attention == "standard"
+    recomputed, tp_recomputed = (forward, tp_fwd) if full else (core, ()) if selective else ((), ())
+    if recompute == "per_op":
+        recomputed = _per_op_recompute(block, model, T, a_r, k_r, model.ffn // t)
+        tp_recomputed = tuple(c for c in tp_fwd if c.kind == "all_gather")
+    if full and checkpoint_every > 1:
+        share = (model.n_layers // checkpoint_every) / model.n_layers
+        recomputed = tuple(replace(op, flops=op.flops * share, bytes=op.bytes * share) for op in recomputed)
+        tp_recomputed = tuple(replace(c, bytes=c.bytes * share) for c in tp_recomputed)
     return LayerWork(
         forward=forward,
         backward=backward,
-        recompute=forward if full else core if selective else (),
+        recompute=recomputed,
         tp_forward=tp_fwd,
         tp_backward=tp_bwd,
-        tp_recompute=tp_fwd if full else (),
+        tp_recompute=tp_recomputed,
         cp_forward=cp_fwd,
         cp_backward=cp_bwd,
         cp_recompute=cp_fwd if full else (),
     )
+
+
+def _per_op_recompute(block: _Block, model: ModelConfig, T: int, a_r: int, k_r: int, f_r: int) -> tuple[Op, ...]:
+    """What per-op checkpointing runs again (module docstring): the forward's element-wise ops and
+    the GEMMs of every second matmul of :func:`per_op_matmuls`, on this rank's shapes."""
+    h, d = model.d_model, model.head_dim
+    shapes = {"wq": (a_r * d, h), "wk": (k_r * d, h), "wv": (k_r * d, h), "wo": (h, a_r * d),
+              "w1": (f_r, h), "w3": (f_r, h), "w2": (h, f_r)}
+    elementwise_ops = tuple(op for op in block.forward if op.kind not in ("gemm", "attention"))
+    gemms = tuple(gemm(f"{name}_recompute", T, *shapes[name], block.e, operand_bytes=1 if block.fp8 else None)
+                  for i, (name, *_) in enumerate(per_op_matmuls(model)) if i % 2)
+    return elementwise_ops + gemms
 
 
 class _Block:

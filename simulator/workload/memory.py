@@ -8,11 +8,17 @@ activation element (2 for 16-bit training).
 
 Model states (Megatron-LM mixed-precision Adam, Rajbhandari et al. 2020 "ZeRO",
 section 3.1): per parameter 2 bytes of bf16/fp16 weights (fp8 training keeps
-bf16 weights, so also 2; fp32/tf32 training 4), 4 bytes of fp32 gradients
-(Megatron accumulates into an fp32 main-grad buffer) and 12 bytes of optimizer
-state (fp32 master weights + Adam ``m`` and ``v``; 8 in fp32 training, where the
-weights are the master copy). ZeRO stage 1 shards the optimizer state over the
-``dp`` replicas, stage 2 also the gradients, stage 3 also the weights.
+bf16 weights, so also 2; fp32/tf32 training 4), the gradient buffer in the
+plan's ``grad_reduce_precision`` (4 bytes fp32, Megatron's default main-grad
+buffer; 2 bytes bf16, Megatron-Core with ``grad_reduce_in_fp32=False``) and 12
+bytes of optimizer state (fp32 master weights + Adam ``m`` and ``v``; 8 in fp32
+training, where the weights are the master copy). ZeRO stage 1 shards the
+optimizer state over the ``dp`` replicas, stage 2 also the gradients, stage 3
+also the weights. PyTorch-native frameworks (:data:`FP32_PARAMETER_FRAMEWORKS`:
+FSDP2, FSDP, DDP with AMP) keep no separate 16-bit weights: the fp32 parameters
+are the master copy (4 bytes), their gradients are fp32 (4: FSDP2 casts the
+reduced shard to the parameter's dtype whatever its ``reduce_dtype``), Adam
+keeps 8; the 16-bit copies the matmuls use are transient (buffers below).
 
 Which parameters a rank holds: its stage's blocks (``L/p``, or as
 :meth:`~simulator.workload.plan.ParallelPlan.layers` splits them when ``p`` does not divide
@@ -28,13 +34,18 @@ their gradients); with ``p = 1`` it is counted once.
 
 Activations: :func:`activation_bytes_per_layer` (derivation there) times the
 blocks of the stage times the micro-batches in flight (:func:`microbatches_in_flight`),
-plus what the embedding and the LM head store. Buffers are the transient peaks
-on top: the fp32 logits of one micro-batch, the one block being recomputed,
-one DP gradient bucket, pipeline send/receive buffers and, for ZeRO-3, two
-gathered blocks of weights. Not modelled: the CUDA context and allocator
-fragmentation (typically a few GB; pass a ``capacity_bytes`` that leaves room
-for them if you want a conservative ``fits``), NCCL's internal buffers,
-optimizer temporaries.
+plus what the embedding and the LM head store; blocks whose activations are offloaded
+to the host (``cpu_offload_layers``) keep none. Buffers are the transient peaks
+on top: the fp32 logits of one micro-batch, the one block being recomputed (or
+reloaded from the host), one DP gradient bucket, pipeline send/receive buffers and,
+for ZeRO-3, the gathered weights (two blocks, current + prefetch; every block of the
+stage when ``reshard_after_forward`` is off) and one block's unsharded gradients.
+
+The total is **allocated** memory (the peak of live tensors). :class:`MemoryBreakdown` also
+gives **reserved** (plus the caching allocator's slack) and **device** memory (plus the CUDA
+context and NCCL's buffers), from :mod:`simulator.workload.allocator`; ``fits`` compares
+what a job needs on the device (allocated plus context and NCCL buffers: the allocator's cached
+slack is given back before an out-of-memory error) with the capacity. Not modelled: optimizer temporaries.
 
 Context parallelism (``cp``): a rank keeps the activations of its ``s / cp`` tokens of each
 sequence (everything above with ``s / cp`` for ``s``), and ZeRO shards over the ``dp x cp``
@@ -43,143 +54,33 @@ ranks that hold the same parameters.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import dataclass, field, replace
 
 from simulator.core.errors import InputError
 from simulator.core.units import GB, weight_bytes
+from simulator.workload.activations import (
+    Attention,
+    activation_bytes_per_layer,
+    microbatches_in_flight,
+    per_op_saved_bytes,
+)
+from simulator.workload.allocator import AllocatorModel, allocator_model, communicators
 from simulator.workload.counting import parameter_count
 from simulator.workload.model import ModelConfig
-from simulator.workload.plan import ParallelPlan, Recompute
+from simulator.workload.plan import ParallelPlan
 
-Attention = Literal["flash", "standard"]
-
-_RECOMPUTE = ("none", "selective", "full")
-_ATTENTION = ("flash", "standard")
-
-
-def _kv_width_per_rank(model: ModelConfig, tp: int) -> float:
-    """Columns of K (or V) a tensor-parallel rank holds: ``k d / t``, or ``d`` when ``t > k`` (replicated heads)."""
-    k, d = model.kv_heads, model.head_dim
-    return k * d / tp if k >= tp else d
-
-
-def activation_bytes_per_layer(
-    model: ModelConfig,
-    *,
-    micro_batch: int,
-    tp: int = 1,
-    sequence_parallel: bool = False,
-    recompute: Recompute = "none",
-    attention: Attention = "flash",
-    element_bytes: float = 2,
-    dropout: bool = True,
-) -> float:
-    """Bytes of activations one transformer block keeps for its backward pass, per micro-batch, on one rank.
-
-    Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
-    Transformer Models", section 4 and Table 2, give for a GPT block (MHA,
-    4h GeLU MLP, dropout, 16-bit activations, 1-byte dropout masks)::
-
-        no parallelism               s b h (34 + 5 a s / h)
-        tensor parallel              s b h (10 + 24/t + 5 a s / (h t))
-        tensor + sequence parallel   s b h (34/t + 5 a s / (h t))
-        selective recompute, TP+SP   s b h 34 / t         (TP only: s b h (10 + 24/t))
-        full recompute               2 s b h              (/t with sequence parallelism)
-
-    Derivation (the tensor list of the paper's section 4.1, with ``e = 2``),
-    generalised here to ``k`` kv heads and an inner size ``f``:
-
-    * outside the tensor-parallel regions (kept whole under TP, split ``1/t``
-      by sequence parallelism): the inputs of the two norms ``2 e sbh``, the
-      QKV input ``e sbh``, the MLP input ``e sbh``, the attention-output and
-      MLP-output dropout masks ``2 sbh``. With ``e = 2``: **10 sbh**.
-    * inside them (split ``1/t``): Q ``e sbh`` and K ``e sb kd`` for ``QK^T``,
-      V ``e sb kd`` for the weighted sum, the output-projection input ``e sbh``;
-      the MLP keeps its activation-function input and output, ``2 e sbf``; a gated
-      (SwiGLU) MLP keeps gate and up outputs and the down-projection input,
-      ``3 e sbf`` (Megatron's fused SwiGLU recomputes ``silu`` in backward).
-      For ``k = a``, ``f = 4h``, ``e = 2``: 4 + 4 + 16 = **24 sbh**. GQA shrinks
-      the K and V terms to ``k/a`` of MHA's; with ``t > k`` a rank holds one kv head.
-    * attention scores, per head and split ``1/t``:
-
-      - ``attention="standard"``: softmax output ``e a s^2 b``, its dropout
-        mask ``a s^2 b`` and the dropout output ``e a s^2 b``: **5 a s^2 b**.
-        These are the paper's numbers exactly.
-      - ``attention="flash"`` (default; FlashAttention-2, cuDNN and other fused
-        kernels): the ``s x s`` matrix is never stored; the kernel keeps only
-        the fp32 log-sum-exp per query and head, ``4 a s b``, and regenerates the
-        dropout mask from the RNG state. Q, K, V and the output are kept as above.
-
-    Selective recomputation drops the score term; full recomputation keeps only
-    the block input ``e sbh`` (split by sequence parallelism). ``dropout=False``
-    (models trained without dropout, e.g. Llama) removes the masks (``2 sbh``) and
-    the standard path's dropout output. Sequence parallelism only matters for ``tp > 1``.
-
-    ``element_bytes`` is ``e`` (2 for bf16/fp16, 4 for fp32). Returns bytes.
-    Raises :class:`InputError` for an unknown ``recompute`` or ``attention``.
-    """
-    _check_activation_options(recompute, attention, micro_batch, tp)
-    s, b, h, a, f = model.seq_len, micro_batch, model.d_model, model.n_heads, model.ffn
-    t, e = tp, element_bytes
-    sbh = s * b * h
-    outside_split = t if sequence_parallel else 1
-
-    if recompute == "full":
-        return e * sbh / outside_split
-
-    mask = 1 if dropout else 0
-    outside = (4 * e + 2 * mask) * sbh / outside_split
-    kd = _kv_width_per_rank(model, t)
-    inside = 2 * e * sbh / t + 2 * e * s * b * kd + (3 if model.gated_mlp else 2) * e * s * b * f / t
-    if recompute == "selective":
-        scores = 0.0
-    elif attention == "standard":
-        scores = ((2 * e + mask) if dropout else e) * a * s * s * b / t
-    else:
-        scores = 4.0 * a * s * b / t
-    return outside + inside + scores
-
-
-def _check_activation_options(recompute: str, attention: str, micro_batch: int, tp: int) -> None:
-    if recompute not in _RECOMPUTE:
-        raise InputError(f"unknown recompute {recompute!r}; use one of {', '.join(_RECOMPUTE)}", field="plan.recompute")
-    if attention not in _ATTENTION:
-        raise InputError(f"unknown attention {attention!r}; use one of {', '.join(_ATTENTION)}", field="attention")
-    if micro_batch < 1 or tp < 1:
-        raise InputError(f"micro_batch and tp must be >= 1, got {micro_batch} and {tp}", field="plan")
-
-
-def microbatches_in_flight(plan: ParallelPlan, stage: int) -> float:
-    """Micro-batches whose activations stage ``stage`` (0-based) holds at its peak, in units of its ``L/p`` blocks.
-
-    * GPipe: all ``m`` (every forward runs before any backward).
-    * 1F1B (Narayanan et al. 2021, section 2.2.1): ``min(p - i, m)``; the first
-      stage holds ``p``.
-    * Interleaved 1F1B with ``v`` chunks per stage: Megatron-LM's schedule
-      (``forward_backward_pipelining_with_interleaving``) runs
-      ``2 (p - i - 1) + (v - 1) p`` warm-up chunk-forwards plus one in the
-      steady state before the first backward, capped at the ``m v`` chunk-forwards
-      there are; a chunk is ``1/v`` of the stage's blocks, so the count is
-      ``min(2 (p - i - 1) + (v - 1) p + 1, m v) / v``. For the first stage this is
-      ``p (1 + (p - 1)/(p v))``, Korthikanti et al. 2022's figure (section 4.2.3).
-      When ``m == p`` Megatron-LM runs all forwards first: all ``m``.
-    """
-    p, m, v = plan.pp, plan.n_microbatches, plan.vpp
-    if not 0 <= stage < p:
-        raise InputError(f"stage {stage} does not exist; stages are 0 to {p - 1}", field="stage")
-    if plan.schedule == "gpipe":
-        return float(m)
-    if plan.schedule == "1f1b":
-        return float(min(p - stage, m))
-    if m == p:  # Megatron-LM runs every forward first when m == pp
-        return float(m)
-    return min(2 * (p - stage - 1) + (v - 1) * p + 1, m * v) / v
+__all__ = ["Attention", "MemoryBreakdown", "activation_bytes_per_layer", "block_parameters_per_rank",
+           "memory_per_gpu", "microbatches_in_flight", "parameters_on_stage", "parameters_on_virtual_stage",
+           "per_op_saved_bytes"]
 
 
 @dataclass(frozen=True)
 class MemoryBreakdown:
-    """Bytes one GPU needs at its peak, by kind; ``capacity`` is the GPU's memory (bytes)."""
+    """Bytes one GPU needs at its peak, by kind; ``capacity`` is the GPU's memory (bytes).
+
+    The five kinds add up to the **allocated** peak (live tensors); ``allocator_slack`` is the
+    caching allocator's reserved-but-free bytes on top, ``outside_allocator`` the CUDA context
+    and NCCL buffers (:mod:`simulator.workload.allocator`)."""
 
     parameters: float
     gradients: float
@@ -189,35 +90,85 @@ class MemoryBreakdown:
     capacity: float
     stage: int = 0
     """Pipeline stage (0-based) this breakdown is for."""
+    allocator_slack: float = field(default=0.0, compare=False)
+    outside_allocator: float = field(default=0.0, compare=False)
 
     @property
     def total(self) -> float:
-        """Sum of all kinds, bytes."""
+        """Sum of all kinds, bytes: the allocated peak."""
         return self.parameters + self.gradients + self.optimizer + self.activations + self.buffers
 
     @property
+    def allocated(self) -> float:
+        """Peak of live tensors (``torch.cuda.max_memory_allocated``), bytes: :attr:`total`."""
+        return self.total
+
+    @property
+    def reserved(self) -> float:
+        """Allocated plus the caching allocator's slack (``torch.cuda.max_memory_reserved``), bytes."""
+        return self.total + self.allocator_slack
+
+    @property
+    def device(self) -> float:
+        """Reserved plus the CUDA context and NCCL buffers (what ``nvidia-smi`` shows), bytes."""
+        return self.reserved + self.outside_allocator
+
+    def statistic(self, name: str) -> float:
+        """Bytes of the statistic ``name``: ``allocated``, ``reserved`` or ``device``."""
+        if name not in ("allocated", "reserved", "device"):
+            raise InputError(f"unknown memory statistic {name!r}; use allocated, reserved or device",
+                             field="memory_statistic")
+        return getattr(self, name)
+
+    @property
+    def required(self) -> float:
+        """What the job needs on the device, bytes: allocated plus the CUDA context and NCCL
+        buffers. The allocator's slack is not needed: when a ``cudaMalloc`` fails the caching
+        allocator frees its cached blocks and retries before it reports out-of-memory
+        (``c10/cuda/CUDACachingAllocator.cpp``, ``release_cached_blocks``; counted as
+        ``num_alloc_retries``), so a job runs, more slowly, with less than its reserved peak."""
+        return self.total + self.outside_allocator
+
+    @property
     def fits(self) -> bool:
-        """Whether ``total <= capacity``."""
-        return self.total <= self.capacity
+        """Whether the job can run: :attr:`required` (device memory without the allocator's
+        reclaimable slack) ``<= capacity``."""
+        return self.required <= self.capacity
 
     def to_dict(self) -> dict[str, float | int | bool]:
-        """All fields plus ``total`` and ``fits`` (bytes)."""
-        return {**asdict(self), "total": self.total, "fits": self.fits}
+        """The five kinds, ``capacity`` and ``stage``, plus ``total`` (allocated) and ``fits``
+        (bytes); the ``--json`` document's keys (reserved and device are not in it yet)."""
+        keys = ("parameters", "gradients", "optimizer", "activations", "buffers", "capacity", "stage")
+        return {**{k: getattr(self, k) for k in keys}, "total": self.total, "fits": self.fits}
 
     def summary(self) -> str:
         """One line for reports and errors, in GB (10^9 bytes)."""
         parts = ", ".join(f"{k} {getattr(self, k) / GB:.1f}"
                           for k in ("parameters", "gradients", "optimizer", "activations", "buffers"))
         verdict = "fits" if self.fits else "does NOT fit"
-        return (f"stage {self.stage}: {self.total / GB:.1f} GB of {self.capacity / GB:.1f} GB, {verdict} "
-                f"({parts} GB)")
+        return (f"stage {self.stage}: {self.total / GB:.1f} GB allocated, {self.required / GB:.1f} GB needed on the "
+                f"device of {self.capacity / GB:.1f} GB, {verdict} ({parts} GB)")
 
 
-def _state_bytes(precision: str) -> tuple[int, int, int]:
-    """Bytes per parameter of (weights, gradients, optimizer state)."""
-    if precision in ("fp32", "tf32"):
-        return weight_bytes(precision), 4, 8
-    return weight_bytes(precision), 4, 12
+FP32_PARAMETER_FRAMEWORKS = ("torchtitan", "llm-foundry", "ddp")
+"""Frameworks whose fp32 parameters are the optimizer's master copy, with no persistent 16-bit
+weights: FSDP2 (``fully_shard`` with ``MixedPrecisionPolicy(param_dtype=bfloat16)``: the sharded
+parameters keep their fp32 dtype, the bf16 unsharded ones exist while a block runs), FSDP1 with
+a ``MixedPrecision`` policy (Composer), and DDP under ``torch.autocast`` (fp32 weights; the cast
+copies live from forward to backward)."""
+
+
+BUCKET_COPY_FRAMEWORKS = ("ddp",)
+"""Frameworks whose gradient reduction keeps a copy of all gradients in its buckets: PyTorch DDP with
+``gradient_as_bucket_view=False``, the default (``torch.nn.parallel.DistributedDataParallel``
+documentation: setting it true saves "memory equal to the total gradients size")."""
+
+
+def _state_bytes(plan: ParallelPlan) -> tuple[int, int, int]:
+    """Bytes per parameter of (weights, gradients, optimizer state) (module docstring)."""
+    if plan.precision in ("fp32", "tf32") or plan.framework in FP32_PARAMETER_FRAMEWORKS:
+        return 4, 4, 8
+    return weight_bytes(plan.precision), 4 if plan.grad_reduce_precision == "fp32" else 2, 12
 
 
 def block_parameters_per_rank(model: ModelConfig, tp: int) -> float:
@@ -282,26 +233,35 @@ def memory_per_gpu(
     stage: int | None = None,
     attention: Attention | None = None,
     dropout: bool | None = None,
+    allocator: AllocatorModel | None = None,
 ) -> MemoryBreakdown:
     """Peak bytes on one GPU of pipeline stage ``stage`` (default: the stage that needs the most).
 
-    * parameters, gradients, optimizer: :func:`parameters_on_stage` times 2/4/12
-      bytes (4/4/8 in fp32), divided by ``dp x cp`` per the ZeRO stage (module docstring).
-    * activations: ``microbatches_in_flight x (blocks of the stage) x activation_bytes_per_layer``;
-      plus, on the first stage, the embedding-dropout mask ``sbh`` (``/t`` with SP)
+    * parameters, gradients, optimizer: :func:`parameters_on_stage` times the bytes per
+      parameter of the module docstring, divided by ``dp x cp`` per the ZeRO stage.
+    * activations: ``microbatches_in_flight x`` (the stage's blocks not offloaded to the host)
+      ``x activation_bytes_per_layer`` (with recompute ``"full"`` and ``checkpoint_every = N``,
+      ``floor(blocks / N)`` blocks keep their input only, the others everything, averaged over the
+      blocks); plus, on the first stage, the embedding-dropout mask ``sbh`` (``/t`` with SP)
       per micro-batch in flight; on the last stage the final-norm and LM-head
       inputs ``2 e sbh`` (``/t`` with SP) per micro-batch whose loss is pending
       (``m`` for GPipe, else 1), and for GPipe the fp32 logits of the other
       ``m - 1`` micro-batches (the cross-entropy keeps its softmax for backward).
-    * buffers: last stage: fp32 logits of one micro-batch ``4 s b V / t``;
-      with recomputation, the difference between one block's full activations and
-      its checkpointed ones (the block being recomputed); ``dp > 1``: one gradient
-      bucket (``plan.grad_bucket_bytes``, capped at the stage's gradients);
-      ``pp > 1``: one ``e sbh`` buffer (``/t`` with SP) per neighbour stage for
-      send/receive; ZeRO-3: two blocks of gathered weights (current + prefetch).
+    * buffers (:func:`_buffers`): last stage: fp32 logits of one micro-batch ``4 s b V / t``;
+      with recomputation, the difference between one block's full activations and its
+      checkpointed ones (the block being recomputed); with offload, one block's activations
+      (being reloaded); ``dp > 1``: one gradient bucket (``plan.grad_bucket_bytes``, capped at
+      the stage's gradients); ``pp > 1``: one ``e sbh`` buffer (``/t`` with SP) per neighbour
+      stage; ZeRO-3: the gathered 16-bit weights of two blocks (current + prefetch), or of every
+      block of the stage without ``reshard_after_forward``, and one DP gradient bucket as above; FSDP (:data:`FP32_PARAMETER_FRAMEWORKS`) reduce-scatters a whole block at once:
+      one block's unsharded gradients (16-bit, plus their copy when reduced in fp32) instead, and
+      it keeps the root module's (embedding, head) parameters gathered (FSDP2 never reshards the
+      root after forward); DDP with autocast keeps a 16-bit copy of every weight and its reducer a copy of
+      every gradient (:data:`BUCKET_COPY_FRAMEWORKS`).
 
     ``attention`` (default: the plan's) selects the score term of
-    :func:`activation_bytes_per_layer`.
+    :func:`activation_bytes_per_layer`. ``allocator`` (default: the packaged
+    :func:`~simulator.workload.allocator.allocator_model`) gives the reserved and device memory.
 
     Raises :class:`PlanError` with fewer layers than ``pp x vpp`` and
     :class:`InputError` for a stage that does not exist.
@@ -311,17 +271,24 @@ def memory_per_gpu(
         dropout = model.dropout
     if attention is None:
         attention = plan.attention
+    allocator = allocator or allocator_model()
     if stage is None:
-        candidates = [_stage_memory(model, plan, capacity_bytes, i, attention, dropout) for i in range(plan.pp)]
+        candidates = [_stage_memory(model, plan, capacity_bytes, i, attention, dropout, allocator)
+                      for i in range(plan.pp)]
         return max(candidates, key=lambda mb: (mb.total, -mb.stage))
-    return _stage_memory(model, plan, capacity_bytes, stage, attention, dropout)
+    return _stage_memory(model, plan, capacity_bytes, stage, attention, dropout, allocator)
+
+
+def _blocks_on_stage(model: ModelConfig, plan: ParallelPlan, stage: int) -> int:
+    split = plan.layers(model.n_layers)
+    return sum(split[c * plan.pp + stage] for c in range(plan.vpp))
 
 
 def _stage_memory(model: ModelConfig, plan: ParallelPlan, capacity_bytes: float, stage: int, attention: Attention,
-                  dropout: bool) -> MemoryBreakdown:
+                  dropout: bool, allocator: AllocatorModel) -> MemoryBreakdown:
     """:func:`memory_per_gpu` of one stage."""
     n_params = parameters_on_stage(model, plan, stage)
-    w_b, g_b, o_b = _state_bytes(plan.precision)
+    w_b, g_b, o_b = _state_bytes(plan)
     dp, z = plan.dp_cp, plan.zero_stage
     parameters = n_params * w_b / (dp if z >= 3 else 1)
     gradients = n_params * g_b / (dp if z >= 2 else 1)
@@ -332,14 +299,18 @@ def _stage_memory(model: ModelConfig, plan: ParallelPlan, capacity_bytes: float,
     s, b, h, V = model.seq_len // plan.cp, plan.micro_batch, model.d_model, model.vocab  # s: tokens on this rank
     sbh = s * b * h
     outside = t if sp else 1
-    split = plan.layers(model.n_layers)
-    layers = sum(split[c * plan.pp + stage] for c in range(plan.vpp))  # blocks on this stage
-    act_kwargs = dict(micro_batch=b, tp=t, sequence_parallel=sp, attention=attention,
-                      element_bytes=e, dropout=dropout)
+    layers = _blocks_on_stage(model, plan, stage)
+    act_kwargs = dict(micro_batch=b, tp=t, sequence_parallel=sp, attention=attention, element_bytes=e,
+                      dropout=dropout, fp8_inputs=plan.precision == "fp8" and plan.fp8_saved_inputs)
     local = model if plan.cp == 1 else model.model_copy(update={"seq_len": s})
+    full_block = activation_bytes_per_layer(local, recompute="none", **act_kwargs)
     per_layer = activation_bytes_per_layer(local, recompute=plan.recompute, **act_kwargs)
+    if plan.recompute == "full" and plan.checkpoint_every > 1:  # floor(L/N) checkpointed, the rest kept whole
+        checkpointed = layers // plan.checkpoint_every
+        per_layer = (checkpointed * per_layer + (layers - checkpointed) * full_block) / layers
+    kept = layers - min(plan.cpu_offload_layers, layers)
     in_flight = microbatches_in_flight(plan, stage)
-    activations = in_flight * layers * per_layer
+    activations = in_flight * kept * per_layer
 
     first, last = stage == 0, stage == plan.pp - 1
     logits = 4.0 * s * b * V / t
@@ -350,17 +321,39 @@ def _stage_memory(model: ModelConfig, plan: ParallelPlan, capacity_bytes: float,
         activations += head_pending * 2 * e * sbh / outside
         activations += (head_pending - 1) * logits
 
-    buffers = logits if last else 0.0
-    if plan.recompute != "none":
-        buffers += activation_bytes_per_layer(local, recompute="none", **act_kwargs) - per_layer
-    if dp > 1:
-        buffers += min(plan.grad_bucket_bytes, gradients)
+    buffers = (logits if last else 0.0) + max(full_block - per_layer, 0.0)  # the block being recomputed
+    if kept < layers:
+        buffers += per_layer  # the block being reloaded from the host
     if plan.pp > 1:
         buffers += (int(not first) + int(not last)) * e * sbh / outside
-    if z >= 3:
-        buffers += 2 * w_b * block_parameters_per_rank(model, t)
+    buffers += _state_buffers(model, plan, n_params, gradients, layers)
 
-    return MemoryBreakdown(
-        parameters=parameters, gradients=gradients, optimizer=optimizer,
-        activations=activations, buffers=buffers, capacity=float(capacity_bytes), stage=stage,
-    )
+    mb = MemoryBreakdown(parameters=parameters, gradients=gradients, optimizer=optimizer,
+                         activations=activations, buffers=buffers, capacity=float(capacity_bytes), stage=stage)
+    return replace(mb, allocator_slack=allocator.slack(activations + buffers),
+                   outside_allocator=allocator.outside(communicators(plan.tp, plan.cp, plan.pp, plan.dp_cp)))
+
+
+def _state_buffers(model: ModelConfig, plan: ParallelPlan, n_params: float, gradients: float, layers: int) -> float:
+    """Transient bytes of model states: the DP gradient bucket, or under ZeRO-3 the gathered
+    weights and one block's unsharded gradients; 16-bit weight copies (:func:`memory_per_gpu`)."""
+    dp, t = plan.dp_cp, plan.tp
+    w16 = weight_bytes(plan.precision)  # the bytes of a weight as the matmuls use it
+    fp32_params = plan.framework in FP32_PARAMETER_FRAMEWORKS
+    block = block_parameters_per_rank(model, t)
+    if plan.zero_stage < 3:
+        bucket = min(plan.grad_bucket_bytes, gradients) if dp > 1 else 0.0
+        if plan.framework in BUCKET_COPY_FRAMEWORKS and dp > 1:
+            bucket = gradients  # a second copy of every gradient, in the reducer's buckets
+        return bucket + (w16 * n_params if fp32_params and w16 < 4 else 0.0)
+    in_blocks = min(layers * block, n_params)  # the stage's parameters that are in its blocks
+    blocks_gathered = min(2 * block, in_blocks) if plan.reshard_after_forward else in_blocks
+    buffers = w16 * blocks_gathered
+    reduce_b = 4 if plan.grad_reduce_precision == "fp32" else 2
+    if not fp32_params:  # DeepSpeed ZeRO-3: gradients reduce-scattered in buckets as they are produced
+        return buffers + (min(plan.grad_bucket_bytes, gradients) if dp > 1 else 0.0)
+    # FSDP: one block's unsharded gradients (16-bit, plus the copy in the reduce precision), and the
+    # root module (embedding, head) kept gathered
+    buffers += block * (w16 + (reduce_b if reduce_b > w16 else 0))
+    return buffers + w16 * (n_params - in_blocks)
+
