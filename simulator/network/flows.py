@@ -131,6 +131,7 @@ class FlowNetwork:
         self.bandwidth_Bps = bw
         self.link_kind = list(link_kind) if link_kind is not None else None
         self._cap = bw * (1 + _TOL)
+        self._may_fill = bw * (1 - 1e-6)  # a link whose demand at full speed is below this never fills
         self._load = np.zeros_like(bw)  # bytes/s in use per link
         self._moved = np.zeros_like(bw)  # bytes delivered per link by _finished[:_n_counted]
         self._n_counted = 0
@@ -390,7 +391,15 @@ class FlowNetwork:
             f.on_done()
 
     def _rebalance(self) -> None:
-        """Recompute max-min speeds of all moving flows and reschedule those that changed."""
+        """Recompute max-min speeds of all moving flows and reschedule those that changed.
+
+        Only links that can fill enter the progressive filling: those crossed by two or more
+        moving flows whose demand at full speed exceeds the link's bandwidth. A link crossed by
+        one flow never holds it below full speed (a flow's demand is at most the bandwidth of
+        each of its links), nor does a link whose total demand fits, so the speeds are those of
+        the filling over every link. In full mode a data-parallel ring crosses every replica's
+        links but shares few of them at any moment, so this keeps the filling small.
+        """
         self._recomputes += 1
         now = self.env.now
         flows = list(self._active.values())
@@ -398,11 +407,16 @@ class FlowNetwork:
             if f.speed > 0:
                 f.rem = max(0.0, f.rem - (now - f.t_upd) * f.speed / f.T)
             f.t_upd = now
-        speeds, idx, val, fid = _progressive_filling(
-            [f.links for f in flows], [f.u for f in flows], self.bandwidth_Bps
-        )
+        idx = np.concatenate([f.links for f in flows])
+        val = np.concatenate([f.u for f in flows])
+        fid = np.repeat(np.arange(len(flows)), [f.links.size for f in flows])
+        n_links = self._load.size
+        demand = np.bincount(idx, weights=val, minlength=n_links)
+        crossing = np.bincount(idx, minlength=n_links)
+        hot = np.flatnonzero((crossing[idx] > 1) & (demand[idx] > self._may_fill[idx]))
+        speeds = _progressive_filling(idx[hot], val[hot], fid[hot], len(flows), self.bandwidth_Bps)
         # per link, the same additions in the same order as adding s * u flow by flow from 0
-        self._load = np.bincount(idx, weights=speeds[fid] * val, minlength=self._load.size)
+        self._load = np.bincount(idx, weights=speeds[fid] * val, minlength=n_links)
         n_throttled = 0
         for f, s in zip(flows, speeds.tolist()):
             if s < 1.0 - 1e-12:
@@ -425,29 +439,26 @@ def max_min_speeds(
     ``links[i][k]``. All unfrozen speeds rise together; when a link fills, the
     flows crossing it freeze; speeds stop at 1. Returns one speed per flow.
     """
-    return _progressive_filling(links, demand_Bps, bandwidth_Bps)[0]
+    if not links:
+        return np.ones(0)
+    idx = np.concatenate(links)
+    fid = np.repeat(np.arange(len(links)), [len(x) for x in links])
+    return _progressive_filling(idx, np.concatenate(demand_Bps), fid, len(links), bandwidth_Bps)
 
 
-def _progressive_filling(links: Sequence[np.ndarray], demand_Bps: Sequence[np.ndarray], bandwidth_Bps: np.ndarray):
-    """(speeds, link ids, demands, flow index) of max_min_speeds, the last three one entry per (flow, link).
+def _progressive_filling(idx: np.ndarray, val: np.ndarray, fid: np.ndarray, n: int, bandwidth_Bps: np.ndarray
+                         ) -> np.ndarray:
+    """Speeds of ``n`` flows from their (link id, demand, flow index) entries, entries in flow order.
 
     Each round sums the demand of the unfrozen flows per link (entries in flow order), takes the
     lowest level at which a link fills, and freezes every flow crossing a link within 1e-12 of it.
     Frozen flows' entries are dropped from the arrays (order kept), so later rounds are smaller.
+    A flow without entries runs at speed 1.
     """
-    n = len(links)
     speeds = np.ones(n)
-    if n == 0:
-        return speeds, np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0, dtype=np.intp)
-    idx = np.concatenate(links)
-    val = np.concatenate(demand_Bps)
-    fid = np.repeat(np.arange(n), [len(x) for x in links])
-    used = np.zeros(bandwidth_Bps.size, dtype=bool)
-    used[idx] = True
-    used = np.flatnonzero(used)  # the links crossed, in increasing order
-    position = np.empty(bandwidth_Bps.size, dtype=np.intp)
-    position[used] = np.arange(used.size)
-    inv = position[idx]
+    if not idx.size:
+        return speeds
+    used, inv = np.unique(idx, return_inverse=True)  # the links crossed, in increasing order
     cap = bandwidth_Bps[used]
     frozen_load = np.zeros(used.size)
     level_at = np.empty(used.size)
@@ -469,4 +480,4 @@ def _progressive_filling(links: Sequence[np.ndarray], demand_Bps: Sequence[np.nd
         frozen_load += np.bincount(l_inv[entries], weights=level * l_val[entries], minlength=used.size)
         rest = ~entries
         l_inv, l_val, l_fid = l_inv[rest], l_val[rest], l_fid[rest]
-    return speeds, idx, val, fid
+    return speeds
