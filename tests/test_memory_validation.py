@@ -121,3 +121,20 @@ def test_the_allocator_fit_is_rerunnable_and_records_its_provenance(cases, tmp_p
     data = yaml.safe_load(target.read_text())
     assert data["fitted"]["fragmentation"] == fit["fragmentation"] and "sha256" in data["fitted"]["provenance"]
     assert target.read_text().count("\nfitted:") == 1 and data["fragmentation"]["prior"] == 0.10
+
+
+MEMORY_CSV = Path(__file__).resolve().parents[2] / "shared" / "validation" / "memory.csv"
+
+
+@pytest.mark.skipif(not MEMORY_CSV.is_file(), reason="shared/ not beside the checkout")
+def test_memory_csv_holds_the_megatron_peaks_and_every_verdict():
+    """On ../shared/validation/memory.csv: Megatron-LM CI's max-allocated peaks within 5 % each,
+    and every Korthikanti fits/does-not-fit statement right."""
+    cases = read_cases(MEMORY_CSV)
+    cases = cases[cases.source_id.isin(["megatron-ci", "korthikanti22"])]
+    out = validate(cases)
+    assert (out.status == "ok").all()
+    peaks = out[out.metric == "peak_memory_gib"]
+    assert len(peaks) == 6 and peaks.error_pct.abs().max() <= 5.0
+    verdicts = out[out.metric == "fits"]
+    assert len(verdicts) == 20 and (verdicts.error_pct == 0).all()
