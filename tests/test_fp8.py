@@ -49,4 +49,4 @@ def test_fp8_speeds_a_step_up_by_less_than_its_peak_ratio():
     bf16 = simulate(sc, record_timeline=False)
     fp8 = simulate(sc.with_(precision="fp8"), record_timeline=False)
     assert 1.1 < bf16.step_time_s / fp8.step_time_s < 1.6
-    assert fp8.memory.activations == bf16.memory.activations  # activations stay bf16
+    assert fp8.memory.activations < bf16.memory.activations  # linear-layer inputs saved in fp8 (Transformer Engine)

@@ -385,7 +385,7 @@ def _fitting_plans(scenario: Scenario, fleets: Sequence[Mapping[str, Any]], free
             if mem.fits:
                 fitting.append(_Candidate(fleet, plan, mem, price))
             else:
-                discarded.append(Discarded(plan, mem.total / GB, mem.capacity / GB, mem.stage, fleet.device.name))
+                discarded.append(Discarded(plan, mem.required / GB, mem.capacity / GB, mem.stage, fleet.device.name))
         seconds["memory"] += time.perf_counter() - t0
     discarded.sort(key=lambda d: d.needed_GB - d.capacity_GB)  # the nearest misses first
     return fitting, discarded, n_enumerated
@@ -446,7 +446,7 @@ class _Goal:
         mem = c.memory
         return PlanResult(
             plan=c.plan, step_time_s=out.step_time_s, tokens_per_s=out.tokens_per_s, mfu=out.mfu,
-            memory_GB=mem.total / GB, headroom_GB=(mem.capacity - mem.total) / GB,
+            memory_GB=mem.required / GB, headroom_GB=(mem.capacity - mem.required) / GB,
             breakdown_s=dict(out.breakdown_s), energy_per_token_J=out.energy_per_step_J / out.tokens_per_step,
             objective=value, estimate_s=c.estimate.step_s, megatron_flags=flags, megatron_note=note, result=out,
             gpu=c.fleet.device.name, training_hours=hours, training_cost_usd=cost,

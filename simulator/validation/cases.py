@@ -284,6 +284,9 @@ def case_setup(row: pd.Series, catalog: Catalog, efficiency: Efficiency) -> tupl
     Raises :class:`InputError` or ``ValueError`` with the reason a row cannot be simulated."""
     used: list[str] = []
     model = row_model(row, used)
+    if _convention(row).get("dropout") is False and model.dropout:
+        model = model.model_copy(update={"dropout": False})
+        used.append("dropout off (source_conventions.yaml)")
     gpu = catalog.get(str(row["gpu"]))
     n_gpus = count(row, "n_gpus", minimum=1)
     gpn = count(row, "gpus_per_node", minimum=1)
@@ -350,7 +353,7 @@ def _memory_options(row: pd.Series, framework: Framework, used: list[str]
 
 def fits_with_headroom(memory) -> bool:
     """Whether a plan's peak memory fits and leaves :data:`FIT_HEADROOM` of the GPU free."""
-    return memory.fits and memory.total <= (1 - FIT_HEADROOM) * memory.capacity
+    return memory.fits and memory.required <= (1 - FIT_HEADROOM) * memory.capacity
 
 
 def _chosen_plan(row: pd.Series, fleet: Fleet, stated: dict[str, Any], framework: Framework, all_sizes: list,

@@ -13,7 +13,10 @@ source) is a set of behaviours, not a fitted factor:
   transfers block the pipeline engine;
 * ``fused_elementwise``: whether element-wise ops are fused (or compiled) or run eagerly;
 * ``fp8_saved_inputs``: whether fp8 linear layers save their input in fp8;
-* ``flop_formula``: how it turns a step time into the TFLOP/s it prints.
+* ``flop_formula``: how it turns a step time into the TFLOP/s it prints;
+* ``fp32_master_parameters``: whether its fp32 parameters are the optimizer's master copy (no
+  persistent 16-bit weights: FSDP, FSDP2, DDP under autocast); ``gradient_bucket_copy``: whether
+  its gradient reduction keeps a second copy of every gradient (PyTorch DDP).
 
 A plan names its framework (:attr:`~simulator.workload.plan.ParallelPlan.framework`); every
 default can be overridden by writing the option in the plan.
@@ -92,6 +95,10 @@ class Framework(_Strict):
     fp8_saved_inputs_source: str
     flop_formula: FlopFormula
     flop_formula_source: str
+    fp32_master_parameters: bool
+    fp32_master_parameters_source: str
+    gradient_bucket_copy: bool
+    gradient_bucket_copy_source: str
 
     def defaults_for(self, open_fields: set[str], tp: int, pp: int, sequence_parallel: bool = False
                      ) -> dict[str, Any]:

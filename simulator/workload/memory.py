@@ -14,7 +14,7 @@ buffer; 2 bytes bf16, Megatron-Core with ``grad_reduce_in_fp32=False``) and 12
 bytes of optimizer state (fp32 master weights + Adam ``m`` and ``v``; 8 in fp32
 training, where the weights are the master copy). ZeRO stage 1 shards the
 optimizer state over the ``dp`` replicas, stage 2 also the gradients, stage 3
-also the weights. PyTorch-native frameworks (:data:`FP32_PARAMETER_FRAMEWORKS`:
+also the weights. PyTorch-native frameworks (``Framework.fp32_master_parameters``:
 FSDP2, FSDP, DDP with AMP) keep no separate 16-bit weights: the fp32 parameters
 are the master copy (4 bytes), their gradients are fp32 (4: FSDP2 casts the
 reduced shard to the parameter's dtype whatever its ``reduce_dtype``), Adam
@@ -66,6 +66,7 @@ from simulator.workload.activations import (
 )
 from simulator.workload.allocator import AllocatorModel, allocator_model, communicators
 from simulator.workload.counting import parameter_count
+from simulator.workload.framework import get_framework
 from simulator.workload.model import ModelConfig
 from simulator.workload.plan import ParallelPlan
 
@@ -150,23 +151,9 @@ class MemoryBreakdown:
                 f"device of {self.capacity / GB:.1f} GB, {verdict} ({parts} GB)")
 
 
-FP32_PARAMETER_FRAMEWORKS = ("torchtitan", "llm-foundry", "ddp")
-"""Frameworks whose fp32 parameters are the optimizer's master copy, with no persistent 16-bit
-weights: FSDP2 (``fully_shard`` with ``MixedPrecisionPolicy(param_dtype=bfloat16)``: the sharded
-parameters keep their fp32 dtype, the bf16 unsharded ones exist while a block runs), FSDP1 with
-a ``MixedPrecision`` policy (Composer), and DDP under ``torch.autocast`` (fp32 weights; the cast
-copies live from forward to backward)."""
-
-
-BUCKET_COPY_FRAMEWORKS = ("ddp",)
-"""Frameworks whose gradient reduction keeps a copy of all gradients in its buckets: PyTorch DDP with
-``gradient_as_bucket_view=False``, the default (``torch.nn.parallel.DistributedDataParallel``
-documentation: setting it true saves "memory equal to the total gradients size")."""
-
-
 def _state_bytes(plan: ParallelPlan) -> tuple[int, int, int]:
     """Bytes per parameter of (weights, gradients, optimizer state) (module docstring)."""
-    if plan.precision in ("fp32", "tf32") or plan.framework in FP32_PARAMETER_FRAMEWORKS:
+    if plan.precision in ("fp32", "tf32") or get_framework(plan.framework).fp32_master_parameters:
         return 4, 4, 8
     return weight_bytes(plan.precision), 4 if plan.grad_reduce_precision == "fp32" else 2, 12
 
@@ -253,11 +240,11 @@ def memory_per_gpu(
       (being reloaded); ``dp > 1``: one gradient bucket (``plan.grad_bucket_bytes``, capped at
       the stage's gradients); ``pp > 1``: one ``e sbh`` buffer (``/t`` with SP) per neighbour
       stage; ZeRO-3: the gathered 16-bit weights of two blocks (current + prefetch), or of every
-      block of the stage without ``reshard_after_forward``, and one DP gradient bucket as above; FSDP (:data:`FP32_PARAMETER_FRAMEWORKS`) reduce-scatters a whole block at once:
+      block of the stage without ``reshard_after_forward``, and one DP gradient bucket as above; FSDP (``Framework.fp32_master_parameters``) reduce-scatters a whole block at once:
       one block's unsharded gradients (16-bit, plus their copy when reduced in fp32) instead, and
       it keeps the root module's (embedding, head) parameters gathered (FSDP2 never reshards the
       root after forward); DDP with autocast keeps a 16-bit copy of every weight and its reducer a copy of
-      every gradient (:data:`BUCKET_COPY_FRAMEWORKS`).
+      every gradient (``Framework.gradient_bucket_copy``).
 
     ``attention`` (default: the plan's) selects the score term of
     :func:`activation_bytes_per_layer`. ``allocator`` (default: the packaged
@@ -339,11 +326,11 @@ def _state_buffers(model: ModelConfig, plan: ParallelPlan, n_params: float, grad
     weights and one block's unsharded gradients; 16-bit weight copies (:func:`memory_per_gpu`)."""
     dp, t = plan.dp_cp, plan.tp
     w16 = weight_bytes(plan.precision)  # the bytes of a weight as the matmuls use it
-    fp32_params = plan.framework in FP32_PARAMETER_FRAMEWORKS
+    fp32_params = get_framework(plan.framework).fp32_master_parameters
     block = block_parameters_per_rank(model, t)
     if plan.zero_stage < 3:
         bucket = min(plan.grad_bucket_bytes, gradients) if dp > 1 else 0.0
-        if plan.framework in BUCKET_COPY_FRAMEWORKS and dp > 1:
+        if get_framework(plan.framework).gradient_bucket_copy and dp > 1:
             bucket = gradients  # a second copy of every gradient, in the reducer's buckets
         return bucket + (w16 * n_params if fp32_params and w16 < 4 else 0.0)
     in_blocks = min(layers * block, n_params)  # the stage's parameters that are in its blocks
