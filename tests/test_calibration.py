@@ -39,7 +39,7 @@ def synthetic_cases() -> pd.DataFrame:
     return df
 
 
-TRUTH = {"gemm_half_dim": 300.0, "attention": 0.45, "memory": 0.6, "kernel_overhead_us": 8.0}
+TRUTH = {"attention_scale": 0.8, "memory": 0.6, "kernel_overhead_us": 8.0}
 """Values to recover for every shared parameter the calibration may fit (in its fitted units)."""
 
 
@@ -47,15 +47,16 @@ def test_calibration_recovers_the_parameters_that_generated_the_data():
     base = default_efficiency()
     shared = {p.field: TRUTH[p.name] * p.scale for p in SHARED}
     truth = dataclasses.replace(base, compute=base.compute.model_copy(
-        update={"gemm_by_generation": {"ampere": 0.62}, **shared}))
+        update={"gemm_by_generation": {"ampere": 0.62}, "gemm_half_dim_by_generation": {"ampere": 300.0}, **shared}))
     cases = synthetic_cases()
     cases["value"] = validate(cases, efficiency=truth).predicted.to_numpy()
     cal = Calibration(cases, base=base)
     fitted, table = cal.fit()
     c = fitted.compute
     assert c.gemm_by_generation["ampere"] == pytest.approx(0.62, rel=0.03)
+    assert c.gemm_half_dim_by_generation["ampere"] == pytest.approx(300.0, rel=0.15)
     for p in SHARED:
-        assert getattr(c, p.field) == pytest.approx(shared[p.field], rel=0.15 if p.name == "gemm_half_dim" else 0.05)
+        assert getattr(c, p.field) == pytest.approx(shared[p.field], rel=0.05)
     assert table.error_pct.abs().max() < 1.0  # the full simulation, not the surrogate
 
 
@@ -71,6 +72,8 @@ def test_the_packaged_parameters_do_not_regress_on_the_calibration_set():
     results = pd.read_csv(io.StringIO(golden.validate_csv(CALIBRATION_CSV)))  # shared with the golden test
     summ = summary(results)
     for source, recorded in fit["in_sample"].items():
+        if source not in summ.index or source == "ALL":  # fitted on several files; this one is calibration.csv
+            continue
         assert summ.loc[source, "failed"] <= recorded["failed"]
         assert summ.loc[source, "MAPE_pct"] <= recorded["MAPE_pct"] + 0.5, source
 
@@ -93,7 +96,12 @@ def test_the_derived_ratio_follows_the_fitted_architectures():
     cases = synthetic_cases()
     cases["gpu"] = ["h100-sxm"] * 5 + ["a100-80gb"] * 5
     cal = Calibration(cases)
-    assert cal.mamf == {"hopper": pytest.approx(0.803)}  # the A100 has no measured MAMF in the catalog
-    eff = cal.efficiency(np.array([0.65, 0.6, 0.0, 0.4]))  # ampere, hopper, size scale, attention
-    assert eff.compute.gemm_of_mamf == pytest.approx(0.6 / 0.803)
-    assert eff.compute.gemm == pytest.approx(0.625)
+    catalog = load_catalog()
+    mamf = {g: catalog.get(name).mamf_fraction for g, name in (("ampere", "a100-80gb"), ("hopper", "h100-sxm"))}
+    assert cal.mamf == {g: pytest.approx(m) for g, m in mamf.items() if m}
+    # ampere, hopper GEMM fractions; their size effects; the attention scale
+    eff = cal.efficiency(np.array([0.65, 0.6, 100.0, 300.0, 0.9]))
+    ratios = [v / mamf[g] for g, v in (("ampere", 0.65), ("hopper", 0.6)) if mamf[g]]
+    assert eff.compute.gemm_of_mamf == pytest.approx(np.mean(ratios))
+    assert eff.compute.gemm == pytest.approx(0.625) and eff.compute.gemm_half_dim == pytest.approx(200.0)
+    assert eff.compute.half_dim("hopper") == 300.0 and eff.compute.attention_scale == 0.9

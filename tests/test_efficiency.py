@@ -57,6 +57,7 @@ def test_halving_every_compute_fraction_doubles_a_step_without_communication(tmp
     c = default_efficiency().compute
     no_launch = {"kernel_overhead_us": 0.0}
     halved = {**no_launch, "gemm": c.gemm / 2, "attention": c.attention / 2, "memory": c.memory / 2,
+              "attention_scale": c.attention_scale / 2,
               "gemm_by_generation": {g: v / 2 for g, v in c.gemm_by_generation.items()}}
     one_gpu = dict(gpus=1, plan={"global_batch": 4})
     base = simulate(scenario(**one_gpu, efficiency_file=str(write(tmp_path / "a.yaml", {"compute": no_launch}))))

@@ -30,7 +30,8 @@ from simulator.hardware.power import PowerFractions
 from simulator.network.efficiency import NetworkEfficiency
 from simulator.system.efficiency import Efficiency
 
-_MICROSECONDS = {"kernel_overhead_s": "kernel_overhead_us", "overhead_s": "collective_overhead_us"}
+_MICROSECONDS = {"kernel_overhead_s": "kernel_overhead_us", "overhead_s": "collective_overhead_us",
+                 "pipeline_dispatch_s": "pipeline_dispatch_us"}
 """The parameters in seconds, and their names in the file, which states them in microseconds."""
 _SECONDS = {file_name: name for name, file_name in _MICROSECONDS.items()}
 
@@ -39,8 +40,12 @@ _MAX_US = 1e6
 """The largest fixed cost of a kernel or a collective, microseconds (1 s)."""
 
 
-def _in_microseconds(name: str, description: str) -> tuple[Any, Any]:
-    return _MICROSECONDS[name], (real(0, _MAX_US), Field(description=f"{description}, in {span(0, _MAX_US)}"))
+def _in_microseconds(name: str, description: str, default_s: float | None = None) -> tuple[Any, Any]:
+    """The file's name and field of a parameter in seconds, stated in microseconds (``default_s``:
+    its default, seconds; None: required)."""
+    extra = {} if default_s is None else {"default": default_s / US}
+    return _MICROSECONDS[name], (real(0, _MAX_US), Field(description=f"{description}, in {span(0, _MAX_US)}",
+                                                         **extra))
 
 
 def _compute_fields() -> dict[str, tuple[Any, Any]]:
@@ -48,7 +53,10 @@ def _compute_fields() -> dict[str, tuple[Any, Any]]:
     fields = {}
     for name, info in ComputeEfficiency.model_fields.items():
         if name in _MICROSECONDS:
-            written, field = _in_microseconds(name, "fixed cost per kernel launch, microseconds")
+            what = ("fixed cost per kernel launch" if name == "kernel_overhead_s" else
+                    "host dispatch per pass of a blocking pipeline engine")
+            written, field = _in_microseconds(name, f"{what}, microseconds",
+                                              None if info.is_required() else info.default)
         else:
             written, field = name, (info.annotation, info)
         fields[written] = field

@@ -41,7 +41,9 @@ def estimate_step(sp: StepPlan, device: GPUSpec, efficiency: Efficiency, *, pue:
                    is on, but at least the last bucket; plus the ZeRO 1-2 parameter all-gather
         step     = pipeline + max_i (dp_i + optimizer_i) + embedding all-reduce (tied, p > 1)
 
-    ``send`` is one pipeline transfer alone on the network. Energy uses the same power model
+    ``send`` is one pipeline transfer alone on the network; with a blocking pipeline engine
+    (``sp.blocking_p2p``) ``t_i`` also holds the wait for each pass's send (``2 v send``), and the
+    exposed ``dp_i`` the last backward passes' slowdown beside their buckets (``dp_overlap_s``). Energy uses the same power model
     as the simulation with compute ``m t_i + optimizer_i``, communication ``dp_i``, the rest idle.
     """
     plan, eff = sp.plan, efficiency.network
@@ -50,14 +52,17 @@ def estimate_step(sp: StepPlan, device: GPUSpec, efficiency: Efficiency, *, pue:
     stage_b = [0.0] * p
     stage_compute = [0.0] * p
     buckets: list[list[float]] = [[] for _ in range(p)]
+    slowed = [0.0] * p  # the last backward passes' slowdown beside their buckets
     for vs, chunk in enumerate(sp.chunks):
         i = vs % p
         stage_f[i] += sum(chunk.forward.values())
         stage_b[i] += sum(chunk.backward.values())
         stage_compute[i] += chunk.forward_compute_s + chunk.backward_compute_s
         buckets[i].extend(b.standalone_time_s(eff) for b in chunk.grad_buckets)
-    t = max(f + b for f, b in zip(stage_f, stage_b))
+        slowed[i] += chunk.dp_overlap_s if plan.overlap_grad_reduce else 0.0
     send = sp.p2p(0, 1, tuple(range(plan.dp))).standalone_time_s(eff) if p > 1 else 0.0
+    # a blocking pipeline engine waits for each pass's send before its next pass
+    t = max(f + b for f, b in zip(stage_f, stage_b)) + (2 * send * v if sp.blocking_p2p else 0.0)
     fill = (p - 1) if plan.schedule == "gpipe" else (p - 1) / v
     pipeline = (m + fill) * t + 2 * (p - 1) * send
 
@@ -66,7 +71,7 @@ def estimate_step(sp: StepPlan, device: GPUSpec, efficiency: Efficiency, *, pue:
     for i in range(p):
         total = sum(buckets[i])
         if total and plan.overlap_grad_reduce:
-            exposed = max(buckets[i][-1], total - stage_b[i])
+            exposed = max(buckets[i][-1], total - stage_b[i]) + slowed[i]
         else:
             exposed = total
         gather = sp.param_gather[i]

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
 from simulator.core.units import BYTES_PER_ELEMENT, weight_bytes
-from simulator.hardware.compute import ComputeEfficiency, ops_time_s
+from simulator.hardware.compute import ComputeEfficiency, ops_time_s, overlapped_s
 from simulator.network.collectives import (
     CollectivePlan,
     plan_collective,
@@ -59,6 +59,7 @@ from simulator.network.topology import Topology
 from simulator.system.breakdown import PASS_COMMUNICATION, PASS_COMPUTE
 from simulator.system.efficiency import Efficiency
 from simulator.workload.counting import parameter_count
+from simulator.workload.framework import get_framework
 from simulator.workload.layer import layer_work
 from simulator.workload.memory import (
     block_parameters_per_rank,
@@ -67,6 +68,7 @@ from simulator.workload.memory import (
 from simulator.workload.model import ModelConfig
 from simulator.workload.ops import (
     LayerWork,
+    eager_work,
     embedding_work,
     head_work,
     pipeline_message_bytes,
@@ -99,6 +101,9 @@ class ChunkWork:
     dp_wire_s: float = 0.0  # ZeRO-3: data-parallel communication on the wire per micro-batch, seconds
     tp_hidden_s: float = 0.0  # TP communication beside GEMMs (tp_overlap) per micro-batch, seconds
     cp_hidden_s: float = 0.0  # CP exchanges beside attention kernels per micro-batch, seconds
+    dp_overlap_s: float = 0.0
+    """Seconds the chunk's last backward pass is slowed by its gradient buckets' NCCL kernels running
+    beside it (``overlap_slowdown`` times the overlap, :func:`~simulator.hardware.compute.overlapped_s`)."""
 
     @cached_property
     def forward_compute_s(self) -> float:
@@ -131,6 +136,7 @@ class StepPlan:
     param_gather: list[CollectivePlan | None]  # by stage: ZeRO 1-2 all-gather after the optimizer
     message_bytes: float  # one pipeline activation or gradient, per TP rank
     embedding_sync: CollectivePlan | None = None  # tied embeddings: first <-> last stage gradient all-reduce
+    blocking_p2p: bool = False  # the framework's pipeline engine waits for each send before going on
     _p2p_cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -158,13 +164,33 @@ def _collective_s(topology: Topology, kind: str, groups, nbytes: float, eff: Net
     return plan_collective(topology, kind, groups, nbytes, efficiency=eff).standalone_time_s(eff)
 
 
+def attention_kernel(plan: ParallelPlan, generation: str) -> str | None:
+    """The fused attention kernel family that runs a plan's ``attention`` ops on a GPU generation:
+    its framework's (:meth:`~simulator.workload.framework.Framework.attention_kernel_on`) with
+    ``attention: flash``; None with ``standard`` (unfused attention has no fused kernel)."""
+    return get_framework(plan.framework).attention_kernel_on(generation) if plan.attention == "flash" else None
+
+
+def kernel_work(work: LayerWork, model: ModelConfig, plan: ParallelPlan) -> LayerWork:
+    """``work`` as the plan's framework runs it: element-wise ops fused, or as eager kernel
+    chains (:func:`~simulator.workload.ops.eager_work`) when ``plan.fused_elementwise`` is off."""
+    return work if plan.fused_elementwise else eager_work(work, model.norm)
+
+
 def _pass_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency, topology: Topology,
-                groups: dict[str, list], eff: NetworkEfficiency, tp_overlap: str) -> tuple[dict, dict, dict]:
+                groups: dict[str, list], eff: NetworkEfficiency, tp_overlap: str,
+                kernel: str | None = None) -> tuple[dict, dict, dict]:
     """Seconds by category of one forward and one backward pass of ``work``, and the seconds of
     communication hidden beside kernels, by category. ``groups``: the stage's ``"tp"`` and
-    ``"cp"`` groups. A TP collective enabled by ``tp_overlap``, and every CP exchange, runs
-    beside the kernel it names and is exposed only by what it takes beyond that kernel."""
+    ``"cp"`` groups; ``kernel``: the fused attention kernel family. A TP collective enabled by
+    ``tp_overlap``, and every CP exchange, runs beside the kernel it names and is exposed only by
+    what it takes beyond that kernel; that kernel is slowed by ``ceff.overlap_slowdown`` while
+    they overlap (:func:`~simulator.hardware.compute.overlapped_s`), the slowdown booked as exposed
+    communication of the collective's kind."""
     hidden = {"tp_comm": 0.0, "cp_comm": 0.0}
+
+    def timed(ops) -> float:
+        return ops_time_s(ops, device, precision, ceff, kernel)
 
     def exposed_s(dim: str, collectives, ops) -> float:
         exposed = 0.0
@@ -172,18 +198,18 @@ def _pass_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency
             t = _collective_s(topology, c.kind, groups[dim], c.bytes, eff)
             if c.overlaps_with and (c.overlap_needs == "always" or tp_overlap == "full"
                                     or tp_overlap == c.overlap_needs == "backward"):
-                beside = ops_time_s((op for op in ops if op.name == c.overlaps_with), device, precision, ceff)
+                beside = timed(op for op in ops if op.name == c.overlaps_with)
                 hidden[f"{dim}_comm"] += min(t, beside)
-                t = max(0.0, t - beside)
+                t = overlapped_s(beside, t, ceff.overlap_slowdown) - beside
             exposed += t
         return exposed
 
-    fwd = {"forward": ops_time_s(work.forward, device, precision, ceff),
+    fwd = {"forward": timed(work.forward),
            "tp_comm": exposed_s("tp", work.tp_forward, work.forward),
            "cp_comm": exposed_s("cp", work.cp_forward, work.forward)}
     bwd = {
-        "backward": ops_time_s(work.backward, device, precision, ceff),
-        "recompute": ops_time_s(work.recompute, device, precision, ceff),
+        "backward": timed(work.backward),
+        "recompute": timed(work.recompute),
         "tp_comm": exposed_s("tp", work.tp_backward, work.backward)
         + exposed_s("tp", work.tp_recompute, work.recompute),
         "cp_comm": exposed_s("cp", work.cp_backward, work.backward)
@@ -192,13 +218,15 @@ def _pass_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency
     return fwd, bwd, hidden
 
 
-def prefetched_pass_s(compute_s: float, before_s: float, after_s: float, n: int) -> float:
+def prefetched_pass_s(compute_s: float, before_s: float, after_s: float, n: int, slowdown: float = 0.0) -> float:
     """Seconds for ``n`` equal layers of ``compute_s`` each, where each layer's communication
     ``before_s`` must finish before it starts and ``after_s`` follows it, on one communication
-    stream that runs one layer ahead: ``before + (n - 1) * max(compute, before + after) + compute + after``."""
+    stream that runs one layer ahead: ``before + (n - 1) * overlapped(compute, before + after) +
+    compute + after``, where ``overlapped`` is :func:`~simulator.hardware.compute.overlapped_s`
+    (``max(compute, before + after)`` without ``slowdown``: the compute slowed while NCCL runs)."""
     if n == 0:
         return 0.0
-    return before_s + (n - 1) * max(compute_s, before_s + after_s) + compute_s + after_s
+    return before_s + (n - 1) * overlapped_s(compute_s, before_s + after_s, slowdown) + compute_s + after_s
 
 
 @lru_cache(maxsize=256)
@@ -222,6 +250,7 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
         actions=_schedule(plan.schedule, plan.pp, plan.n_microbatches, plan.vpp),
         chunks=chunks, optimizer_s=optimizer_s, param_gather=param_gather,
         message_bytes=pipeline_message_bytes(model, **plan.split), embedding_sync=build.embedding_sync(),
+        blocking_p2p=build.blocking,
     )
 
 
@@ -233,7 +262,12 @@ class _StepBuilder:
         self.model, self.plan, self.topology, self.device = model, plan, topology, device
         self.net_eff, self.ceff = efficiency.network, efficiency.compute
         self.dp = plan.dp_cp  # gradients are reduced over dp x cp
-        self.layer = layer_work(model, recompute=plan.recompute, attention=plan.attention, **plan.split)
+        self.layer = kernel_work(layer_work(model, recompute=plan.recompute, attention=plan.attention, **plan.split),
+                                 model, plan)
+        self.embedding = kernel_work(embedding_work(model, **plan.split), model, plan)  # kept: pass_times keys on id
+        self.head = kernel_work(head_work(model, **plan.split), model, plan)
+        self.kernel = attention_kernel(plan, device.generation)
+        self.blocking = plan.pp > 1 and get_framework(plan.framework).pipeline_engine.blocking_p2p
         self.counts = parameter_count(model)
         self.w_bytes = weight_bytes(plan.precision)
         self.g_bytes = BYTES_PER_ELEMENT[plan.grad_reduce_precision]
@@ -249,19 +283,18 @@ class _StepBuilder:
         key = (id(work), stage)
         if key not in self._timed:
             self._timed[key] = _pass_times(work, self.device, self.plan.precision, self.ceff, self.topology,
-                                           self.groups_of[stage], self.net_eff, self.plan.tp_overlap)
+                                           self.groups_of[stage], self.net_eff, self.plan.tp_overlap, self.kernel)
         return self._timed[key]
 
     def parts(self, v: int) -> list[tuple[LayerWork, int, float]]:
         """(work, how many times it runs per pass, parameters per TP rank of one of them) of virtual stage ``v``."""
         model, tp, counts, n_virtual = self.model, self.plan.tp, self.counts, self.plan.pp * self.plan.vpp
-        kw = self.plan.split
         parts = [(self.layer, self.split[v], self.block_params)]
         if v == 0:
-            parts.append((embedding_work(model, **kw), 1, counts.embedding / tp + counts.position))
+            parts.append((self.embedding, 1, counts.embedding / tp + counts.position))
         if v == n_virtual - 1:
             tied_copy = counts.embedding / tp if model.tied_embeddings and n_virtual > 1 else 0.0
-            parts.append((head_work(model, **kw), 1, counts.final_norm + counts.lm_head / tp + tied_copy))
+            parts.append((self.head, 1, counts.final_norm + counts.lm_head / tp + tied_copy))
         return parts
 
     def chunk(self, v: int) -> ChunkWork:
@@ -284,15 +317,33 @@ class _StepBuilder:
                 gather = _collective_s(self.topology, "all_gather", dp_groups, params * self.w_bytes, self.net_eff)
                 scatter = _collective_s(self.topology, "reduce_scatter", dp_groups, params * self.g_bytes,
                                         self.net_eff)
-                fwd["dp_comm"] = fwd.get("dp_comm", 0.0) + prefetched_pass_s(f_total, gather, 0.0, n) - n * f_total
-                bwd["dp_comm"] = bwd.get("dp_comm", 0.0) + prefetched_pass_s(b_total, gather, scatter, n) - n * b_total
+                slow = self.ceff.overlap_slowdown
+                fwd["dp_comm"] = fwd.get("dp_comm", 0.0) + prefetched_pass_s(f_total, gather, 0.0, n, slow) - n * f_total
+                bwd["dp_comm"] = (bwd.get("dp_comm", 0.0) + prefetched_pass_s(b_total, gather, scatter, n, slow)
+                                  - n * b_total)
                 wire += n * (2 * gather + scatter)
             flops[0] += work.forward_flops * n
             flops[1] += work.backward_flops * n
             flops[2] += work.recompute_flops * n
+        if self.blocking:  # the engine dispatches each pass's instructions from the host, one by one
+            fwd["forward"] = fwd.get("forward", 0.0) + self.ceff.pipeline_dispatch_s
+            bwd["backward"] = bwd.get("backward", 0.0) + self.ceff.pipeline_dispatch_s
         params_local = parameters_on_virtual_stage(self.model, self.plan, v)
-        return ChunkWork(fwd, bwd, params_local, flops[0], flops[1], flops[2], self.grad_buckets(params_local, stage),
-                         wire, tp_hidden, cp_hidden)
+        buckets = self.grad_buckets(params_local, stage)
+        return ChunkWork(fwd, bwd, params_local, flops[0], flops[1], flops[2], buckets, wire, tp_hidden, cp_hidden,
+                         self.bucket_slowdown_s(bwd, buckets))
+
+    def bucket_slowdown_s(self, bwd: dict[str, float], buckets: tuple[CollectivePlan, ...]) -> float:
+        """Seconds the last backward pass of a chunk loses to its gradient buckets' NCCL kernels
+        (``overlap_slowdown`` times the overlap of the pass's compute and the buckets'
+        standalone time; 0 without ``overlap_grad_reduce``). The ``n`` buckets become ready one
+        by one, the first after ``1/n`` of the pass, so at most ``(n - 1)/n`` of it overlaps."""
+        if not buckets or not self.plan.overlap_grad_reduce or self.ceff.overlap_slowdown == 0:
+            return 0.0
+        n = len(buckets)
+        compute = sum(bwd.get(k, 0.0) for k in PASS_COMPUTE) * (n - 1) / n
+        comm = n * buckets[0].standalone_time_s(self.net_eff)  # equal buckets
+        return self.ceff.overlap_slowdown * min(compute, comm)
 
     def grad_buckets(self, params_local: float, stage: int) -> tuple[CollectivePlan, ...]:
         """The data-parallel reduction of a chunk's gradients, in equal buckets (none with ZeRO-3 or dp 1)."""

@@ -61,6 +61,7 @@ gradient ``dX = dY W^T`` (``(M, K, N)``) and the weight gradient
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -117,6 +118,12 @@ class Op:
     gemm_mnk: tuple[int, int, int] | None = None
     precision: str | None = None
     """Math precision when it differs from the plan's (bf16 attention and LM head in fp8 training)."""
+    linear: bool = False
+    """A linear layer's GEMM (made by :func:`gemm`), whose efficiency falls with its size; the
+    batched per-head GEMMs of unfused attention are not (:mod:`simulator.hardware.compute`)."""
+    kernels: int = 1
+    """Kernel launches the op takes (more than one when an eager framework runs an element-wise op
+    as a chain of kernels, :func:`run_eagerly`)."""
 
 
 @dataclass(frozen=True)
@@ -221,15 +228,16 @@ def gemm(name: str, m: int, n: int, k: int, e: int, *, operand_bytes: int | None
     """``Y[M,N] = X[M,K] W[K,N]``: ``2 M N K`` FLOPs, reads ``X`` and ``W`` (``operand_bytes``
     per element, default ``e``), writes ``Y`` (``e``)."""
     ob = e if operand_bytes is None else operand_bytes
-    return Op(name, "gemm", 2.0 * m * n * k, float((m * k + k * n) * ob + m * n * e), (m, n, k), precision)
+    return Op(name, "gemm", 2.0 * m * n * k, float((m * k + k * n) * ob + m * n * e), (m, n, k), precision,
+              linear=True)
 
 
 def gemm_backward(fwd: Op) -> tuple[Op, Op]:
     """Data and weight gradient GEMMs of ``fwd``; each has its FLOPs, bytes and precision."""
     assert fwd.gemm_mnk is not None
     m, n, k = fwd.gemm_mnk
-    dgrad = Op(f"{fwd.name}_dgrad", "gemm", fwd.flops, fwd.bytes, (m, k, n), fwd.precision)
-    wgrad = Op(f"{fwd.name}_wgrad", "gemm", fwd.flops, fwd.bytes, (k, n, m), fwd.precision)
+    dgrad = Op(f"{fwd.name}_dgrad", "gemm", fwd.flops, fwd.bytes, (m, k, n), fwd.precision, fwd.linear)
+    wgrad = Op(f"{fwd.name}_wgrad", "gemm", fwd.flops, fwd.bytes, (k, n, m), fwd.precision, fwd.linear)
     return dgrad, wgrad
 
 
@@ -281,6 +289,62 @@ def tokens_on_rank(model: ModelConfig, micro_batch: int, tp: int, sequence_paral
             raise InputError(f"{name}={value} must be at least 1", field=f"plan.{name}")
     first(cp_splits_sequence(model.seq_len, cp), sp_splits_sequence(model.seq_len, cp, tp, sequence_parallel))
     return micro_batch * model.seq_len // cp
+
+
+# --------------------------------------------------------------------------- eager frameworks
+
+EAGER_CHAINS: dict[str, tuple[int, float]] = {
+    "rmsnorm": (6, 9.0),
+    "swiglu": (2, 5.0 / 3.0),
+    "cross_entropy": (3, 7.0 / 3.0),
+    "softmax": (3, 3.0),
+}
+"""Element-wise ops an eager framework (no fusion, no compile) runs as a chain of kernels: (kernels,
+HBM bytes of the chain / bytes of the fused kernel), counted from the PyTorch code each runs, bf16
+activations (2 B) and fp32 intermediates (4 B) per element:
+
+* ``rmsnorm`` (Hugging Face / torchtitan ``RMSNorm`` eager): ``x.float()`` (read 2, write 4),
+  ``pow(2)`` (4, 4), ``mean`` (4), ``x * rsqrt(var)`` (4, 4), ``.to(bf16)`` (4, 2), ``weight *``
+  (2, 2): 36 B/element against the fused kernel's 4, 6 kernels. kernels.csv measures the ratio:
+  liger-a100-rmsnorm-bf16-h4096-hf reaches 0.059 of HBM bandwidth, the fused
+  liger-a100-rmsnorm-bf16-h4096-liger 0.529 (9.0x);
+* ``swiglu``: ``silu(gate)`` (read 2, write 2), ``* up`` (4, 2): 10 B against 6, 2 kernels;
+* ``cross_entropy``: ``logits.float()`` (read 2, write 4) then ``cross_entropy`` (log-softmax
+  read 4, write 4; the gather is negligible): 14 B against 6, 3 kernels;
+* ``softmax`` of unfused attention: scale, mask (``masked_fill``) and softmax as three passes over
+  the scores instead of Megatron's fused scale-mask-softmax: 3x, 3 kernels.
+
+LayerNorm, GeLU and residual adds are one native kernel in eager PyTorch too (``F.layer_norm``,
+``F.gelu``, ``add``; biases go into the GEMM's ``addmm``): unchanged. A backward op takes its
+forward's chain (assumption: autograd replays the chain, each node reading its saved input and
+the incoming gradient)."""
+
+
+def eager_chain(op: Op, norm: str) -> tuple[int, float]:
+    """(kernels, byte factor) of ``op`` run eagerly (:data:`EAGER_CHAINS`); ``norm`` is the model's
+    norm ("rmsnorm" or "layernorm"), which the ops ``*_norm`` and ``*_norm_bwd`` are."""
+    if op.kind != "elementwise":
+        return 1, 1.0
+    base = op.name[: -len("_bwd")] if op.name.endswith("_bwd") else op.name
+    key = norm if base.endswith("_norm") else base
+    return EAGER_CHAINS.get(key, (1, 1.0))
+
+
+def run_eagerly(ops: tuple[Op, ...], norm: str) -> tuple[Op, ...]:
+    """``ops`` as an eager framework runs them: each element-wise op of :data:`EAGER_CHAINS` takes
+    its chain's kernels and bytes."""
+    out = []
+    for op in ops:
+        kernels, factor = eager_chain(op, norm)
+        out.append(op if kernels == 1 and factor == 1.0 else
+                   dataclasses.replace(op, bytes=op.bytes * factor, kernels=kernels))
+    return tuple(out)
+
+
+def eager_work(work: LayerWork, norm: str) -> LayerWork:
+    """``work`` with every pass run eagerly (:func:`run_eagerly`); collectives unchanged."""
+    return dataclasses.replace(work, forward=run_eagerly(work.forward, norm),
+                               backward=run_eagerly(work.backward, norm), recompute=run_eagerly(work.recompute, norm))
 
 
 # --------------------------------------------------------------------------- public

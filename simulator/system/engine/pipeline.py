@@ -39,8 +39,9 @@ class PipelineTransfers:
         ev = self._waiting[key] = self._env.event()
         return ev
 
-    def send(self, r: int, v_from: int, v_to: int, mb: int) -> None:
-        """Replica ``r``'s virtual stage ``v_from`` sends micro-batch ``mb``'s output to ``v_to`` now."""
+    def send(self, r: int, v_from: int, v_to: int, mb: int, wait: bool = False) -> simpy.Event | None:
+        """Replica ``r``'s virtual stage ``v_from`` sends micro-batch ``mb``'s output to ``v_to`` now;
+        with ``wait``, returns the event that fires when it has arrived (a blocking engine waits for it)."""
         state, env, pp = self.state, self._env, self._pp
         t0 = env.now
         forward = v_to > v_from
@@ -50,8 +51,12 @@ class PipelineTransfers:
         if plan is None:
             plan = self._plans[plan_key] = state.sp.p2p(v_from, v_to, state.replicas.p2p_class[r])
 
+        sent = env.event() if wait else None
+
         def arrived() -> None:
             now = env.now
+            if sent is not None:
+                sent.succeed()
             state.comm_s["pp"] += now - t0
             if state.record is not None:
                 state.record(PipelineSend(r, v_from % pp, t0, now, microbatch=mb, chunk=v_from // pp,
@@ -64,3 +69,4 @@ class PipelineTransfers:
                 waiting.succeed(t0)
 
         self._fabric.collective(plan, state.sp.net_efficiency, on_done=arrived)
+        return sent

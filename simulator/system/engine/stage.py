@@ -8,6 +8,12 @@ ready one by one (with ``overlap_grad_reduce``; otherwise all after the passes).
 waits for its data-parallel gradient reduction, the tied-embedding sync (first and last stage),
 runs the optimizer and, with ZeRO 1-2, gathers the updated parameters.
 
+That last backward pass is longer by ``ChunkWork.dp_overlap_s``: its compute is slowed while the
+buckets' NCCL kernels run beside it (booked as exposed DP communication). With a blocking pipeline
+engine (``StepPlan.blocking_p2p``, DeepSpeed's PipelineEngine) a stage waits for each of its sends
+to arrive before its next pass (booked as exposed PP communication); otherwise sends run beside
+the next passes.
+
 A pass's duration is ``compute_s * f_max + comm_s``: ``f_max`` is the factor of the slowest
 member of the TP x CP group (fixed slowdown times jitter), which everyone waits for; the mean
 member factor ``f_own`` is the group's own compute time, the rest is stall. Where waiting goes:
@@ -91,7 +97,8 @@ class StageProcess:
         receive, send, pending = transfers.receive, transfers.send, state.pending
         own = [0.0] * (2 * n_virtual)  # [2 v + is_forward] -> sum of own-time factors
         counts = [0] * (2 * n_virtual)  # [2 v + is_forward] -> passes run
-        stall_s = pp_comm_s = pp_wait_s = 0.0
+        stall_s = pp_comm_s = pp_wait_s = overlap_slow_s = 0.0
+        blocking = sp.blocking_p2p
         for idx, a in enumerate(sp.actions[i]):
             is_f = a.kind == "F"
             v = a.chunk * pp + i
@@ -119,9 +126,12 @@ class StageProcess:
             t0 = env.now
             duration = comp * f_max + comm
             if not is_f and overlap and idx == last_backward[a.chunk] and chunk.grad_buckets:
-                # the chunk's gradient buckets become ready one by one during this pass
+                # the chunk's gradient buckets become ready one by one during this pass, whose
+                # compute their NCCL kernels slow down
                 seg = duration / len(chunk.grad_buckets)
                 env.timeout(seg).callbacks.append(lambda _e, c=a.chunk, s=seg: streams.issue(r, i, c, s))
+                duration += chunk.dp_overlap_s
+                overlap_slow_s += chunk.dp_overlap_s
             yield env.timeout(duration)
             own[2 * v + is_f] += f_own
             counts[2 * v + is_f] += 1
@@ -129,16 +139,19 @@ class StageProcess:
             if record is not None:
                 recompute = 0.0 if is_f else chunk.backward.get("recompute", 0.0) * f_max
                 record(ComputePass(r, i, t0, env.now, a.kind, a.mb, a.chunk, recompute))
-            if is_f:
-                if v < n_virtual - 1:
-                    send(r, v, v + 1, a.mb)
-            elif v > 0:
-                send(r, v, v - 1, a.mb)
+            to = (v + 1 if v < n_virtual - 1 else None) if is_f else (v - 1 if v > 0 else None)
+            if to is not None:
+                sent = send(r, v, to, a.mb, blocking)
+                if sent is not None:  # a blocking engine goes on only when the transfer is done
+                    t_b = env.now
+                    yield sent
+                    pp_comm_s += env.now - t_b
         state.n_events += len(sp.actions[i])
         self._book_passes(own, counts)
         seconds = self.account.seconds
         seconds["stall"] += stall_s
         seconds["pp_comm"] += pp_comm_s
+        seconds["dp_comm"] += overlap_slow_s
         self.account.pp_wait_s += pp_wait_s
 
     def _pipeline_wait(self, a: Action, v: int, t_w: float, now: float) -> PipelineWait:
