@@ -228,33 +228,30 @@ def validate(
 
 @app.command()
 def calibrate(
-    cases: str = typer.Argument(..., help="CSV of published measurements to fit on (the calibration set)."),
+    cases: list[str] = typer.Argument(..., help="CSVs of published measurements to fit on (the calibration set)."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the fitted parameters (efficiency.yaml format)."),
     loso: bool = typer.Option(False, "--loso", help="Also run leave-one-source-out cross-validation."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (adds or overrides GPUs)."),
     efficiency: Optional[str] = typer.Option(None, "--efficiency", help=EFFICIENCY_HELP + " The parameters not "
                                              "fitted (network, power, HBM, launch cost) are taken from it."),
 ) -> None:
-    """Fit the efficiency parameters on CASES and report in-sample (and out-of-sample) error."""
+    """Fit the efficiency parameters on CASES (fitted together) and report in-sample (and out-of-sample) error."""
     import yaml
 
     from simulator.core.atomic import write_text_atomically
     from simulator.inputs.efficiency_file import efficiency_to_dict
     from simulator.results.report import error_table
-    from simulator.validation.calibration import (
-        Calibration,
-        fitted_efficiency,
-        provenance,
-    )
+    from simulator.validation.calibration import Calibration, fitted_efficiency, provenance, read_calibration_files
     from simulator.validation.published import summary
 
-    df, catalog, base = _validation_inputs(cases, out, hardware, efficiency)
+    _, catalog, base = _validation_inputs(cases[0], out, hardware, efficiency)
     try:
-        cal = Calibration(df, catalog=catalog, base=base, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+        cal = Calibration(read_calibration_files(cases), catalog=catalog, base=base,
+                          log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
         eff, table = cal.fit()
         cv = cal.leave_one_source_out() if loso else None
     except InputError as err:
-        _fail(err.with_file(cases))
+        _fail(err.with_file(", ".join(cases)))
     except TrainsimError as err:
         _fail(err)
     fit = provenance(cases, cal, eff, table, cv, hardware=hardware, efficiency=efficiency)
