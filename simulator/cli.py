@@ -219,6 +219,8 @@ def validate(
     console.print(error_table(summary(results), "Summary: absolute % error over rows simulated (failed rows above)"))
     console.print("tflops_per_gpu: Megatron-LM eq. 3 with or without its recomputation term as each source "
                   "did (column 'formula' of --out); defaults for empty cells: column 'defaults_used'.")
+    held = f"{results.published.between(results.band_lo, results.band_hi).sum()} of {results.band_lo.notna().sum()}"
+    console.print(f"P10-P90 bands (band_lo, band_hi of --out; docs/bands.md) hold {held} published values.")
     if not (results.status == "ok").any():
         reason = results.status.value_counts().index[0]
         err_console.print(f"[bold red]error:[/bold red] {cases}: none of the {len(results)} rows could be "
@@ -265,6 +267,38 @@ def calibrate(
         header = ("# trainsim efficiency parameters, written by `trainsim calibrate` (see `fit`).\n"
                   "# Meanings and units: simulator/hardware/compute.py, network/collectives.py, hardware/power.py.\n")
         write_text_atomically(header + yaml.safe_dump(efficiency_to_dict(eff), sort_keys=False, width=100), out)
+        console.print(f"written: {out}")
+
+
+@app.command()
+def bands(
+    cases: list[str] = typer.Argument(..., help="CSVs of published measurements (the calibration files)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Write the band file (simulator/results/error_bands.yaml)."),
+    in_sample: bool = typer.Option(False, "--in-sample", help="Residuals of `validate` at the given efficiency "
+                                   "(seconds; narrower, labelled in-sample), not leave-one-source-out (minutes)."),
+    min_rows: int = typer.Option(8, "--min-rows", min=1, help="Runs a regime needs, else the coarser level is used."),
+    min_sources: int = typer.Option(3, "--min-sources", min=1, help="Sources a regime needs, likewise."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (adds or overrides GPUs)."),
+    efficiency: Optional[str] = typer.Option(None, "--efficiency", help=EFFICIENCY_HELP),
+) -> None:
+    """P10-P90 error bands per regime (framework x GPU generation x parallelism family) from CASES' residuals."""
+    from simulator.results.report import bands_table
+    from simulator.validation.bands import build_bands, write_bands
+
+    tables = [_validation_inputs(path, out, hardware, efficiency) for path in cases]
+    options = {"--hardware": hardware, "--efficiency": efficiency, "--out": out}
+    command = " ".join(["trainsim bands", *cases, *(["--in-sample"] if in_sample else []), f"--min-rows {min_rows}",
+                        f"--min-sources {min_sources}", *(f"{k} {v}" for k, v in options.items() if v)])
+    try:
+        doc, _ = build_bands([t[0] for t in tables], cases, catalog=tables[0][1], efficiency=tables[0][2],
+                             in_sample=in_sample, min_rows=min_rows, min_sources=min_sources, command=command,
+                             log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    except TrainsimError as err:
+        _fail(err)
+    console = Console()
+    (console if console.is_terminal else Console(width=160)).print(bands_table(doc))  # a pipe: no squeezing
+    if out:
+        write_bands(doc, out)
         console.print(f"written: {out}")
 
 

@@ -18,6 +18,7 @@ from simulator.core.errors import SimulationError
 from simulator.hardware.power import StateTimes, step_energy
 from simulator.inputs.resolve import Setup, setup
 from simulator.inputs.scenario import Scenario
+from simulator.results.band import band_for, regime_of
 from simulator.results.step import StepResult
 from simulator.system.breakdown import BREAKDOWN_KEYS, COMMUNICATION, COMPUTE, IDLE
 from simulator.system.efficiency import Efficiency
@@ -150,4 +151,5 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
         events=run.events,
         notes=notes,
         efficiency_source=s.efficiency.source,
+        band=band_for(regime_of(plan, device), run.step_time_s, tokens, memory.total),
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from simulator.results.band import Band
 from simulator.results.step import StepResult
 from simulator.system.breakdown import BREAKDOWN_KEYS
 
@@ -62,6 +65,12 @@ def render(result: StepResult) -> Group:
     summary.add_row("energy per step", f"{_joules(r.energy_per_step_J)} (PUE {r.energy.pue:.2f})")
     summary.add_row("energy per token", f"{_joules(r.energy_per_step_J / r.tokens_per_step)}")
     summary.add_row("average power per GPU", f"{r.avg_power_per_gpu_W:,.0f} W")
+    if r.band is not None:
+        b = r.band
+        summary.add_row("step time P10-P90", f"{b.step_time_s[0]:,.3f} - {b.step_time_s[1]:,.3f} s")
+        summary.add_row("throughput P10-P90", f"{b.tokens_per_s[0]:,.0f} - {b.tokens_per_s[1]:,.0f} tokens/s")
+        summary.add_row("peak memory P10-P90", f"{b.memory_bytes[0] / 1e9:,.1f} - {b.memory_bytes[1] / 1e9:,.1f} GB")
+        summary.caption = "P10-P90 band: " + band_caption(b)
 
     bd = Table(title="Where the step time goes (mean over pipeline stages)", title_justify="left")
     bd.add_column("category")
@@ -86,6 +95,8 @@ def render(result: StepResult) -> Group:
 
     parts = [head, summary, bd, mt]
     parts += [Text(f"note: {n}", style="yellow") for n in r.notes]
+    if r.band is not None and r.band.warning:
+        parts.append(Text(f"warning: {r.band.warning}; the band is the {r.band.level} level's", style="bold yellow"))
     return Group(*parts)
 
 
@@ -102,4 +113,33 @@ def error_table(summary, title: str) -> Table:
     for name, r in summary.iterrows():
         table.add_row(str(name), str(int(r.rows)), str(int(r.failed)),
                       *(f"{x:.1f}" for x in (r.MAPE_pct, r.median_abs_pct, r.max_abs_pct)))
+    return table
+
+
+def band_caption(b: Band) -> str:
+    """Where a band comes from, in one line (docs/bands.md)."""
+    reg = b.regime
+    step = ("a stated prior (no residuals)" if b.level == "prior" else
+            f"{b.residuals} residuals at the {b.level} level ({b.rows} runs, {b.sources} sources)")
+    memory = "a stated prior" if b.memory_level == "prior" else f"{b.memory_level} level ({b.memory_rows} runs)"
+    return f"{reg.framework} / {reg.generation} / {reg.family}: {step}; memory: {memory}"
+
+
+def bands_table(doc: dict) -> Table:
+    """The step-time and memory quantiles of a band document (``trainsim bands``), with its coverage."""
+    table = Table(title=f"Error bands ({doc['provenance']['residuals']} residuals, P10-P90 of published / "
+                  f"predicted; used where at least {doc['min_rows']} runs of {doc.get('min_sources', 1)} sources)",
+                  title_justify="left")
+    for col in ("kind", "level", "key", "runs", "sources", "P10", "P90"):
+        table.add_column(col, justify="left" if col in ("kind", "level", "key") else "right", no_wrap=col == "key")
+    for kind in ("step_time", "memory"):
+        for level, keys in (doc[kind].get("levels") or {}).items():
+            for key, q in keys.items():
+                table.add_row(kind, level, key, str(q["rows"]), str(q.get("sources", "")), f"{math.exp(q['p10']):.3f}x",
+                              f"{math.exp(q['p90']):.3f}x")
+    cov = doc["coverage"]
+    table.caption = "; ".join(
+        f"{kind}: {c['of_these_runs'][kind]['fraction']:.0%} of {c['of_these_runs'][kind]['runs']} runs inside "
+        f"their band, {c['cross_validated_by_source'][kind]['fraction']:.0%} with the band built without their source"
+        for kind in ("step_time", "memory") for c in [cov] if c["of_these_runs"][kind]["runs"])
     return table

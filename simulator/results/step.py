@@ -3,7 +3,8 @@
 :class:`StepResult` is the public result object of trainsim. Its
 :meth:`StepResult.to_dict` is the ``--json`` output, whose keys are documented
 in the README as a public interface. All values are SI (seconds, bytes, FLOP/s,
-joules, watts) except where a key says otherwise (``mfu`` is a fraction).
+joules, watts) except where a key says otherwise (``mfu`` is a fraction). ``band`` is the
+prediction's P10-P90 error band (:class:`~simulator.results.band.Band`, keys in docs/bands.md).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from simulator.hardware.power import StepEnergy
+from simulator.results.band import Band
 from simulator.system.engine import TimelineEvent
 from simulator.workload.memory import MemoryBreakdown
 from simulator.workload.plan import ParallelPlan
@@ -46,6 +48,7 @@ class StepResult:
     events: list[TimelineEvent] = field(repr=False, default_factory=list)  # typed; the timeline rows
     notes: list[str] = field(default_factory=list)
     efficiency_source: str = ""  # where the efficiency parameters of the step came from
+    band: Band | None = None  # P10-P90 of step time, throughput and memory (simulator/results/band.py)
 
     @property
     def tokens_per_s(self) -> float:
@@ -136,4 +139,5 @@ class StepResult:
             },
             "simulation": {"n_events": self.n_events, "efficiency_source": self.efficiency_source},
             "notes": self.notes,
+            "band": self.band.to_dict() if self.band is not None else None,
         }

@@ -15,6 +15,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from simulator.results.band import Band
+from simulator.results.report import band_caption
 from simulator.studies.planner import PlanResult, PlanSearch
 
 WIDE_COLUMNS = 150
@@ -31,6 +33,11 @@ def print_search(console: Console, search: PlanSearch, *, name: str, objective: 
                   f"({sum(search.seconds.values()):.1f} s)", highlight=False, soft_wrap=True)
     console.print(ranking_table(search, objective, top, tokens, gpu_hour_usd, wide=console.width >= WIDE_COLUMNS))
     console.print(breakdown_table(search.best))
+    best = band_of(search.best)
+    if best is not None:
+        console.print(f"Best plan's P10-P90 band: {band_caption(best)}", highlight=False, soft_wrap=True)
+        if best.warning:
+            console.print(f"[bold yellow]warning:[/bold yellow] {best.warning}", highlight=False, soft_wrap=True)
     _print_flags_and_misses(console, search, budget_usd)
 
 
@@ -44,14 +51,16 @@ def ranking_table(search: PlanSearch, objective: str, top: int, tokens: float | 
                                      ("train USD", tokens and gpu_hour_usd)) if on)
     objective_col = () if objective == "throughput" else (unit,)  # throughput is the tokens/s column
     plan_cols = _plan_columns(search, results) if wide else ("plan",)
-    for col in ("#", *plan_cols, *training, "step s", "tokens/s", "MFU", "mem/free GB", *objective_col):
+    for col in ("#", *plan_cols, *training, "step s", "P10-P90 s", "tokens/s", "MFU", "mem/free GB", *objective_col):
         left = col in ("plan", "recompute", "order", "GPU")
         table.add_column(col, justify="left" if left else "right", no_wrap=col != "plan",
                          ratio=1 if col == "plan" else None)
     for i, r in enumerate(results, 1):
         money = tuple(f"{r.training_hours:,.1f}" if c == "train h" else f"{r.training_cost_usd:,.0f}" for c in training)
         cells = _plan_cells(r, plan_cols) if wide else (_plan_text(r, several=search.n_fleets > 1),)
-        table.add_row(str(i), *cells, *money, f"{r.step_time_s:.3f}", f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
+        b = band_of(r)
+        spread = f"{b.step_time_s[0]:.3f}-{b.step_time_s[1]:.3f}" if b else ""
+        table.add_row(str(i), *cells, *money, f"{r.step_time_s:.3f}", spread, f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
                       f"{r.memory_GB:.1f} / {r.headroom_GB:.1f}", *(f"{r.objective:.4g}" for _ in objective_col))
     return table
 
@@ -131,7 +140,7 @@ def search_csv(search: PlanSearch, top: int) -> str:
         row = r.row()
         breakdown = row.pop("breakdown_s")
         flags = row.pop("megatron_flags")
-        rows.append({"rank": rank, **row, **{f"{k}_s": v for k, v in breakdown.items()},
+        rows.append({"rank": rank, **row, **band_columns(band_of(r)), **{f"{k}_s": v for k, v in breakdown.items()},
                      "megatron_flags": " ".join(flags) if flags is not None else ""})
     buf = io.StringIO()
     pd.DataFrame(rows).to_csv(buf, index=False)
@@ -140,4 +149,25 @@ def search_csv(search: PlanSearch, top: int) -> str:
 
 def search_json(search: PlanSearch, top: int) -> str:
     """The ranking as a JSON document (strict JSON: no NaN or infinity)."""
-    return json.dumps(search.to_dict(top), indent=2, default=str, allow_nan=False) + "\n"
+    doc = search.to_dict(top)
+    for plan, r in zip(doc["plans"], search.results[:top]):
+        b = band_of(r)
+        plan["band"] = b.to_dict() if b is not None else None
+    return json.dumps(doc, indent=2, default=str, allow_nan=False) + "\n"
+
+
+def band_of(r: PlanResult) -> Band | None:
+    """The plan's P10-P90 band (:mod:`simulator.results.band`), from its simulated step."""
+    return r.result.band if r.result is not None else None
+
+
+def band_columns(b: Band | None) -> dict[str, Any]:
+    """A band as flat CSV columns (SI units: seconds, tokens/s, bytes per GPU); empty without one."""
+    if b is None:
+        return {k: None for k in ("band_step_time_lo_s", "band_step_time_hi_s", "band_tokens_per_s_lo",
+                                  "band_tokens_per_s_hi", "band_memory_lo_bytes", "band_memory_hi_bytes",
+                                  "band_level", "band_calibrated", "band_warning")}
+    return {"band_step_time_lo_s": b.step_time_s[0], "band_step_time_hi_s": b.step_time_s[1],
+            "band_tokens_per_s_lo": b.tokens_per_s[0], "band_tokens_per_s_hi": b.tokens_per_s[1],
+            "band_memory_lo_bytes": b.memory_bytes[0], "band_memory_hi_bytes": b.memory_bytes[1],
+            "band_level": b.level, "band_calibrated": b.calibrated, "band_warning": b.warning}

@@ -219,7 +219,11 @@ def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency:
         if progress:
             progress(n + 1, len(cases))
     df = pd.DataFrame(out)
-    return df[list(RESULT_COLUMNS) + [c for c in df.columns if c not in RESULT_COLUMNS]]
+    from simulator.results.band import with_bands
+
+    # each row's regime and P10-P90 band (docs/bands.md)
+    return with_bands(df[list(RESULT_COLUMNS) + [c for c in df.columns if c not in RESULT_COLUMNS]],
+                      [cache[config_key(row)][0] for _, row in cases.iterrows()])
 
 
 def _memory_columns(row: pd.Series, setup: Setup) -> dict[str, Any]:
