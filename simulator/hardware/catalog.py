@@ -7,9 +7,17 @@ The packaged ``gpus.yaml`` (next to this module) lists accelerators in input uni
 
 A user file in the same format is layered on top: each entry adds a GPU or replaces the packaged
 entry of the same slug. An entry with ``base: <slug or alias>`` starts from that GPU and changes only
-the fields it gives; ``peak_tflops`` merges precision by precision, so a power-capped H100 is::
+the fields it gives; ``peak_tflops`` merges precision by precision. A power-capped H100 is::
 
-    h100-500w: {base: h100-sxm, tdp_W: 500, peak_tflops: {bf16: 800}}
+    h100-500w: {base: h100-sxm, power_limit_W: 500}
+
+``power_limit_W`` is the limit the board is run at, below the ``tdp_W`` its ``peak_tflops`` are
+rated at. The spec's compute peaks are then derated by the sustained clock fraction
+(:func:`simulator.hardware.clocks.sustained_clock_fraction`, the cube law:
+(500/700)^(1/3) = 0.894). :attr:`GPUSpec.tdp_W` is the limit as run, which is what the energy model
+needs. The rated figures stay available for MFU conventions (:meth:`GPUSpec.rated_peak_flops_for`).
+To state the capped peaks yourself, change ``tdp_W`` and ``peak_tflops`` instead; nothing is then
+derated.
 
 Rules for ``base`` (chosen so that nothing surprising is inherited):
 
@@ -51,6 +59,7 @@ from simulator.core.bounds import Fraction, real, span
 from simulator.core.errors import InputError, from_validation_error
 from simulator.core.units import PRECISIONS, Precision
 from simulator.core.yamlfile import parse_yaml, read_yaml_file
+from simulator.hardware.clocks import sustained_clock_fraction
 
 PACKAGED_FILE = "simulator/hardware/gpus.yaml"
 """How errors in the packaged catalog name their file."""
@@ -86,8 +95,11 @@ class _GPUEntry(BaseModel):
     hbm_GB: _HBM_GB = Field(description=f"Device memory, GB, in {span(0, MAX_HBM_GB, lo_open=True)}.")
     hbm_bandwidth_TBps: _HBM_TBPS = Field(
         description=f"Device memory bandwidth, TB/s, in {span(0, MAX_HBM_TBPS, lo_open=True)}.")
-    tdp_W: _WATTS = Field(description=f"Board power limit, W, in {span(0, MAX_W, lo_open=True)}.")
+    tdp_W: _WATTS = Field(description=f"Board power limit the peaks are rated at, W, in {span(0, MAX_W, lo_open=True)}.")
     idle_W: real(0, MAX_W) = Field(description=f"Power while waiting, W, in {span(0, MAX_W)} and at most tdp_W.")
+    power_limit_W: _WATTS | None = Field(
+        None, description=f"Board power limit the part is run at, W, in {span(0, MAX_W, lo_open=True)}, from idle_W "
+        "to tdp_W; compute peaks are derated by the sustained clock fraction (None: run at tdp_W).")
     intra_node_bandwidth_GBps: _LINK = Field(
         description=f"Scale-up bandwidth per GPU, one direction, GB/s, in {span(0, MAX_LINK_GBPS, lo_open=True)}.")
     mamf_fraction: Fraction | None = Field(
@@ -112,6 +124,17 @@ class _GPUEntry(BaseModel):
             raise ValueError(f"idle_W={value} exceeds tdp_W={tdp}; idle power must be at most the power limit")
         return value
 
+    @field_validator("power_limit_W")
+    @classmethod
+    def _limit_within_tdp(cls, value: float | None, info: ValidationInfo) -> float | None:
+        tdp, idle = info.data.get("tdp_W"), info.data.get("idle_W")
+        if value is not None and tdp is not None and value > tdp:
+            raise ValueError(f"power_limit_W={value} exceeds tdp_W={tdp}; a limit above the rating would not "
+                             "raise the datasheet peak (give tdp_W and peak_tflops instead)")
+        if value is not None and idle is not None and value < idle:
+            raise ValueError(f"power_limit_W={value} is below idle_W={idle}")
+        return value
+
 
 _ENTRY_FIELDS: tuple[str, ...] = tuple(_GPUEntry.model_fields)
 _ALLOWED_FIELDS = ", ".join((*_ENTRY_FIELDS, "base"))
@@ -121,10 +144,12 @@ class GPUSpec(BaseModel):
     """One accelerator in SI units.
 
     ``peak_flops`` maps precision -> dense peak FLOP/s without sparsity, only for the precisions the
-    part runs (a missing ``tf32`` means TF32 mode runs at the fp32 rate). ``hbm_bytes`` is device
-    memory in bytes (GDDR for cards without HBM), ``hbm_bandwidth_Bps`` its bandwidth in bytes/s.
-    ``tdp_W`` is the board power limit; ``idle_W`` is an engineering estimate for a GPU waiting at
-    normal clocks (see ``gpus.yaml``). ``intra_node_bandwidth_Bps`` is the scale-up bandwidth per
+    part runs (a missing ``tf32`` means TF32 mode runs at the fp32 rate). These are the peaks the
+    part sustains at its power limit: for a power-capped part (``rated_tdp_W`` set), the rated
+    figures (``rated_peak_flops``) times :attr:`clock_fraction`; otherwise the datasheet figures.
+    ``hbm_bytes`` is device memory in bytes (GDDR for cards without HBM), ``hbm_bandwidth_Bps`` its
+    bandwidth in bytes/s. ``tdp_W`` is the board power limit the part runs at; ``idle_W`` is an
+    engineering estimate for a GPU waiting at normal clocks (see ``gpus.yaml``). ``intra_node_bandwidth_Bps`` is the scale-up bandwidth per
     GPU in ONE direction (NVLink / Infinity Fabric, or PCIe for cards without either).
 
     Treat instances as read-only: the packaged catalog is cached and shared.
@@ -142,8 +167,14 @@ class GPUSpec(BaseModel):
         description=f"Device memory, bytes, in {span(0, MAX_HBM_GB * units.GB, lo_open=True)}.")
     hbm_bandwidth_Bps: real(0, MAX_HBM_TBPS * units.TB, lo_open=True) = Field(
         description=f"Device memory bandwidth, bytes/s, in {span(0, MAX_HBM_TBPS * units.TB, lo_open=True)}.")
-    tdp_W: _WATTS = Field(description=f"Board power limit, W, in {span(0, MAX_W, lo_open=True)}.")
+    tdp_W: _WATTS = Field(description=f"Board power limit as run, W, in {span(0, MAX_W, lo_open=True)}.")
     idle_W: real(0, MAX_W) = Field(description=f"Estimated power while waiting, W, in {span(0, MAX_W)}.")
+    rated_tdp_W: _WATTS | None = Field(
+        None, description="Board power the datasheet peaks are rated at, W, when the part runs below it "
+        f"(a power-capped part), in {span(0, MAX_W, lo_open=True)}; None: tdp_W is the rating.")
+    rated_peak_flops: dict[str, real(0, MAX_TFLOPS * units.TFLOPS, lo_open=True)] | None = Field(
+        None, description="Precision -> datasheet dense peak FLOP/s at rated_tdp_W, each in "
+        f"{span(0, MAX_TFLOPS * units.TFLOPS, lo_open=True)}; None: the same as peak_flops.")
     intra_node_bandwidth_Bps: real(0, MAX_LINK_GBPS * units.GB, lo_open=True) = Field(
         description="Scale-up bandwidth per GPU, one direction, bytes/s, in "
         f"{span(0, MAX_LINK_GBPS * units.GB, lo_open=True)}.")
@@ -154,6 +185,24 @@ class GPUSpec(BaseModel):
         None, description=f"The same measured in fp8, as a fraction of the fp8 dense peak, in {_FRACTION}.")
     source: str = Field(description="Where the figures come from.")
     notes: str = Field("", description="Caveats, conflicts between sources, what is estimated.")
+
+    @property
+    def clock_fraction(self) -> float:
+        """Fraction of the rated clock that the part sustains at its power limit: 1 unless it is
+        power-capped (:func:`~simulator.hardware.clocks.sustained_clock_fraction`)."""
+        if self.rated_tdp_W is None:
+            return 1.0
+        return sustained_clock_fraction(self.tdp_W, self.rated_tdp_W)
+
+    def rated_peak_flops_for(self, precision: str) -> float:
+        """The datasheet dense peak FLOP/s at ``precision``, before any power-cap derate. This is the
+        figure MFU conventions divide by (e.g. torchtitan divides by the H100 SXM's 989 TFLOP/s for
+        its power-capped H100s). It equals :meth:`peak_flops_for` for a part run at its rating."""
+        sustained = self.peak_flops_for(precision)  # validates precision, as there
+        if self.rated_peak_flops is None:
+            return sustained
+        key = precision.strip().lower()
+        return self.rated_peak_flops.get(key, self.rated_peak_flops["fp32"])  # tf32 at the fp32 rate
 
     @property
     def generation(self) -> str:
@@ -191,15 +240,20 @@ class GPUSpec(BaseModel):
 
     @classmethod
     def _from_entry(cls, name: str, entry: _GPUEntry) -> "GPUSpec":
+        rated = {p: entry.peak_tflops[p] * units.TFLOPS for p in PRECISIONS if p in entry.peak_tflops}
+        capped = entry.power_limit_W is not None and entry.power_limit_W < entry.tdp_W
+        fraction = sustained_clock_fraction(entry.power_limit_W, entry.tdp_W) if capped else 1.0
         return cls(
             name=name,
             aliases=tuple(entry.aliases),
             vendor=entry.vendor,
             architecture=entry.architecture,
-            peak_flops={p: entry.peak_tflops[p] * units.TFLOPS for p in PRECISIONS if p in entry.peak_tflops},
+            peak_flops={p: v * fraction for p, v in rated.items()},
+            rated_peak_flops=rated if capped else None,
             hbm_bytes=entry.hbm_GB * units.GB,
             hbm_bandwidth_Bps=entry.hbm_bandwidth_TBps * units.TB,
-            tdp_W=entry.tdp_W,
+            tdp_W=entry.power_limit_W if capped else entry.tdp_W,
+            rated_tdp_W=entry.tdp_W if capped else None,
             idle_W=entry.idle_W,
             intra_node_bandwidth_Bps=units.GBps_to_Bps(entry.intra_node_bandwidth_GBps),
             mamf_fraction=entry.mamf_fraction,
