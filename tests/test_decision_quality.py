@@ -1,9 +1,9 @@
 """Decision quality (issue 13): on every contender set of the calibration files (several measured
 plans of one model on one fleet) trainsim's ranking of the plans agrees with the measured one.
 
-Only the contender sets that simulate quickly run here (Korthikanti's recompute variants, Zero
-Bubble's schedule x micro-batch scans, Megatron-LM SC21's ZeRO-3 vs PTD-P); MegaScale's sets take
-20 s and are measured by ``benchmarks/decision_quality.py`` with the rest."""
+Only the contender sets that simulate quickly run here (Korthikanti's recompute variants of the 22B
+and 175B models, Zero Bubble's schedule x micro-batch scans, Megatron-LM SC21's ZeRO-3 vs PTD-P);
+MegaScale's sets take 20 s and are measured by ``benchmarks/decision_quality.py`` with the rest."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def quality() -> pd.DataFrame:
     if not all(f.is_file() for f in FILES):
         pytest.skip("the calibration files are not beside the checkout")
     cases = read_calibration_files(FILES)
-    rows = pd.concat([s for s in contender_sets(cases) if s.source_id.iloc[0] in SOURCES], ignore_index=True)
+    quick = [s for s in contender_sets(cases) if s.source_id.iloc[0] in SOURCES
+             and not (s.source_id.iloc[0] == "korthikanti22" and s.n_gpus.iloc[0] > 64)]  # 530B and 1T: 4 s
+    rows = pd.concat(quick, ignore_index=True)
     dq = decision_quality(rows, validate(rows))
     dq["source"] = dq.set.str.split(":").str[0]
     return dq
@@ -45,7 +47,7 @@ def test_contender_sets_are_plans_of_one_model_on_one_fleet():
 
 def test_recompute_and_pipeline_schedule_variants_are_ranked_as_measured(quality):
     plans = quality[quality.source.isin(["korthikanti22", "zerobubble24"]) & quality.spearman.notna()]
-    assert len(plans) >= 8
+    assert len(plans) >= 6
     assert (plans.spearman >= TARGET).all(), plans.to_string()
 
 

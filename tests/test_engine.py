@@ -113,14 +113,18 @@ def test_interleaved_with_as_many_microbatches_as_stages_runs_all_forwards_first
 
 
 def work_plan(gpus: int, **plan) -> StepPlan:
-    """The work plan of the tiny model on DGX A100 nodes."""
+    """The work plan of the tiny model on DGX A100 nodes, compute not slowed beside NCCL kernels
+    (so that only the network differs between fabrics)."""
+    import dataclasses
+
     from simulator.inputs.resolve import setup
     from simulator.inputs.scenario import Scenario
     from simulator.system.workplan import build_step_plan
 
     s = setup(Scenario(name="fabric test", model={"preset": "tiny", "seq_len": 1024}, topology="dgx-a100-superpod",
                        gpus=gpus, plan=dict(micro_batch=1, **plan)))
-    return build_step_plan(s.model, s.plan, s.topology, s.device, s.efficiency)
+    eff = dataclasses.replace(s.efficiency, compute=s.efficiency.compute.model_copy(update={"overlap_slowdown": 0.0}))
+    return build_step_plan(s.model, s.plan, s.topology, s.device, eff)
 
 
 def step_time(sp: StepPlan, fabric, mode: str = "representative") -> float:

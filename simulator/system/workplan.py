@@ -185,9 +185,10 @@ def _pass_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency
     ``"cp"`` groups; ``kernel``: the fused attention kernel family. A TP collective enabled by
     ``tp_overlap``, and every CP exchange, runs beside the kernel it names and is exposed only by
     what it takes beyond that kernel; that kernel is slowed by ``ceff.overlap_slowdown`` while
-    they overlap (:func:`~simulator.hardware.compute.overlapped_s`), the slowdown booked as exposed
-    communication of the collective's kind."""
+    they overlap (:func:`~simulator.hardware.compute.overlapped_s`), the slowdown booked as compute
+    of the pass (exposed + hidden communication stays the collective's time)."""
     hidden = {"tp_comm": 0.0, "cp_comm": 0.0}
+    slowed = [0.0]  # compute lost beside the collectives timed since the last slowdown_s()
 
     def timed(ops) -> float:
         return ops_time_s(ops, device, precision, ceff, kernel)
@@ -200,21 +201,21 @@ def _pass_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency
                                     or tp_overlap == c.overlap_needs == "backward"):
                 beside = timed(op for op in ops if op.name == c.overlaps_with)
                 hidden[f"{dim}_comm"] += min(t, beside)
-                t = overlapped_s(beside, t, ceff.overlap_slowdown) - beside
+                slowed[0] += overlapped_s(beside, t, ceff.overlap_slowdown) - max(t, beside)
+                t = max(0.0, t - beside)
             exposed += t
         return exposed
 
-    fwd = {"forward": timed(work.forward),
-           "tp_comm": exposed_s("tp", work.tp_forward, work.forward),
-           "cp_comm": exposed_s("cp", work.cp_forward, work.forward)}
-    bwd = {
-        "backward": timed(work.backward),
-        "recompute": timed(work.recompute),
-        "tp_comm": exposed_s("tp", work.tp_backward, work.backward)
-        + exposed_s("tp", work.tp_recompute, work.recompute),
-        "cp_comm": exposed_s("cp", work.cp_backward, work.backward)
-        + exposed_s("cp", work.cp_recompute, work.recompute),
-    }
+    def slowdown_s() -> float:
+        lost, slowed[0] = slowed[0], 0.0
+        return lost
+
+    fwd_tp, fwd_cp = exposed_s("tp", work.tp_forward, work.forward), exposed_s("cp", work.cp_forward, work.forward)
+    fwd = {"forward": timed(work.forward) + slowdown_s(), "tp_comm": fwd_tp, "cp_comm": fwd_cp}
+    bwd_tp = exposed_s("tp", work.tp_backward, work.backward) + exposed_s("tp", work.tp_recompute, work.recompute)
+    bwd_cp = exposed_s("cp", work.cp_backward, work.backward) + exposed_s("cp", work.cp_recompute, work.recompute)
+    bwd = {"backward": timed(work.backward) + slowdown_s(), "recompute": timed(work.recompute),
+           "tp_comm": bwd_tp, "cp_comm": bwd_cp}
     return fwd, bwd, hidden
 
 
@@ -317,10 +318,13 @@ class _StepBuilder:
                 gather = _collective_s(self.topology, "all_gather", dp_groups, params * self.w_bytes, self.net_eff)
                 scatter = _collective_s(self.topology, "reduce_scatter", dp_groups, params * self.g_bytes,
                                         self.net_eff)
+                # exposed communication as without contention; the compute slowed beside it is compute
                 slow = self.ceff.overlap_slowdown
-                fwd["dp_comm"] = fwd.get("dp_comm", 0.0) + prefetched_pass_s(f_total, gather, 0.0, n, slow) - n * f_total
-                bwd["dp_comm"] = (bwd.get("dp_comm", 0.0) + prefetched_pass_s(b_total, gather, scatter, n, slow)
-                                  - n * b_total)
+                f_plain, b_plain = prefetched_pass_s(f_total, gather, 0.0, n), prefetched_pass_s(b_total, gather, scatter, n)
+                fwd["dp_comm"] = fwd.get("dp_comm", 0.0) + f_plain - n * f_total
+                bwd["dp_comm"] = bwd.get("dp_comm", 0.0) + b_plain - n * b_total
+                fwd["forward"] += prefetched_pass_s(f_total, gather, 0.0, n, slow) - f_plain
+                bwd["backward"] += prefetched_pass_s(b_total, gather, scatter, n, slow) - b_plain
                 wire += n * (2 * gather + scatter)
             flops[0] += work.forward_flops * n
             flops[1] += work.backward_flops * n

@@ -9,7 +9,7 @@ waits for its data-parallel gradient reduction, the tied-embedding sync (first a
 runs the optimizer and, with ZeRO 1-2, gathers the updated parameters.
 
 That last backward pass is longer by ``ChunkWork.dp_overlap_s``: its compute is slowed while the
-buckets' NCCL kernels run beside it (booked as exposed DP communication). With a blocking pipeline
+buckets' NCCL kernels run beside it (booked as backward compute). With a blocking pipeline
 engine (``StepPlan.blocking_p2p``, DeepSpeed's PipelineEngine) a stage waits for each of its sends
 to arrive before its next pass (booked as exposed PP communication); otherwise sends run beside
 the next passes.
@@ -151,7 +151,7 @@ class StageProcess:
         seconds = self.account.seconds
         seconds["stall"] += stall_s
         seconds["pp_comm"] += pp_comm_s
-        seconds["dp_comm"] += overlap_slow_s
+        seconds["backward"] += overlap_slow_s
         self.account.pp_wait_s += pp_wait_s
 
     def _pipeline_wait(self, a: Action, v: int, t_w: float, now: float) -> PipelineWait:
