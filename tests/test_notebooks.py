@@ -106,9 +106,9 @@ def test_conclusions_of_a_model_size_on_a_fixed_fleet(tmp_path_factory):
         assert (number(s["bubble_s"]) > 0) == (int(s["pp"]) > 1)  # the bubble comes with pipeline stages
     one_stage = [s for s in sizes if s["pp"] == "1"]
     assert increasing([int(s["tp"]) for s in one_stage]) and increasing([number(s["tp_s"]) for s in one_stage])
-    # smaller models spend relatively more on the data-parallel gradient reduction than the largest
+    # the exposed gradient reduction is smallest at the two ends: the smallest and the largest model
     dp_share = [number(s["dp_s"]) for s in sizes]
-    assert all(share > dp_share[-1] for share in dp_share[:-1])
+    assert max(dp_share[0], dp_share[-1]) < min(dp_share[1:-1])
 
     said = one(r"^MFU is highest for (?P<best>\S+) \((?P<best_mfu>\d+)%\) and lowest for (?P<worst>\S+) "
                r"\((?P<worst_mfu>\d+)%\); energy per token grows (?P<growth>\d+)x from (?P<first>\S+) to (?P<last>\S+)\.$",
@@ -138,10 +138,9 @@ def test_conclusions_of_b_scaling_the_fleet(tmp_path_factory):
     assert increasing([number(f["dp"]) for f in fleets])
     tput = [number(f["tput"]) for f in fleets]
     assert decreasing(tput)
-    # at 512 GPUs and more, less of the gradient reduction hides behind backward than on any smaller fleet
-    hidden = {g: number(f["hidden"]) for g, f in zip(gpus, fleets)}
-    assert max(hidden[512], hidden[1024]) < min(hidden[g] for g in gpus if g <= 256)
-    assert hidden[1024] < hidden[512]
+    # the share of the gradient reduction that hides (behind the last backward pass) stays about the same
+    hidden = [number(f["hidden"]) for f in fleets]
+    assert max(hidden) - min(hidden) < 10
     # the compute jitter makes synchronisation stalls show up
     assert all(number(f["stall"]) > 0 for f in fleets)
 
