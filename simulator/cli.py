@@ -277,7 +277,7 @@ def bands(
     in_sample: bool = typer.Option(False, "--in-sample", help="Residuals of `validate` at the given efficiency "
                                    "(seconds; narrower, labelled in-sample), not leave-one-source-out (minutes)."),
     min_rows: int = typer.Option(8, "--min-rows", min=1, help="Runs a regime needs, else the coarser level is used."),
-    min_sources: int = typer.Option(3, "--min-sources", min=1, help="Sources a regime needs, likewise."),
+    min_sources: int = typer.Option(4, "--min-sources", min=1, help="Sources a regime needs, likewise."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="User GPU catalog YAML (adds or overrides GPUs)."),
     efficiency: Optional[str] = typer.Option(None, "--efficiency", help=EFFICIENCY_HELP),
 ) -> None:

@@ -27,7 +27,7 @@ calibration-2.csv, December 2026). The quantiles are therefore those of a predic
 (:func:`predictive_sample`): every source's offset from the mean of the sources (widened by
 ``sqrt(1 + 1/k)`` for the uncertainty of that mean over ``k`` sources) plus every within-source
 deviation, a non-parametric random-effects model; quantiles are numpy's default (linear). A level
-is used when it has ``min_rows`` runs from ``min_sources`` sources (one or two sources say
+is used when it has ``min_rows`` runs from ``min_sources`` sources (a few sources say
 nothing of the spread between sources); every level (:data:`~simulator.results.band.LEVELS`)
 keeps every key with its run and source counts, and the reader picks the finest that qualifies.
 
