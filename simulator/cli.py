@@ -217,8 +217,9 @@ def validate(
                       "" if r.status != "ok" else f"{r.error_pct:+.1f}", r.status)
     console.print(table)
     console.print(error_table(summary(results), "Summary: absolute % error over rows simulated (failed rows above)"))
-    console.print("tflops_per_gpu: Megatron-LM eq. 3 with or without its recomputation term as each source "
-                  "did (column 'formula' of --out); defaults for empty cells: column 'defaults_used'.")
+    console.print("tflops_per_gpu: by the FLOP formula of each row's framework (Megatron-LM eq. 3 with or without "
+                  "its recomputation term as the source did, or 6N + 12 L h s; column 'formula' of --out); defaults "
+                  "for empty cells: column 'defaults_used'.")
     held = f"{results.published.between(results.band_lo, results.band_hi).sum()} of {results.band_lo.notna().sum()}"
     console.print(f"P10-P90 bands (band_lo, band_hi of --out; docs/bands.md) hold {held} published values.")
     if not (results.status == "ok").any():

@@ -141,9 +141,9 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
         hidden_comm_s=hidden,
         tokens_per_step=tokens,
         model_flops_per_step=model_flops_per_token(model) * tokens,
-        recompute_flops_per_step=recompute_flops_per_token(model, plan.recompute) * tokens,
+        recompute_flops_per_step=recompute_flops_per_token(model, plan.recompute, plan.checkpoint_every) * tokens,
         hardware_flops_per_step=hw_flops,
-        peak_flops_per_gpu=device.peak_flops_for(plan.precision),
+        peak_flops_per_gpu=device.rated_peak_flops_for(plan.precision),  # MFU against the datasheet peak
         memory=memory,
         energy=energy,
         n_events=run.n_events,

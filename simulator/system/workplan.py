@@ -263,7 +263,8 @@ class _StepBuilder:
         self.model, self.plan, self.topology, self.device = model, plan, topology, device
         self.net_eff, self.ceff = efficiency.network, efficiency.compute
         self.dp = plan.dp_cp  # gradients are reduced over dp x cp
-        self.layer = kernel_work(layer_work(model, recompute=plan.recompute, attention=plan.attention, **plan.split),
+        self.layer = kernel_work(layer_work(model, recompute=plan.recompute, attention=plan.attention,
+                                             checkpoint_every=plan.checkpoint_every, **plan.split),
                                  model, plan)
         self.embedding = kernel_work(embedding_work(model, **plan.split), model, plan)  # kept: pass_times keys on id
         self.head = kernel_work(head_work(model, **plan.split), model, plan)

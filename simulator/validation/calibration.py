@@ -144,7 +144,8 @@ def _case_work(setup) -> _CaseWork:
     model, plan = setup.model, setup.plan
     kw = plan.split
     per_stage = model.n_layers / plan.pp
-    parts = [(layer_work(model, recompute=plan.recompute, attention=plan.attention, **kw), per_stage),
+    parts = [(layer_work(model, recompute=plan.recompute, attention=plan.attention,
+                              checkpoint_every=plan.checkpoint_every, **kw), per_stage),
              (embedding_work(model, **kw), 1 / plan.pp), (head_work(model, **kw), 1 / plan.pp)]
     parts = [(kernel_work(work, model, plan), n) for work, n in parts]
     groups = tuple(((*work.forward, *work.backward, *work.recompute), n * plan.n_microbatches) for work, n in parts)
