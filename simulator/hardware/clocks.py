@@ -17,7 +17,7 @@ clock) and the links do not.
 The model neglects leakage, memory and I/O power, which do not fall with the SM clock. It also
 neglects the voltage floor: below some clock the voltage cannot drop further, and power falls only
 in proportion to ``f``. Both make real clocks fall faster than the cube law under a deep cap.
-There are three checks in ``/work/shared/reference/kernels.csv`` (tests/test_catalog_power_cap.py
+There are three checks in ``../shared/reference/kernels.csv`` (tests/test_catalog_power_cap.py
 holds the model to them):
 
 * **Same NVIDIA die, fp8, above the rating.** GH200 (GH100 die, 900 W) against H100 SXM (GH100,
