@@ -111,3 +111,17 @@ def test_partial_rotary_needs_rotary_positions():
     assert err.value.field == "model.rotary_fraction"
     assert ModelConfig(n_layers=1, d_model=8, n_heads=2, vocab=8, seq_len=8, position_embedding="rope",
                        rotary_fraction=0.5).rotary_fraction == 0.5
+
+
+def test_a_parallel_block_reduces_its_two_branches_with_one_forward_all_reduce():
+    from simulator.workload.layer import layer_work
+    from simulator.workload.loading import get_preset
+    neox = get_preset("gpt-neox-20b")
+    sequential = neox.model_copy(update={"parallel_block": False})
+    kw = dict(micro_batch=1, tp=4, sequence_parallel=False, recompute="none", precision="bf16")
+    par, seq = layer_work(neox, **kw), layer_work(sequential, **kw)
+    assert len(par.tp_forward) == 1 and len(seq.tp_forward) == 2
+    assert par.tp_forward[0].bytes == seq.tp_forward[0].bytes
+    assert len(par.tp_backward) == len(seq.tp_backward) == 2
+    sp = dict(kw, sequence_parallel=True)
+    assert len(layer_work(neox, **sp).tp_forward) == len(layer_work(sequential, **sp).tp_forward)

@@ -135,7 +135,7 @@ def layer_work(
     forward = tuple(block.forward)
     backward = tuple(op for group in reversed(block.backward_groups) for op in group)
     tp_fwd, tp_bwd = _tp_collectives(float(T * h * e), t, sequence_parallel,
-                                     "mlp_gate_up" if model.gated_mlp else "mlp_up")
+                                     "mlp_gate_up" if model.gated_mlp else "mlp_up", model.parallel_block)
     cp_fwd, cp_bwd = _cp_collectives(float(2 * micro_batch * model.seq_len * k_r * d * e), cp)
     full = recompute == "full"
     selective = recompute == "selective" and attention == "standard"
@@ -252,9 +252,11 @@ def _mlp(block: _Block, model: ModelConfig, T: int, f_r: int, e: int) -> None:
     block.linear("mlp_down", T, model.d_model, f_r)
 
 
-def _tp_collectives(act_bytes: float, t: int, sequence_parallel: bool, mlp_in: str
+def _tp_collectives(act_bytes: float, t: int, sequence_parallel: bool, mlp_in: str, parallel_block: bool = False
                     ) -> tuple[tuple[Collective, ...], tuple[Collective, ...]]:
-    """Forward and backward TP collectives of a block, each of ``act_bytes`` (module docstring)."""
+    """Forward and backward TP collectives of a block, each of ``act_bytes`` (module docstring).
+    A parallel block without sequence parallelism reduces the summed attention and MLP outputs
+    with one forward all-reduce (GPT-NeoX's gpt_j_residual); its backward keeps one per branch."""
     if t == 1:
         return (), ()
     if sequence_parallel:
@@ -269,10 +271,12 @@ def _tp_collectives(act_bytes: float, t: int, sequence_parallel: bool, mlp_in: s
             Collective("all_gather", act_bytes, "attn_output_grad_all_gather", "attn_proj_dgrad"),
             Collective("reduce_scatter", act_bytes, "attn_input_grad_reduce_scatter", "qkv_wgrad", "backward"),
         )
-    return (
-        Collective("all_reduce", act_bytes, "attn_all_reduce", "attn_proj"),
-        Collective("all_reduce", act_bytes, "mlp_all_reduce", "mlp_down"),
-    ), (
+    if parallel_block:
+        forward = (Collective("all_reduce", act_bytes, "block_all_reduce", "mlp_down"),)
+    else:
+        forward = (Collective("all_reduce", act_bytes, "attn_all_reduce", "attn_proj"),
+                   Collective("all_reduce", act_bytes, "mlp_all_reduce", "mlp_down"))
+    return forward, (
         Collective("all_reduce", act_bytes, "mlp_input_grad_all_reduce", f"{mlp_in}_wgrad", "backward"),
         Collective("all_reduce", act_bytes, "attn_input_grad_all_reduce", "qkv_wgrad", "backward"),
     )

@@ -56,7 +56,8 @@ class ModelConfig(BaseModel):
     parallel_block: Flag = Field(
         False, description="Attention and MLP both read the block input and are added to the residual together "
         "(GPT-J / GPT-NeoX use_parallel_residual, PaLM), instead of the MLP reading the attention's output. "
-        "Same parameters and FLOPs. The work and memory models treat the block as sequential.")
+        "Same parameters and FLOPs; without sequence parallelism one forward TP all-reduce instead of two. "
+        "Memory is counted as for the sequential block.")
 
     @model_validator(mode="after")
     def _check_shape(self) -> "ModelConfig":
