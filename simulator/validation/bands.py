@@ -51,6 +51,7 @@ import pandas as pd
 import yaml
 
 from simulator.core.atomic import write_text_atomically
+from simulator.core.provenance import input_files
 from simulator.core.version import __version__
 from simulator.hardware.catalog import Catalog, load_catalog
 from simulator.inputs.efficiency_file import default_efficiency, efficiency_to_dict
@@ -203,8 +204,7 @@ def _provenance(files: Sequence[str | Path], cases: pd.DataFrame, command: str, 
     return {
         "command": command, "date": _dt.date.today().isoformat(), "trainsim_version": __version__,
         "residuals": label, "seconds": round(seconds, 1),
-        "inputs": [{"file": Path(f).name, "sha256": hashlib.sha256(Path(f).read_bytes()).hexdigest()}
-                   for f in files],
+        "inputs": input_files(files),
         "rows": len(cases), "sources": sorted(str(s) for s in cases.source_id.dropna().unique()),
         "efficiency": _efficiency_record(efficiency or default_efficiency()),
         "residual": "log(published / predicted) of step time (rate metrics converted) or peak memory, "

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -64,6 +63,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from simulator.core.errors import InputError
+from simulator.core.provenance import input_files
 from simulator.hardware.catalog import Catalog, GPUSpec, load_catalog
 from simulator.hardware.compute import ops_time_s
 from simulator.inputs.efficiency_file import default_efficiency
@@ -337,10 +337,9 @@ def provenance(cases_path: str | Path | Sequence[str | Path], cal: Calibration, 
                          "max_abs_pct": round(float(r.max_abs_pct), 2)} for k, r in s.iterrows()}
 
     record: dict[str, Any] = {
-        "fitted_on": {"files": [{"file": Path(p).name, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()}
-                                for p in paths],
+        "fitted_on": {"files": input_files(paths),
                       "rows": int(len(cal.cases)), "distinct_runs": cal.n_runs(),
-                      **{f"{option}_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                      **{f"{option}_sha256": input_files([path])[0]["sha256"]
                          for option, path in inputs.items() if path}},
         "date": _dt.date.today().isoformat(),
         "command": command,

@@ -16,7 +16,6 @@ Rerun: ``python benchmarks/memory_accuracy.py --fit`` (or call these functions).
 from __future__ import annotations
 
 import datetime
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,7 +23,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from simulator.core.atomic import write_text_atomically
 from simulator.core.errors import TrainsimError
+from simulator.core.provenance import input_files
 from simulator.core.units import GiB
 from simulator.hardware.catalog import Catalog, load_catalog
 from simulator.inputs.efficiency_file import default_efficiency
@@ -122,10 +123,10 @@ def fit_allocator(rows: list[MemoryRow], *, steps: int = 351) -> dict:
 def record_fit(fit: dict, csv_path: str | Path, yaml_path: str | Path) -> None:
     """Write ``fit`` under ``fitted:`` in the allocator file at ``yaml_path``, with the fitted
     file's name and sha256 and the date (the rest of the file is kept as it is)."""
-    csv_path, yaml_path = Path(csv_path), Path(yaml_path)
-    digest = hashlib.sha256(csv_path.read_bytes()).hexdigest()[:16]
-    record = {**fit, "provenance": f"{csv_path.name} sha256 {digest}, fitted {datetime.date.today().isoformat()} "
-              f"by simulator/validation/memory_fit.py on {fit['rows']} reserved/device rows"}
-    text = yaml_path.read_text()
-    head = text.split("\nfitted:")[0].rstrip("\n")
-    yaml_path.write_text(head + "\n" + yaml.safe_dump({"fitted": record}, sort_keys=False))
+    yaml_path = Path(yaml_path)
+    source = input_files([csv_path])[0]
+    record = {**fit, "provenance": f"{source['file']} sha256 {source['sha256'][:16]}, fitted "
+              f"{datetime.date.today().isoformat()} by simulator/validation/memory_fit.py on {fit['rows']} "
+              "reserved/device rows"}
+    head = yaml_path.read_text().split("\nfitted:")[0].rstrip("\n")
+    write_text_atomically(head + "\n" + yaml.safe_dump({"fitted": record}, sort_keys=False), yaml_path)

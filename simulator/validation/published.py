@@ -30,6 +30,7 @@ from simulator.hardware.catalog import Catalog, load_catalog
 from simulator.inputs.efficiency_file import default_efficiency
 from simulator.inputs.resolve import Setup
 from simulator.results.assemble import simulate_setup
+from simulator.results.band import with_bands
 from simulator.system.efficiency import Efficiency
 from simulator.validation.cases import (
     METRICS,
@@ -219,8 +220,6 @@ def validate(cases: pd.DataFrame, *, catalog: Catalog | None = None, efficiency:
         if progress:
             progress(n + 1, len(cases))
     df = pd.DataFrame(out)
-    from simulator.results.band import with_bands
-
     # each row's regime and P10-P90 band (docs/bands.md)
     return with_bands(df[list(RESULT_COLUMNS) + [c for c in df.columns if c not in RESULT_COLUMNS]],
                       [cache[config_key(row)][0] for _, row in cases.iterrows()])
