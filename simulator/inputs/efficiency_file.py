@@ -13,7 +13,6 @@ values replace the packaged ones, the rest stay); a study may build its own
 
 from __future__ import annotations
 
-import dataclasses
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -30,8 +29,7 @@ from simulator.hardware.power import PowerFractions
 from simulator.network.efficiency import NetworkEfficiency
 from simulator.system.efficiency import Efficiency
 
-_MICROSECONDS = {"kernel_overhead_s": "kernel_overhead_us", "overhead_s": "collective_overhead_us",
-                 "pipeline_dispatch_s": "pipeline_dispatch_us"}
+_MICROSECONDS = {"kernel_overhead_s": "kernel_overhead_us", "pipeline_dispatch_s": "pipeline_dispatch_us"}
 """The parameters in seconds, and their names in the file, which states them in microseconds."""
 _SECONDS = {file_name: name for name, file_name in _MICROSECONDS.items()}
 
@@ -64,15 +62,15 @@ def _compute_fields() -> dict[str, tuple[Any, Any]]:
 
 
 def _network_fields() -> dict[str, tuple[Any, Any]]:
-    """The file's ``network`` section: :class:`NetworkEfficiency`'s fields, times in microseconds."""
+    """The file's ``network`` section: :class:`NetworkEfficiency`'s fields, latencies (``*_s``)
+    stated in microseconds (``*_us``)."""
     fields = {}
-    for f in dataclasses.fields(NetworkEfficiency):
-        if f.name in _MICROSECONDS:
-            written, field = _in_microseconds(f.name, "fixed cost per collective, microseconds")
+    for name, info in NetworkEfficiency.model_fields.items():
+        if name.endswith("_s"):
+            fields[name[:-2] + "_us"] = (real(0, _MAX_US), Field(
+                default=info.default / US, description=info.description.replace("seconds", "microseconds")))
         else:
-            written, field = f.name, (Fraction, Field(description=f"fraction of nominal {f.name} bandwidth "
-                                                      f"collectives reach, in {span(0, 1, lo_open=True)}"))
-        fields[written] = field
+            fields[name] = (info.annotation, info)
     return fields
 
 
@@ -83,12 +81,28 @@ _NetworkSection = create_model("network", __config__=_FORBID, **_network_fields(
 
 def _runtime_values(values: dict[str, Any]) -> dict[str, Any]:
     """A section's values in SI, under the runtime parameters' names."""
-    return {_SECONDS.get(k, k): v * US if k in _SECONDS else v for k, v in values.items()}
+    out = {}
+    for k, v in values.items():
+        if k in _SECONDS:
+            out[_SECONDS[k]] = v * US
+        elif k.endswith("_us"):
+            out[k[:-3] + "_s"] = v * US
+        else:
+            out[k] = v
+    return out
 
 
 def _file_values(values: dict[str, Any]) -> dict[str, Any]:
     """The inverse of :func:`_runtime_values`: input units, the file's names."""
-    return {_MICROSECONDS.get(k, k): v / US if k in _MICROSECONDS else v for k, v in values.items()}
+    out = {}
+    for k, v in values.items():
+        if k in _MICROSECONDS:
+            out[_MICROSECONDS[k]] = v / US
+        elif k.endswith("_s") and isinstance(v, float):
+            out[k[:-2] + "_us"] = v / US
+        else:
+            out[k] = v
+    return out
 
 
 class EfficiencyFile(BaseModel):
@@ -126,7 +140,7 @@ def efficiency_to_dict(eff: Efficiency) -> dict[str, Any]:
     """The YAML layout of ``efficiency.yaml`` (input units), the inverse of :func:`efficiency_from_dict`."""
     return {
         "compute": _file_values(eff.compute.model_dump()),
-        "network": _file_values(dataclasses.asdict(eff.network)),
+        "network": _file_values(eff.network.model_dump()),
         "power": eff.power.model_dump(),
         "source": eff.source,
         "fit": eff.fit,

@@ -1,120 +1,97 @@
-"""Link efficiency: the achieved fraction of each link's nominal bandwidth, by link kind.
+"""The correction layer on NCCL's cost model: a few named, physical parameters fitted on nccl-tests.
 
-A collective never runs at the nominal bandwidth of its links (protocol headers,
-chunking, kernel limits); the network model describes that with one fraction per link
-kind (:data:`simulator.network.cabling.LINK_KINDS`) and one fixed overhead per
-collective. They are the only free parameters of the network model: a calibration fits
-them against nccl-tests measurements, and the simulator's values come from
-:mod:`simulator.inputs.efficiency_file`.
+NCCL's tuner (:mod:`simulator.network.nccl.tuner`) ranks algorithm x protocol choices well
+but predicts absolute time only roughly (``nccl-model.md`` §9): too optimistic at 1-64 MiB,
+especially across nodes, and by about 15 % at large sizes. trainsim keeps NCCL's choice and
+corrects its time::
 
-Units: fractions are dimensionless in (0, 1]; ``overhead_s`` is seconds; bandwidths
-are bytes/s in one direction.
+    t = L_NCCL + L_add + S / (B_NCCL * eta * r(S / n))
+
+- ``eta`` (bandwidth efficiency): on one node ``node_efficiency * (1 - drop / n)``, with the
+  drop of the collective's family (all-reduce, gather = all-gather / reduce-scatter,
+  all-to-all); across nodes ``inter_efficiency``.
+- ``r(x) = 1 / (1 + (inter_ramp_bytes / x) ** inter_ramp_power)``, across nodes only, with x
+  the bytes per rank: the size ramp of pipelined chunks (one node has none at >= 1 MiB).
+- ``L_add``: ``node_latency_s`` on one node; across nodes ``inter_latency_s`` plus
+  ``step_latency_<transport>_s`` per inter-node step (on top of the plugin latency NCCL
+  already counts, e.g. aws-ofi-nccl's 75 µs on EFA).
+
+Values are fitted by ``trainsim calibrate`` on the nccl-tests files of the reference set only;
+the fit's provenance is the efficiency file's ``fit`` record. Units: seconds, bytes, fractions.
+The file states the latencies in microseconds (:mod:`simulator.inputs.efficiency_file`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from weakref import WeakKeyDictionary
+from pydantic import BaseModel, ConfigDict, Field
 
-import numpy as np
+from simulator.core.bounds import Fraction, real, span
 
-from simulator.core.bounds import real_problem
-from simulator.core.errors import InputError
-from simulator.network.cabling import LINK_KINDS
-from simulator.network.topology import Topology
+MAX_LATENCY_S = 1e-2
+"""The largest latency the correction may add per collective or per inter-node step, seconds."""
+MAX_RAMP_BYTES = 1e9
+"""The largest half-speed size of the ramp, bytes per rank."""
+MAX_RAMP_POWER = 4.0
+"""The steepest ramp exponent."""
 
-
-@dataclass
-class _LinkTables:
-    """One topology's link-kind codes and, per efficiency, its factor and bandwidth arrays."""
-
-    kind_codes: np.ndarray
-    factors: dict[NetworkEfficiency, np.ndarray] = field(default_factory=dict)
-    bandwidth: dict[NetworkEfficiency, np.ndarray] = field(default_factory=dict)
+_FRACTION = span(0, 1, lo_open=True)
+_LATENCY = real(0, MAX_LATENCY_S)
+_IN_LATENCY = f"seconds, in {span(0, MAX_LATENCY_S)}"
 
 
-_TABLES: WeakKeyDictionary[Topology, _LinkTables] = WeakKeyDictionary()
-# Keyed weakly by topology: the arrays do not refer to their topology, so an entry goes
-# away with it.
+class NetworkEfficiency(BaseModel):
+    """The correction of NCCL's estimate (module docstring) and the NCCL version simulated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    nccl_version: str = Field("2.29", description="NCCL version whose tuner the simulation follows, e.g. 2.27.")
+    node_efficiency: Fraction = Field(0.93, description=f"Bandwidth efficiency on one node before the "
+                                      f"group-size drop, in {_FRACTION}.")
+    node_drop_all_reduce: real(0, 1) = Field(0.21, description="One-node efficiency drop d of all-reduce, "
+                                             "broadcast and reduce: eta = node_efficiency (1 - d / n), in [0, 1].")
+    node_drop_gather: real(0, 1) = Field(0.45, description="The drop of all-gather and reduce-scatter, in [0, 1].")
+    node_drop_all_to_all: real(0, 1) = Field(0.84, description="The drop of all-to-all and send/recv, in [0, 1].")
+    inter_efficiency: Fraction = Field(0.98, description=f"Bandwidth efficiency across nodes, in {_FRACTION}.")
+    inter_ramp_bytes: real(0, MAX_RAMP_BYTES) = Field(
+        1e3, description=f"Across nodes, bytes per rank at half speed of the size ramp, in {span(0, MAX_RAMP_BYTES)}.")
+    inter_ramp_power: real(0, MAX_RAMP_POWER, lo_open=True) = Field(
+        0.25, description=f"Exponent of the size ramp, in {span(0, MAX_RAMP_POWER, lo_open=True)}.")
+    node_latency_s: _LATENCY = Field(10.5e-6, description=f"Latency added on one node, {_IN_LATENCY}.")
+    inter_latency_s: _LATENCY = Field(37.5e-6, description=f"Latency added across nodes, {_IN_LATENCY}.")
+    step_latency_ib_s: _LATENCY = Field(0.0, description=f"Per inter-node step on InfiniBand, {_IN_LATENCY}.")
+    step_latency_roce_s: _LATENCY = Field(0.0, description=f"Per inter-node step on RoCE, {_IN_LATENCY}.")
+    step_latency_efa_s: _LATENCY = Field(0.0, description=f"Per inter-node step on AWS EFA, {_IN_LATENCY}.")
+    step_latency_tcpxo_s: _LATENCY = Field(28e-6, description=f"Per inter-node step on GPUDirect-TCPXO, "
+                                           f"{_IN_LATENCY}.")
+    step_latency_tcpx_s: _LATENCY = Field(759e-6, description=f"Per inter-node step on GPUDirect-TCPX, "
+                                          f"{_IN_LATENCY}.")
+    step_latency_socket_s: _LATENCY = Field(759e-6, description=f"Per inter-node step on TCP sockets, "
+                                            f"{_IN_LATENCY}.")
+
+    def step_latency_s(self, transport: str) -> float:
+        """Latency added per inter-node step on ``transport`` (one of
+        :data:`simulator.network.nccl.system.TRANSPORTS`), seconds."""
+        return getattr(self, f"step_latency_{transport}_s")
 
 
-def _tables(topology: Topology) -> _LinkTables:
-    tables = _TABLES.get(topology)
-    if tables is None:
-        kinds = list(topology.link_kind)
-        for kind in set(kinds) - set(LINK_KINDS):
-            raise InputError(f"unknown link kind {kind!r}; use one of {', '.join(LINK_KINDS)}", field="kind")
-        tables = _TABLES[topology] = _LinkTables(np.array([LINK_KINDS.index(k) for k in kinds], dtype=np.intp))
-    return tables
+NOMINAL = NetworkEfficiency(node_efficiency=1.0, node_drop_all_reduce=0.0, node_drop_gather=0.0,
+                            node_drop_all_to_all=0.0, inter_efficiency=1.0, inter_ramp_bytes=0.0,
+                            node_latency_s=0.0, inter_latency_s=0.0, step_latency_tcpxo_s=0.0,
+                            step_latency_tcpx_s=0.0, step_latency_socket_s=0.0)
+"""NCCL's own estimate, uncorrected (used when no efficiency is given)."""
 
 
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
+# TRANSITIONAL (removed when the step simulation times collectives with the NCCL model):
+# the old per-link-kind fractions are gone; links run at their nominal bandwidth.
+def _transitional_link_factors(self, topology):  # pragma: no cover
+    import numpy as np
+    return np.ones(topology.n_edges)
 
 
-MAX_OVERHEAD_S = 1.0
-"""The largest fixed cost of one collective, seconds."""
+def _transitional_effective_bandwidth(self, topology):  # pragma: no cover
+    import numpy as np
+    return np.asarray(topology.bandwidth_Bps, dtype=float)
 
 
-@dataclass(frozen=True)
-class NetworkEfficiency:
-    """Achieved fraction of nominal link bandwidth, by link kind, and a launch overhead.
-
-    The defaults (every fraction 1.0, no overhead) give the ideal, nominal-bandwidth time.
-
-    Attributes:
-        nvlink, pcie, nic, fabric: fraction in (0, 1] of the nominal bandwidth a
-            collective achieves on links of that kind.
-        overhead_s: fixed time added once per collective (kernel launch and
-            synchronisation), seconds, in [0, 1].
-
-    Raises:
-        InputError: a fraction outside (0, 1] or an overhead outside [0, 1] s (or not a finite
-            number: a boolean, a string, inf or nan).
-    """
-
-    nvlink: float = 1.0
-    pcie: float = 1.0
-    nic: float = 1.0
-    fabric: float = 1.0
-    overhead_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        for kind in LINK_KINDS:
-            value = getattr(self, kind)
-            problem = real_problem(value, 0.0, 1.0, lo_open=True)
-            if problem is not None:
-                raise InputError(f"{problem} (got {value!r}): a bandwidth fraction", field=f"efficiency.{kind}")
-        problem = real_problem(self.overhead_s, 0.0, MAX_OVERHEAD_S)
-        if problem is not None:
-            raise InputError(f"{problem} (got {self.overhead_s!r}): seconds per collective",
-                             field="efficiency.overhead_s")
-
-    def factor(self, kind: str) -> float:
-        """Bandwidth fraction of one link kind; raises :class:`InputError` for an unknown kind."""
-        if kind not in LINK_KINDS:
-            raise InputError(f"unknown link kind {kind!r}; use one of {', '.join(LINK_KINDS)}", field="kind")
-        return float(getattr(self, kind))
-
-    def link_factors(self, topology: Topology) -> np.ndarray:
-        """Bandwidth fraction of every link of ``topology``, by edge id (cached; read-only)."""
-        tables = _tables(topology)
-        factors = tables.factors.get(self)
-        if factors is None:
-            by_kind = np.array([self.factor(k) for k in LINK_KINDS])
-            factors = tables.factors[self] = _read_only(by_kind[tables.kind_codes])
-        return factors
-
-    def effective_bandwidth(self, topology: Topology) -> np.ndarray:
-        """Achieved bandwidth of every link of ``topology``, bytes/s, by edge id (cached; read-only)."""
-        tables = _tables(topology)
-        bandwidth = tables.bandwidth.get(self)
-        if bandwidth is None:
-            nominal = np.asarray(topology.bandwidth_Bps, dtype=float)
-            bandwidth = tables.bandwidth[self] = _read_only(nominal * self.link_factors(topology))
-        return bandwidth
-
-
-NOMINAL = NetworkEfficiency()
-"""Nominal bandwidth everywhere, no overhead: the ideal time (used when no efficiency is given)."""
+NetworkEfficiency.link_factors = _transitional_link_factors
+NetworkEfficiency.effective_bandwidth = _transitional_effective_bandwidth
+NetworkEfficiency.overhead_s = property(lambda self: self.node_latency_s)
