@@ -388,7 +388,7 @@ def mutate(path_keys: str, value=None, *, delete: bool = False) -> dict:
         ("fabric.oversubscription", 0, "fabric.oversubscription", "in (0, 1000]"),
         ("fabric.kind", "torus", "fabric.kind", "'rail_optimized' or 'fat_tree'"),
         ("fabric.tiers", 4, "fabric.tiers", "in [1, 3]"),
-        ("node.scale_up.kind", "nvlink", "node.scale_up.kind", "'nvswitch' or 'pcie'"),
+        ("node.scale_up.kind", "nvlink", "node.scale_up.kind", "'nvswitch', 'mesh', 'nvlink_bridge' or 'pcie'"),
         ("fabric.grow", "maybe", "fabric.grow", "true or false"),
         ("node.nic_latency_us", -1, "node.nic_latency_us", "in [0, 1000000]"),
         ("node.scale_up", 300, "node.scale_up", "valid dictionary"),

@@ -5,7 +5,12 @@ A topology file (YAML, ``topologies/*.yaml``) is read by
 GB/s (10^9 bytes/s) and Gbit/s in one direction, microseconds one way, watts. Fields
 are checked one by one by pydantic and across fields by :func:`parse_topology_file`
 (NICs divide GPUs, what a 1-tier fabric can be, ``units_per_group`` only for a 3-tier
-fat tree).
+fat tree, which scale-up fields go with which ``scale_up.kind``, CollNet only on InfiniBand).
+
+The NCCL-facing fields (``scale_up.nvlink_links``, ``scale_up.multicast``,
+``scale_up.bridge_links``, ``node.transport``, ``node.net_plugin_latency_us``, ``node.cpu``,
+``fabric.collnet``) are optional: files without them stay valid, and ``None`` means "not
+stated" (the consumer, :mod:`simulator.network.nccl`, applies the defaults each field states).
 """
 
 from __future__ import annotations
@@ -30,18 +35,22 @@ MAX_POWER_W = 1e6
 MAX_PER_NODE = 2**16
 """The most GPUs, NICs or switch ports of one node or switch."""
 MAX_OVERSUBSCRIPTION = 1e3
+MAX_LINKS = 1024
+"""The most NVLink / xGMI links of one GPU."""
 
 _GBPS = real(0, MAX_GBPS, lo_open=True)
 _LATENCY = real(0, MAX_LATENCY_US)
 _POWER = real(0, MAX_POWER_W)
 _PER_NODE = whole(1, MAX_PER_NODE)
 _OVERSUBSCRIPTION = real(0, MAX_OVERSUBSCRIPTION, lo_open=True)
+_LINKS = whole(1, MAX_LINKS)
 _IN_GBPS = f"in {span(0, MAX_GBPS, lo_open=True)}"
 _IN_US = f"in {span(0, MAX_LATENCY_US)}"
 _IN_W = f"in {span(0, MAX_POWER_W)}"
 _IN_PER_NODE = f"in {span(1, MAX_PER_NODE)}"
 _IN_RATIO = f"in {span(0, MAX_OVERSUBSCRIPTION, lo_open=True)}"
 _IN_GPUS = f"in {span(1, MAX_GPUS)}"
+_IN_LINKS = f"in {span(1, MAX_LINKS)}"
 
 
 class _Strict(BaseModel):
@@ -49,13 +58,47 @@ class _Strict(BaseModel):
 
 
 class ScaleUpSpec(_Strict):
-    """The node's GPU-to-GPU interconnect."""
+    """The node's GPU-to-GPU interconnect.
 
-    kind: Literal["nvswitch", "pcie"] = Field(
-        description="nvswitch (NVLink through NVSwitch) or pcie (host PCIe switch)."
+    ``kind`` (how the graph is built: :mod:`simulator.network.cabling`):
+
+    * ``nvswitch``: every GPU has one NVLink connection of ``bandwidth_GBps`` to the node's
+      NVSwitch fabric (one vertex).
+    * ``mesh``: every pair of GPUs is linked directly, no switch (AMD Infinity Fabric / xGMI);
+      each pair link carries ``bandwidth_GBps / (gpus - 1)``.
+    * ``nvlink_bridge``: NVLink bridges join pairs of GPUs (2k, 2k+1) at ``bandwidth_GBps``;
+      all other GPU-to-GPU traffic and NIC traffic crosses the host PCIe switch
+      (``node.pcie_bandwidth_GBps``, required for this kind).
+    * ``pcie``: GPUs meet only through the host PCIe switch (``bandwidth_GBps`` per GPU).
+    """
+
+    kind: Literal["nvswitch", "mesh", "nvlink_bridge", "pcie"] = Field(
+        description="nvswitch (NVLink through NVSwitch), mesh (a direct link between every GPU pair, "
+        "e.g. AMD xGMI), nvlink_bridge (NVLink bridges join GPU pairs 2k, 2k+1, the rest over PCIe) "
+        "or pcie (host PCIe switch only)."
     )
-    bandwidth_GBps: _GBPS = Field(description=f"Per GPU, one direction, GB/s (10^9 bytes/s), {_IN_GBPS}.")
+    bandwidth_GBps: _GBPS = Field(
+        description="Per GPU, one direction, GB/s (10^9 bytes/s): nvswitch/pcie: the GPU's link to "
+        "the switch; mesh: the GPU's total over its gpus - 1 peer links; nvlink_bridge: the GPU's "
+        f"bridge(s) to its pair partner; {_IN_GBPS}.")
     latency_us: _LATENCY = Field(description=f"One-way GPU-to-GPU latency inside the node, microseconds, {_IN_US}.")
+    nvlink_links: _LINKS | None = Field(
+        None,
+        description="NVLink links per GPU as NCCL counts them (A100 12; H100, H200, B200, GB200 18; "
+        "V100 6); on mesh nodes the GPU's Infinity Fabric (xGMI) links (MI300X 7). None: not stated "
+        f"(a consumer defaults it from the GPU generation). Not allowed on pcie nodes; {_IN_LINKS}.",
+    )
+    multicast: Flag | None = Field(
+        None,
+        description="NVSwitch multicast (NCCL's NVLS) present. true only with kind nvswitch. None: "
+        "present on nvswitch nodes of Hopper or newer GPUs, absent otherwise.",
+    )
+    bridge_links: _LINKS | None = Field(
+        None,
+        description="nvlink_bridge only: NVLink links between the two GPUs of a bridged pair, all "
+        "the pair's bridges together, as NCCL counts them (H100 PCIe: 3 bridges x 4 links = 12); "
+        f"{_IN_LINKS}.",
+    )
 
 
 class NodeSpec(_Strict):
@@ -71,11 +114,26 @@ class NodeSpec(_Strict):
     )
     pcie_bandwidth_GBps: _GBPS | None = Field(
         None,
-        description="PCIe path from GPU (or host switch) to a NIC, one direction, GB/s; "
-        f"default: scale_up bandwidth on pcie nodes, NIC line rate on nvswitch nodes; {_IN_GBPS}.",
+        description="PCIe path from GPU (or host switch) to a NIC, one direction, GB/s; on nvlink_bridge "
+        "nodes each GPU's link to the host PCIe switch (required there); default: scale_up bandwidth on "
+        f"pcie nodes, NIC line rate on nvswitch and mesh nodes; {_IN_GBPS}.",
     )
     power_W: _POWER = Field(description=f"Node power other than GPUs (CPUs, memory, NICs, fans), watts, {_IN_W}.")
     power_source: str = Field(min_length=1, description="Where power_W comes from, or 'estimate: ...'.")
+    transport: Literal["ib", "roce", "efa", "tcpxo", "tcpx", "socket"] = Field(
+        "ib",
+        description="Inter-node transport: ib (InfiniBand) or roce (RoCE, both NCCL's built-in IB plugin), "
+        "efa (AWS EFA through aws-ofi-nccl), tcpxo / tcpx (GCP GPUDirect-TCPXO / -TCPX), socket (plain TCP).",
+    )
+    net_plugin_latency_us: _LATENCY | None = Field(
+        None,
+        description="Latency the network plugin reports and NCCL adds to every inter-node step "
+        "(graph->latencyInter), microseconds: aws-ofi-nccl 75 on p4d/p4de/p5/p5e, 35 on p5en/p6 "
+        f"(nccl-model.md section 3). None: the transport's default (0 for ib and roce); {_IN_US}.",
+    )
+    cpu: Literal["intel", "amd", "arm"] = Field(
+        "intel", description="Host CPU vendor: intel, amd or arm (NCCL's inter-node LL bandwidth cap and "
+        "network post overhead depend on it).")
 
 
 class FabricSpec(_Strict):
@@ -99,6 +157,9 @@ class FabricSpec(_Strict):
     max_nodes: GpuCount = Field(description=f"Nodes the file describes, {_IN_GPUS}; with node.gpus, at most "
                                 "MAX_GPUS GPUs.")
     grow: Flag = Field(description="Whether a fleet larger than max_nodes may be built (growth rule).")
+    collnet: Flag = Field(
+        False, description="SHARP / CollNet in-network reduction enabled (NCCL's CollNet algorithms); "
+        "InfiniBand only (node.transport ib).")
 
 
 class TopologyFile(_Strict):
@@ -146,6 +207,14 @@ def _check_consistency(spec: TopologyFile, path: str) -> None:
             raise InputError(
                 "a 1-tier fabric (one switch) cannot grow; set grow: false", file=path, field="fabric.grow"
             )
+    _check_scale_up(spec, path)
+    if fab.collnet and node.transport != "ib":
+        raise InputError(
+            f"collnet (SHARP in-network reduction) needs InfiniBand switches; node.transport is "
+            f"{node.transport!r}: set transport: ib or collnet: false",
+            file=path,
+            field="fabric.collnet",
+        )
     needs_groups = fab.kind == "fat_tree" and fab.tiers == 3
     if needs_groups and fab.units_per_group is None:
         raise InputError("fat_tree with 3 tiers needs units_per_group (> 0)", file=path, field="fabric.units_per_group")
@@ -155,6 +224,58 @@ def _check_consistency(spec: TopologyFile, path: str) -> None:
             file=path,
             field="fabric.units_per_group",
         )
+
+
+def _check_scale_up(spec: TopologyFile, path: str) -> None:
+    """Which scale-up fields go with which ``scale_up.kind``."""
+    node = spec.node
+    su = node.scale_up
+    if su.bridge_links is not None and su.kind != "nvlink_bridge":
+        raise InputError(
+            f"bridge_links is used only with kind nvlink_bridge (kind is {su.kind!r}); remove it",
+            file=path,
+            field="node.scale_up.bridge_links",
+        )
+    if su.multicast and su.kind != "nvswitch":
+        raise InputError(
+            f"multicast (NVLS) needs an NVSwitch; with kind {su.kind!r} allowed values are false or none",
+            file=path,
+            field="node.scale_up.multicast",
+        )
+    if su.nvlink_links is not None and su.kind == "pcie":
+        raise InputError(
+            "a pcie node has no NVLink; remove nvlink_links (or use kind nvswitch, mesh or nvlink_bridge)",
+            file=path,
+            field="node.scale_up.nvlink_links",
+        )
+    if su.kind == "mesh" and su.nvlink_links is not None and su.nvlink_links < node.gpus - 1:
+        raise InputError(
+            f"a mesh links every GPU to each of its {node.gpus - 1} peers, so nvlink_links must be at "
+            f"least {node.gpus - 1}, got {su.nvlink_links}",
+            file=path,
+            field="node.scale_up.nvlink_links",
+        )
+    if su.kind == "nvlink_bridge":
+        if node.gpus % 2:
+            raise InputError(
+                f"nvlink_bridge joins GPUs in pairs; node.gpus must be even, got {node.gpus}",
+                file=path,
+                field="node.gpus",
+            )
+        if node.pcie_bandwidth_GBps is None:
+            raise InputError(
+                "nvlink_bridge nodes need pcie_bandwidth_GBps (each GPU's PCIe link to the host switch, "
+                f"one direction, GB/s, {_IN_GBPS}): unbridged and NIC traffic crosses it",
+                file=path,
+                field="node.pcie_bandwidth_GBps",
+            )
+        if su.nvlink_links is not None and su.bridge_links is not None and su.nvlink_links != su.bridge_links:
+            raise InputError(
+                f"a bridged GPU's only NVLinks are its bridge's: nvlink_links ({su.nvlink_links}) must equal "
+                f"bridge_links ({su.bridge_links}), or leave one out",
+                file=path,
+                field="node.scale_up.nvlink_links",
+            )
 
 
 def parse_topology_file(text: str, path: str) -> TopologyFile:
