@@ -1,19 +1,26 @@
 """The cables of a fleet: every GPU, node switch, NIC and fabric switch link of a topology.
 
-Vertices: ``("gpu", g)``, ``("nvswitch", node)`` or ``("pcie", node)``,
+Vertices: ``("gpu", g)``, ``("nvswitch", node)`` or ``("pcie", node)`` (none on mesh nodes),
 ``("nic", node, i)``, ``("leaf", i)``, ``("spine", i)``, ``("core", i)``. Every cable
 is two directed edges, one per direction, with a bandwidth (bytes/s, one direction),
 a latency (seconds, one way) and a kind (:data:`LINK_KINDS`). Edge ids are the
-positions in a fixed build order, so they are the same on every run.
+positions in a fixed build order, so they are the same on every run. Per node the order
+is: GPU-to-switch cables (mesh: the GPU pairs (a, b), a < b, in order; nvlink_bridge: the
+GPU-to-PCIe-switch cables, then the bridges), then the NICs' host side.
 
 =====================  =========  ===========================================
 edge                   kind       bandwidth (one direction)
 =====================  =========  ===========================================
 gpu <-> nvswitch       nvlink     ``scale_up.bandwidth_GBps`` (per GPU)
-gpu <-> pcie           pcie       ``scale_up.bandwidth_GBps`` (per GPU)
-gpu <-> nic            pcie       ``pcie_bandwidth_GBps`` (NVSwitch nodes: GPUDirect RDMA
-                                  through the PCIe switch the GPU shares with its rail NIC)
-pcie <-> nic           pcie       ``pcie_bandwidth_GBps`` (PCIe nodes: the NIC's slot)
+gpu <-> pcie           pcie       ``scale_up.bandwidth_GBps`` (per GPU; pcie nodes)
+gpu <-> gpu (mesh)     nvlink     ``scale_up.bandwidth_GBps / (node.gpus - 1)`` (every pair of a
+                                  mesh node; an AMD Infinity Fabric / xGMI link is kind nvlink)
+gpu <-> gpu (bridge)   nvlink     ``scale_up.bandwidth_GBps`` (nvlink_bridge nodes: GPUs 2k, 2k+1)
+gpu <-> pcie (bridge)  pcie       ``pcie_bandwidth_GBps`` (nvlink_bridge nodes: every GPU)
+gpu <-> nic            pcie       ``pcie_bandwidth_GBps`` (NVSwitch and mesh nodes: GPUDirect
+                                  RDMA through the PCIe switch the GPU shares with its rail NIC)
+pcie <-> nic           pcie       ``pcie_bandwidth_GBps`` (pcie and nvlink_bridge nodes: the
+                                  NIC's slot)
 nic <-> leaf           nic        ``nic_bandwidth_Gbps`` (one cable per NIC, never merged)
 leaf <-> spine         fabric     leaf downlink capacity / ``oversubscription``
 spine <-> core         fabric     spine-group downlink capacity / ``spine_oversubscription``
@@ -23,8 +30,9 @@ spine <-> core         fabric     spine-group downlink capacity / ``spine_oversu
 the NIC line rate on NVSwitch nodes (so it never narrows a NIC path by default).
 
 Latency is split over edges so that a path's latency is a sum of physical parts: each
-GPU-to-switch edge carries half of ``scale_up.latency_us`` (GPU-to-GPU inside a node =
-``latency_us``); the host side of a NIC (gpu->nic or pcie->nic) and its cable each
+GPU-to-switch edge carries half of ``scale_up.latency_us`` and a direct GPU-to-GPU edge (mesh
+pair, NVLink bridge) all of it (GPU-to-GPU inside a node = ``latency_us`` on every path, also
+through the PCIe switch of an nvlink_bridge node); the host side of a NIC (gpu->nic or pcie->nic) and its cable each
 carry half of ``nic_latency_us`` (one NIC traversal = ``nic_latency_us``); every edge
 incident to a fabric switch carries half of ``switch_latency_us`` (one switch
 traversal = ``switch_latency_us``).
@@ -72,7 +80,9 @@ Link = tuple[Hashable, Hashable]
 """A directed edge ``(u, v)``."""
 
 LINK_KINDS = ("nvlink", "pcie", "nic", "fabric")
-"""Values of an edge's kind."""
+"""Values of an edge's kind. Every scale-up link between GPUs is ``nvlink``, AMD Infinity
+Fabric (xGMI) links of a mesh node included: the kind says "the GPU-to-GPU fabric", which is
+what link efficiencies are keyed by."""
 
 
 @dataclass(frozen=True)
@@ -142,38 +152,60 @@ def lay_cables(spec: TopologyFile, n_nodes: int, gpus_per_node: int) -> Cabling:
     return cabling
 
 
+HUB_OF = {"nvswitch": "nvswitch", "pcie": "pcie", "nvlink_bridge": "pcie", "mesh": None}
+"""Node-switch vertex kind of each ``scale_up.kind`` (``("nvswitch", node)`` or ``("pcie", node)``);
+a mesh node has no switch vertex."""
+
+
 def _node_cables(cabling: Cabling, spec: TopologyFile, layout: FabricLayout, n_nodes: int, gpus_per_node: int) -> None:
     """GPU, node switch and NIC cables of every node, then every NIC's cable to its leaf."""
     node, fab = spec.node, spec.fabric
-    hub_kind = node.scale_up.kind  # "nvswitch" | "pcie"
+    su_kind_of_node = node.scale_up.kind  # "nvswitch" | "mesh" | "nvlink_bridge" | "pcie"
+    hub_kind = HUB_OF[su_kind_of_node]
+    nic_via_hub = hub_kind == "pcie"  # NICs hang off the host PCIe switch (pcie, nvlink_bridge)
     su_bw = GBps_to_Bps(node.scale_up.bandwidth_GBps)
-    su_half = node.scale_up.latency_us * US / 2
+    su_lat = node.scale_up.latency_us * US
+    su_half = su_lat / 2
     nic_bw = gbit_per_s_to_Bps(node.nic_bandwidth_Gbps)
     nic_half = node.nic_latency_us * US / 2
     sw_half = fab.switch_latency_us * US / 2
     if node.pcie_bandwidth_GBps is not None:
         pcie_bw = GBps_to_Bps(node.pcie_bandwidth_GBps)
     else:
-        pcie_bw = su_bw if hub_kind == "pcie" else nic_bw
-    su_kind = "nvlink" if hub_kind == "nvswitch" else "pcie"
+        pcie_bw = su_bw if su_kind_of_node == "pcie" else nic_bw
     gpus_per_nic = node.gpus // node.nics
+    # A mesh's physical pair links: the GPU's total over its peers of the *designed* node (a
+    # fleet smaller than one node keeps the node's cables).
+    pair_bw = su_bw / max(1, node.gpus - 1)
     cable = cabling.cable
     for n in range(n_nodes):
         hub = (hub_kind, n)
-        for local in range(gpus_per_node):
-            cable(("gpu", n * gpus_per_node + local), hub, su_bw, su_half, su_kind)
+        first = n * gpus_per_node
+        if su_kind_of_node in ("nvswitch", "pcie"):
+            su_kind = "nvlink" if su_kind_of_node == "nvswitch" else "pcie"
+            for local in range(gpus_per_node):
+                cable(("gpu", first + local), hub, su_bw, su_half, su_kind)
+        elif su_kind_of_node == "mesh":
+            for a in range(gpus_per_node):
+                for b in range(a + 1, gpus_per_node):
+                    cable(("gpu", first + a), ("gpu", first + b), pair_bw, su_lat, "nvlink")
+        else:  # nvlink_bridge: every GPU on the host PCIe switch, then the bridged pairs
+            for local in range(gpus_per_node):
+                cable(("gpu", first + local), hub, pcie_bw, su_half, "pcie")
+            for a in range(0, gpus_per_node - 1, 2):
+                cable(("gpu", first + a), ("gpu", first + a + 1), su_bw, su_lat, "nvlink")
         for i in range(node.nics):
             nic = ("nic", n, i)
-            if hub_kind == "pcie":
+            if nic_via_hub:
                 cable(hub, nic, pcie_bw, nic_half, "pcie")
             else:
                 for local in range(gpus_per_node):
                     if local // gpus_per_nic == i:
-                        cable(("gpu", n * gpus_per_node + local), nic, pcie_bw, nic_half, "pcie")
+                        cable(("gpu", first + local), nic, pcie_bw, nic_half, "pcie")
         for local in range(gpus_per_node):
-            g = n * gpus_per_node + local
+            g = first + local
             nic = ("nic", n, local // gpus_per_nic)
-            via = (("gpu", g), hub, nic) if hub_kind == "pcie" else (("gpu", g), nic)
+            via = (("gpu", g), hub, nic) if nic_via_hub else (("gpu", g), nic)
             cabling.up.append(via + (("leaf", layout.leaf_of(n, nic[2])),))
     for n in range(n_nodes):
         for i in range(node.nics):

@@ -8,7 +8,9 @@ aggregation assumption are described in :mod:`simulator.network.cabling`.
 
 Routing (deterministic, O(path length), no graph search): a GPU sends and receives
 inter-node traffic through its rail NIC ``nic_of(gpu)``; intra-node traffic goes
-gpu -> node switch -> gpu; inter-node traffic climbs only as high as needed (same leaf,
+gpu -> node switch -> gpu (``nvswitch``, ``pcie``), over the pair's direct link (``mesh``:
+every pair; ``nvlink_bridge``: GPUs 2k and 2k+1, other pairs gpu -> host PCIe switch -> gpu);
+inter-node traffic climbs only as high as needed (same leaf,
 else the spine group shared by both leaves, else the core). Paths in both directions
 have the same length and latency. NCCL's PXN (hop over NVLink to a GPU on the
 destination's rail first) is a collective-algorithm choice and is not done here.
@@ -50,7 +52,7 @@ from simulator.core.bounds import MAX_GPUS
 from simulator.core.bundled import bundled_dir
 from simulator.core.cache import sized_cache
 from simulator.core.errors import InputError
-from simulator.network.cabling import FabricLayout, Link, lay_cables
+from simulator.network.cabling import HUB_OF, FabricLayout, Link, lay_cables
 from simulator.network.plan_cache import PlanCache
 from simulator.network.topology_file import TopologyFile, parse_topology_file
 
@@ -106,7 +108,8 @@ class Topology:
         self.n_nics_per_node: int = node.nics
         self.n_units: int = math.ceil(n_nodes / fab.nodes_per_unit)
         self._gpus_per_nic = node.gpus // node.nics  # rails: GPU local index // this
-        self._hub = node.scale_up.kind
+        self._scale_up = node.scale_up.kind
+        self._hub = HUB_OF[self._scale_up]  # node-switch vertex kind; None on mesh nodes
         self._layout = FabricLayout.of(spec)
 
         cabling = lay_cables(spec, n_nodes, gpus_per_node)
@@ -148,23 +151,33 @@ class Topology:
         """Edge-id tables that :meth:`path_ids_many` combines (routes in arrays, not per pair)."""
         eid = self._edge_id
         gpn = self.gpus_per_node
-        hub_up, hub_down, up, down, leaf = [], [], [], [], []
+        no = -1
+        hub_up, hub_down, up, down, leaf, peer = [], [], [], [], [], []
         for g, verts in enumerate(self._up):
-            hub = (self._hub, g // gpn)
-            hub_up.append(eid[(("gpu", g), hub)])
-            hub_down.append(eid[(hub, ("gpu", g))])
+            n = g // gpn
+            if self._hub is None:
+                hub_up.append(no)
+                hub_down.append(no)
+            else:
+                hub = (self._hub, n)
+                hub_up.append(eid[(("gpu", g), hub)])
+                hub_down.append(eid[(hub, ("gpu", g))])
+            if self._scale_up == "mesh":  # the direct edge to every GPU of the node
+                peer.append([eid.get((("gpu", g), ("gpu", n * gpn + j)), no) for j in range(gpn)])
+            elif self._scale_up == "nvlink_bridge":  # the bridge to the pair partner, if any
+                peer.append([eid.get((("gpu", g), ("gpu", g ^ 1)), no)])
             up.append([eid[(a, b)] for a, b in zip(verts, verts[1:])])
             down.append([eid[(b, a)] for a, b in zip(verts, verts[1:])])
             leaf.append(verts[-1][1])
         self._hub_up = np.array(hub_up, dtype=np.intp)
         self._hub_down = np.array(hub_down, dtype=np.intp)
+        self._peer_ids = np.array(peer, dtype=np.intp).reshape(len(peer), -1) if peer else None
         self._up_ids = np.array(up, dtype=np.intp).reshape(len(up), -1)
         self._down_ids = np.array(down, dtype=np.intp).reshape(len(down), -1)
         self._gpu_leaf = np.array(leaf, dtype=np.intp)
         n_leaves = int(self._gpu_leaf.max()) + 1 if leaf else 0
         spine_of = self._layout.spine_of if self._layout.tiers > 1 else (lambda _leaf: 0)
         self._leaf_spine = np.array([spine_of(x) for x in range(n_leaves)], dtype=np.intp)
-        no = -1
         self._leaf_up = np.array([eid.get((("leaf", x), ("spine", spine_of(x))), no) for x in range(n_leaves)])
         self._leaf_down = np.array([eid.get((("spine", spine_of(x)), ("leaf", x)), no) for x in range(n_leaves)])
         n_spines = int(self._leaf_spine.max()) + 1 if n_leaves else 0
@@ -183,8 +196,18 @@ class Topology:
         node_s, node_d = src // gpn, dst // gpn
         intra = (node_s == node_d) & (src != dst)
         inter = node_s != node_d
-        parts_ids = [self._hub_up[src[intra]], self._hub_down[dst[intra]]]
-        parts_pair = [pair[intra], pair[intra]]
+        if self._scale_up == "mesh":  # one direct edge
+            parts_ids = [self._peer_ids[src[intra], dst[intra] % gpn]]
+            parts_pair = [pair[intra]]
+        else:
+            direct = np.zeros(src.size, dtype=bool)
+            if self._scale_up == "nvlink_bridge":  # bridged partners: the bridge; others: the PCIe switch
+                direct = intra & ((src ^ 1) == dst) & (self._peer_ids[src, 0] >= 0)
+                intra = intra & ~direct
+            parts_ids = [self._peer_ids[src[direct], 0]] if direct.any() else []
+            parts_pair = [pair[direct]] if direct.any() else []
+            parts_ids += [self._hub_up[src[intra]], self._hub_down[dst[intra]]]
+            parts_pair += [pair[intra], pair[intra]]
         s, d, p = src[inter], dst[inter], pair[inter]
         k = self._up_ids.shape[1]
         parts_ids += [self._up_ids[s].ravel(), self._down_ids[d].ravel()]
@@ -230,6 +253,12 @@ class Topology:
         self._check_gpu(gpu)
         return (gpu % self.gpus_per_node) // self._gpus_per_nic
 
+    def _direct(self, src_gpu: int, dst_gpu: int) -> bool:
+        """Whether two GPUs of one node are cabled directly (mesh pair, NVLink-bridged pair)."""
+        if self._scale_up == "mesh":
+            return True
+        return self._scale_up == "nvlink_bridge" and (src_gpu ^ 1) == dst_gpu and self._peer_ids[src_gpu, 0] >= 0
+
     def path(self, src_gpu: int, dst_gpu: int) -> tuple[Link, ...]:
         """Directed edges from ``src_gpu`` to ``dst_gpu`` in order (empty if equal).
 
@@ -244,7 +273,10 @@ class Topology:
         if src_gpu == dst_gpu:
             verts: list[Hashable] = [("gpu", src_gpu)]
         elif src_gpu // self.gpus_per_node == dst_gpu // self.gpus_per_node:
-            verts = [("gpu", src_gpu), (self._hub, src_gpu // self.gpus_per_node), ("gpu", dst_gpu)]
+            if self._direct(src_gpu, dst_gpu):
+                verts = [("gpu", src_gpu), ("gpu", dst_gpu)]
+            else:
+                verts = [("gpu", src_gpu), (self._hub, src_gpu // self.gpus_per_node), ("gpu", dst_gpu)]
         else:
             up, down = self._up[src_gpu], self._up[dst_gpu]
             verts = [*up[:-1], *self._fabric_route(up[-1][1], down[-1][1]), *reversed(down[:-1])]
