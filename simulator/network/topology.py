@@ -339,11 +339,11 @@ def _read_source(source: str | Path, file: str | None, field: str) -> tuple[str,
         raise InputError(f"cannot read topology file: {exc}", file=path) from None
 
 
-def _fleet_shape(spec: TopologyFile, n_gpus: int | None, path: str, file: str | None) -> tuple[int, int]:
-    """(n_nodes, gpus_per_node) for a fleet of ``n_gpus`` GPUs (None: what the file describes)."""
-    per_node, fab = spec.node.gpus, spec.fabric
+def _checked_n_gpus(n_gpus: object, path: str | None, file: str | None) -> int | None:
+    """``n_gpus`` as a plain int (None stays None); a bool, a non-integer, a count below 1 or
+    above MAX_GPUS raises :class:`InputError` on field ``n_gpus``."""
     if n_gpus is None:
-        return fab.max_nodes, per_node
+        return None
     if isinstance(n_gpus, bool) or not isinstance(n_gpus, (int, np.integer)) or n_gpus <= 0:
         raise InputError(
             f"fleet size must be a positive whole number of GPUs, got {n_gpus!r}", file=file or path, field="n_gpus"
@@ -352,6 +352,15 @@ def _fleet_shape(spec: TopologyFile, n_gpus: int | None, path: str, file: str | 
     if n_gpus > MAX_GPUS:
         raise InputError(f"a fleet of {n_gpus} GPUs is larger than trainsim builds; use at most MAX_GPUS = {MAX_GPUS}",
                          file=file or path, field="n_gpus")
+    return n_gpus
+
+
+def _fleet_shape(spec: TopologyFile, n_gpus: int | None, path: str, file: str | None) -> tuple[int, int]:
+    """(n_nodes, gpus_per_node) for a fleet of ``n_gpus`` GPUs (None: what the file describes)."""
+    per_node, fab = spec.node.gpus, spec.fabric
+    n_gpus = _checked_n_gpus(n_gpus, path, file)
+    if n_gpus is None:
+        return fab.max_nodes, per_node
     if n_gpus <= per_node:
         return 1, n_gpus
     if n_gpus % per_node:
@@ -395,7 +404,8 @@ def load_topology(
     ``grow`` is false (field ``fabric.max_nodes``, stating the largest fleet).
     """
     text, path = _read_source(source, file, field)
-    return _built(text, path, n_gpus, file)
+    # Checked before the memo: True == 1 and np.int64(8) == 8 would share a memo entry.
+    return _built(text, path, _checked_n_gpus(n_gpus, path, file), file)
 
 
 def fleet_shape(source: str | Path, n_gpus: int | None = None, *, file: str | None = None,
