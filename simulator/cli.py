@@ -83,8 +83,7 @@ def _json(document: dict) -> str:
 
 
 def _validation_inputs(cases: str, out: str | None, hardware: str | None, efficiency: str | None):
-    """The validation cases, GPU catalog and efficiency parameters of a command; refuses an
-    output path whose folder does not exist before any work is done."""
+    """The validation cases, GPU catalog and efficiency of a command; refuses a bad output path before any work."""
     from simulator.hardware.catalog import load_catalog
     from simulator.inputs.efficiency_file import default_efficiency, load_efficiency
     from simulator.validation.cases import read_cases
@@ -183,14 +182,17 @@ def validate(
     plot: Optional[str] = typer.Option(None, "--plot", help="Write predicted vs published per metric, coloured by "
                                        "source, to this figure (.png, .svg or .pdf)."),
 ) -> None:
-    """Re-simulate published measurements and report predicted vs published, with errors."""
+    """Re-simulate published measurements (or compare an nccl-tests file) and report predicted vs published."""
     from rich.progress import Progress
 
     from simulator.results.parity import figure_format, write_parity
     from simulator.results.report import error_table
+    from simulator.validation.nccl_commands import run_if_nccl
     from simulator.validation.published import summary, write_csv_atomically
     from simulator.validation.published import validate as run_validation
 
+    if (code := run_if_nccl("validate", [cases], out, efficiency, check=_check_output_file, fail=_fail)) is not None:
+        raise typer.Exit(code)
     try:
         if plot is not None:
             _check_output_file(plot, "--plot")
@@ -208,9 +210,8 @@ def validate(
         write_parity(results, plot)
     console = Console()
     table = Table(title=f"{cases}: predicted vs published", title_justify="left")
-    for col, justify in (("case_id", "left"), ("metric", "left"), ("published", "right"), ("predicted", "right"),
-                         ("error %", "right"), ("status", "left")):
-        table.add_column(col, justify=justify)
+    for col in ("case_id", "metric", "published", "predicted", "error %", "status"):
+        table.add_column(col, justify="right" if col in ("published", "predicted", "error %") else "left")
     for r in results.itertuples():
         table.add_row(str(r.case_id), str(r.metric), f"{r.published:.4g}",
                       "" if r.status != "ok" else f"{r.predicted:.4g}",
@@ -223,9 +224,8 @@ def validate(
     held = f"{results.published.between(results.band_lo, results.band_hi).sum()} of {results.band_lo.notna().sum()}"
     console.print(f"P10-P90 bands (band_lo, band_hi of --out; docs/bands.md) hold {held} published values.")
     if not (results.status == "ok").any():
-        reason = results.status.value_counts().index[0]
-        err_console.print(f"[bold red]error:[/bold red] {cases}: none of the {len(results)} rows could be "
-                          f"simulated; the most common reason: {reason}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/bold red] {cases}: none of the {len(results)} rows could be simulated; "
+                          f"the most common reason: {results.status.value_counts().index[0]}", highlight=False, soft_wrap=True)
         raise typer.Exit(NOTHING_SIMULATED)
 
 
@@ -238,15 +238,18 @@ def calibrate(
     efficiency: Optional[str] = typer.Option(None, "--efficiency", help=EFFICIENCY_HELP + " The parameters not "
                                              "fitted (network, power, HBM, launch cost) are taken from it."),
 ) -> None:
-    """Fit the efficiency parameters on CASES (fitted together) and report in-sample (and out-of-sample) error."""
+    """Fit the efficiency parameters on CASES (or the network correction on nccl-tests files) and report errors."""
     import yaml
 
     from simulator.core.atomic import write_text_atomically
     from simulator.inputs.efficiency_file import efficiency_to_dict
     from simulator.results.report import error_table
     from simulator.validation.calibration import Calibration, fitted_efficiency, provenance, read_calibration_files
+    from simulator.validation.nccl_commands import run_if_nccl
     from simulator.validation.published import summary
 
+    if (code := run_if_nccl("calibrate", cases, out, efficiency, loso, check=_check_output_file, fail=_fail)) is not None:
+        raise typer.Exit(code)
     _, catalog, base = _validation_inputs(cases[0], out, hardware, efficiency)
     try:
         cal = Calibration(read_calibration_files(cases), catalog=catalog, base=base,
@@ -261,9 +264,8 @@ def calibrate(
     eff = fitted_efficiency(eff, fit)
     console = Console()
     console.print("[bold]fitted parameters[/bold]: " + ", ".join(f"{k}={v}" for k, v in fit["parameters"].items()))
-    for title, tab in (("in-sample", table), ("leave-one-source-out", cv)):
-        if tab is not None:
-            console.print(error_table(summary(tab), f"{title}: absolute % error"))
+    for title, tab in [("in-sample", table)] + ([("leave-one-source-out", cv)] if cv is not None else []):
+        console.print(error_table(summary(tab), f"{title}: absolute % error"))
     if out:
         header = ("# trainsim efficiency parameters, written by `trainsim calibrate` (see `fit`).\n"
                   "# Meanings and units: simulator/hardware/compute.py, network/collectives.py, hardware/power.py.\n")

@@ -116,6 +116,8 @@ class EfficiencyFile(BaseModel):
     power: PowerFractions
     source: str = Field(description="how the values were obtained")
     fit: dict[str, Any] | None = Field(None, description="the fit record of `trainsim calibrate`")
+    network_fit: dict[str, Any] | None = Field(None, description="the record of the network section's fit "
+                                               "(`trainsim calibrate` on nccl-tests files)")
 
 
 def efficiency_from_dict(raw: Any, *, file: str | Path | None = None) -> Efficiency:

@@ -1,293 +1,84 @@
-"""Compare predicted collective bus bandwidth with measured nccl-tests figures.
+"""Compare predicted collective bus bandwidth with measured nccl-tests results.
 
-:func:`compare` takes a table in the format of the reference set's ``nccl.csv``
-(columns ``case_id, collective, gpu, n_gpus, n_nodes, gpus_per_node, interconnect,
-message_bytes, algbw_gbs, busbw_gbs, time_us, source, notes``; a DataFrame or a path,
-the package never looks for the file itself) and returns one row per input row:
-measured and predicted bus bandwidth, the error and the algorithm the model chose, or
-the reason the row cannot be compared. :func:`summary` aggregates the comparable rows
-per collective and message-size range.
+:func:`compare` takes a table in the format of the reference set's ``nccl.csv`` /
+``nccl_calibration.csv`` (columns :data:`NCCL_COLUMNS`; a DataFrame or a path, the package
+never looks for the file itself) and returns one row per input row: measured and predicted
+bus bandwidth, the error, the algorithm x protocol x channels NCCL's tuner chose, or the reason
+the row cannot be compared. :func:`summary` aggregates the comparable rows per collective x
+message-size range x scale (one node, two nodes, more).
 
 How a row is predicted
 ----------------------
-1. Parse. ``message_bytes`` and ``n_gpus`` are a whole number or a range ``lo-hi``;
-   anything else (``large (>256M)``, ``<=134217728``, blank) is not comparable. The
-   measured busbw is recomputed from ``time_us`` when the row has one (nccl-tests'
-   definition: algbw = bytes / time, busbw = algbw x 2(n-1)/n for all-reduce, x (n-1)/n
-   for all-gather / reduce-scatter), because the printed busbw is rounded to 0.01 GB/s
-   and reads 0.00 for tiny messages; otherwise the printed ``busbw_gbs`` is used,
-   ``~480`` as 480 and ``365-370`` as its midpoint (both flagged in ``notes``). A value
-   such as ``96 (peak); 84.8 (avg)`` is a summary of a sweep: not comparable.
-2. Algorithm. ``NCCL_ALGO=RING`` / ``Tree`` in ``interconnect`` force the model's
-   ``ring`` / ``tree``; an algorithm the model lacks (``NVLS``, in-switch reduction) makes
-   the row not comparable; otherwise the model's ``auto`` choice (least time) is used,
-   which is what NCCL's tuner does. Rows that ran NCCL's default on H100 NVSwitch use
-   NVLS at large sizes; they stay comparable (that is the prediction a user would get)
-   and their error shows the missing algorithm.
-3. Topology (``TOPOLOGY_RULES`` of :mod:`simulator.validation.nccl_topologies`, first
-   match): one-node A100 NVSwitch rows -> bundled ``dgx-a100-superpod``; one-node H100 SXM rows -> ``dgx-h100-superpod``;
-   rows no bundled file describes get a topology built here from the reference
-   figures (``EXTRA_TOPOLOGIES`` there, each figure citing its row of ``systems.csv`` /
-   ``gpus.csv``). The group is all ``n`` ranks in node-major order (nccl-tests' rank
-   order), one group.
-4. Predict. ``time = plan.standalone_time_s(efficiency)`` with
-   ``efficiency = default_efficiency().network`` unless one is passed;
-   ``predicted busbw = bus_bandwidth_Bps(kind, n, bytes, time)``. For a range (of sizes
-   or of group sizes) the model is evaluated at every corner; the row is comparable
-   only when the corner predictions agree within :data:`RANGE_SPREAD_MAX` (then the
-   prediction is their mean); otherwise the range hides a size dependence the single
-   measured figure does not resolve.
+1. Parse (:func:`simulator.validation.nccl_rows.parse_row`): the system NCCL saw
+   (:class:`~simulator.network.nccl.system.NcclSystem`), the collective, the size S and the
+   measured busbw, every assumption in the row's ``notes``.
+2. Choose: ``tuner.choose(system, kind, S, algorithm, protocol)``, NCCL's own selection
+   (forced where the row set ``NCCL_ALGO`` / ``NCCL_PROTO``).
+3. Time: :func:`simulator.network.nccl.correction.corrected_time_s` with the network
+   efficiency (default: the packaged one, ``default_efficiency().network``;
+   :data:`~simulator.network.efficiency.NOMINAL` gives NCCL's own estimate).
+4. ``predicted busbw = S / t x F`` with nccl-tests' factor F (2(n-1)/n all-reduce, (n-1)/n
+   all-gather, reduce-scatter and all-to-all, 1 otherwise); for a GPU-count range the mean
+   over both ends.
 
-``error_pct = 100 x (predicted - measured) / measured``: positive = the model is too
+``error_pct = 100 x (predicted - published) / published``: positive = the model is too
 optimistic (too fast).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from simulator.inputs.efficiency_file import default_efficiency
-from simulator.network.collectives import (
-    KINDS,
-    bus_bandwidth_Bps,
-    bus_factor,
-    plan_collective,
-)
+from simulator.core.errors import InputError
 from simulator.network.efficiency import NetworkEfficiency
-from simulator.network.topology import Topology
-from simulator.validation.nccl_topologies import comparison_topology, topology_for
+from simulator.network.nccl.correction import corrected_time_s
+from simulator.network.nccl.system import NcclSystem
+from simulator.validation.nccl_rows import NcclRow, NotComparable, bus_factor, parse_row, source_key
 
 MiB = 1 << 20
 
+NCCL_COLUMNS = ("case_id", "collective", "gpu", "n_gpus", "n_nodes", "gpus_per_node", "interconnect",
+                "message_bytes", "algbw_gbs", "busbw_gbs", "time_us", "source", "notes")
+"""The columns of an nccl-tests file (the reference set's ``nccl.csv``)."""
+
+METRIC = "busbw_gbs"
+"""The compared metric: nccl-tests' bus bandwidth, GB/s."""
+
 SIZE_RANGES: tuple[tuple[str, float, float], ...] = (
     ("< 1 MiB", 0.0, 1 * MiB),
-    ("1 MiB - 64 MiB", 1 * MiB, 64 * MiB),
+    ("1-64 MiB", 1 * MiB, 64 * MiB),
     (">= 64 MiB", 64 * MiB, math.inf),
 )
 """Message-size buckets of :func:`summary`: (label, lower bound incl., upper bound excl.), bytes."""
 
-RANGE_SPREAD_MAX = 0.02
-"""A row given as a range is comparable when the model's busbw at the range's corners
-differs by at most this fraction of their mean."""
+SCALES = ("one node", "2 nodes", "> 2 nodes")
+"""Scale buckets of :func:`summary`, by NCCL's node count (a GB200 NVL72 rack is one node)."""
 
-COLUMNS = (
-    "case_id", "collective", "n_gpus", "n_nodes", "message_bytes", "measured_busbw_GBps",
-    "predicted_busbw_GBps", "error_pct", "algorithm", "topology", "status", "notes",
-)
-"""Columns of :func:`compare`'s result, in order."""
-
-_ALGO_MAP = {"ring": "ring", "tree": "tree"}
-_ALGO_MISSING = {"nvls": "NVLS (in-NVSwitch reduction)", "nvlstree": "NVLS tree", "collnet": "CollNet (SHARP)",
-                 "collnetdirect": "CollNet (SHARP)", "collnetchain": "CollNet (SHARP)", "pat": "PAT"}
+COLUMNS = ("case_id", "metric", "published", "predicted", "error_pct", "status", "collective", "n_gpus",
+           "n_nodes", "message_bytes", "gpu", "transport", "algorithm", "protocol", "channels", "source", "notes")
+"""Columns of :func:`compare`'s result, in order. ``n_nodes`` is NCCL's node count."""
 
 
-# --------------------------------------------------------------------------- parsing
-
-
-class NotComparable(Exception):
-    """A row that cannot be compared; the message is the reason."""
-
-
-def _blank(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""
-
-
-def _int_or_range(v: Any, what: str) -> tuple[int, int]:
-    """(lo, hi) of ``123`` or ``lo-hi``; raises NotComparable for anything else."""
-    if _blank(v):
-        raise NotComparable(f"{what} not given")
-    s = str(v).strip()
-    m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", s)
-    if m:
-        return int(m[1]), int(m[2])
-    if re.fullmatch(r"\d+(\.0+)?", s):
-        return int(float(s)), int(float(s))
-    raise NotComparable(f"{what} {s!r} is not a number or a closed range")
-
-
-def _value(v: Any, what: str) -> tuple[float, str]:
-    """(value, note) of ``480``, ``~480`` (approximate) or ``365-370`` (midpoint)."""
-    if _blank(v):
-        raise NotComparable(f"{what} not given")
-    s = str(v).strip()
-    if re.fullmatch(r"\d+(\.\d*)?", s):
-        return float(s), ""
-    m = re.fullmatch(r"~\s*(\d+(?:\.\d*)?)", s)
-    if m:
-        return float(m[1]), f"{what} approximate ({s})"
-    m = re.fullmatch(r"(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)", s)
-    if m:
-        return (float(m[1]) + float(m[2])) / 2, f"{what} given as range {s}: midpoint used"
-    raise NotComparable(f"{what} {s!r} is not a single figure (a summary of a sweep or several values)")
-
-
-def _requested_algorithm(interconnect: str) -> str:
-    m = re.search(r"NCCL_ALGO\s*=\s*([A-Za-z_]+)", interconnect or "")
-    if not m:
-        return "auto"
-    name = m[1].lower()
-    if name in _ALGO_MAP:
-        return _ALGO_MAP[name]
-    raise NotComparable(f"NCCL_ALGO={m[1]} forced: the model has no {_ALGO_MISSING.get(name, m[1])} algorithm")
-
-
-def _measured(row: pd.Series, kind: str, n: tuple[int, int], size: tuple[int, int]) -> tuple[float, str, list[str]]:
-    """(measured busbw GB/s, where it came from, notes)."""
-    notes: list[str] = []
-    single = n[0] == n[1] and size[0] == size[1]
-    if single and not _blank(row.get("time_us")):
-        try:
-            t_us = float(str(row["time_us"]).strip())
-        except ValueError:
-            t_us = float("nan")
-        if math.isfinite(t_us) and t_us > 0:
-            numerator, denominator = bus_factor(kind, n[0])
-            busbw = size[0] / (t_us * 1e-6) * (numerator / denominator) / 1e9
-            if not _blank(row.get("busbw_gbs")):
-                try:
-                    printed = float(str(row["busbw_gbs"]).strip())
-                    if abs(printed - busbw) > 0.006 + 0.02 * printed:
-                        notes.append(f"busbw from time_us {busbw:.3f} differs from printed {printed}")
-                except ValueError:
-                    pass
-            return busbw, "time_us", notes
-    busbw, note = _value(row.get("busbw_gbs"), "busbw")
-    if note:
-        notes.append(note)
-    return busbw, "busbw_gbs", notes
-
-
-# --------------------------------------------------------------------------- comparison
-
-
-@dataclass
-class _Topos:
-    cache: dict
-
-    def get(self, key: str, n: int) -> Topology:
-        if (key, n) not in self.cache:
-            self.cache[(key, n)] = comparison_topology(key, n)
-        return self.cache[(key, n)]
-
-def predict_busbw_GBps(
-    topology: Topology, kind: str, n: int, message_bytes: float, efficiency: NetworkEfficiency,
-    algorithm: str = "auto",
-) -> tuple[float, str]:
-    """(predicted busbw GB/s, algorithm used) of one collective over GPUs 0..n-1 of ``topology``."""
-    plan = plan_collective(topology, kind, [list(range(n))], message_bytes, algorithm=algorithm, efficiency=efficiency)
-    t = plan.standalone_time_s(efficiency)
-    return bus_bandwidth_Bps(kind, n, message_bytes, t) / 1e9, plan.algorithm
-
-
-def _compare_row(row: pd.Series, eff: NetworkEfficiency, topos: _Topos) -> dict:
-    out: dict[str, Any] = {c: None for c in COLUMNS}
-    out["case_id"] = row["case_id"]
-    out["collective"] = row["collective"]
-    out["n_nodes"] = None if _blank(row.get("n_nodes")) else str(row["n_nodes"]).strip()
-    notes: list[str] = []
-    try:
-        kind = str(row["collective"]).strip()
-        if kind not in KINDS:
-            raise NotComparable(f"collective {kind!r} unknown to the model")
-        row_notes = str(row.get("notes", "")).lower()
-        if "expected value" in row_notes and "not a pasted measurement" in row_notes:
-            raise NotComparable("an expected value stated by a maintainer, not a measurement")
-        try:
-            n = _int_or_range(row.get("n_gpus"), "n_gpus")
-            out["n_gpus"] = n[0] if n[0] == n[1] else f"{n[0]}-{n[1]}"
-            size = _int_or_range(row.get("message_bytes"), "message size")
-        except NotComparable:
-            if _blank(out["n_gpus"]) and not _blank(row.get("n_gpus")):
-                out["n_gpus"] = str(row["n_gpus"])
-            raise
-        out["message_bytes"] = float(size[0]) if size[0] == size[1] else math.sqrt(size[0] * size[1])
-        if size[0] != size[1]:
-            notes.append(f"message size range {size[0]}-{size[1]}: geometric midpoint listed")
-        algorithm = _requested_algorithm(str(row.get("interconnect", "")))
-        measured, origin, more = _measured(row, kind, n, size)
-        notes += more
-        notes.append(f"measured from {origin}")
-        out["measured_busbw_GBps"] = measured
-        if not measured > 0:
-            raise NotComparable(f"measured busbw {measured} is not positive")
-        key = topology_for(row)
-        if key is None:
-            raise NotComparable("no bundled or built-in topology describes this system")
-        out["topology"] = key
-        preds, algos = [], set()
-        for nn in sorted(set(n)):
-            topo = topos.get(key, nn)
-            if not _blank(out["n_nodes"]) and str(topo.n_nodes) != out["n_nodes"] and n[0] == n[1]:
-                raise NotComparable(f"topology {key} puts {nn} GPUs on {topo.n_nodes} nodes, the row on {out['n_nodes']}")
-            for s in sorted(set(size)):
-                bw, algo = predict_busbw_GBps(topo, kind, nn, float(s), eff, algorithm)
-                preds.append(bw)
-                algos.add(algo)
-        out["algorithm"] = "/".join(sorted(algos))
-        mean = float(np.mean(preds))
-        if len(preds) > 1:
-            spread = (max(preds) - min(preds)) / mean
-            notes.append(f"range: model busbw {min(preds):.1f}-{max(preds):.1f} GB/s at its corners")
-            if spread > RANGE_SPREAD_MAX:
-                out["predicted_busbw_GBps"] = mean
-                raise NotComparable(
-                    f"a range whose model busbw varies {100 * spread:.0f}% across it "
-                    f"({min(preds):.1f}-{max(preds):.1f} GB/s); one measured figure cannot be placed in it"
-                )
-        out["predicted_busbw_GBps"] = mean
-        out["error_pct"] = 100.0 * (mean - measured) / measured
-        if "NVLS" in str(row.get("interconnect", "")) and algorithm == "auto":
-            notes.append("measured with NCCL's default, NVLS at large sizes; the model has no NVLS")
-        out["status"] = "ok"
-    except NotComparable as exc:
-        out["status"] = f"not comparable: {exc}"
-    out["notes"] = "; ".join(notes)
-    return out
+def is_nccl_table(columns: Any) -> bool:
+    """True if a table with these column names is an nccl-tests file (all of :data:`NCCL_COLUMNS`)."""
+    return set(NCCL_COLUMNS) <= {str(c).strip() for c in columns}
 
 
 def read_nccl_csv(path: str | Path) -> pd.DataFrame:
-    """Read an nccl.csv-format file with every column as text (values like ``~480`` stay intact)."""
+    """Read an nccl-tests file with every column as text (values like ``~480`` stay intact)."""
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def compare(table: pd.DataFrame | str | Path, efficiency: NetworkEfficiency | None = None) -> pd.DataFrame:
-    """Predicted vs measured bus bandwidth, one row per row of ``table`` (in input order).
-
-    Args:
-        table: rows in nccl.csv's format (DataFrame, or a path read with :func:`read_nccl_csv`).
-        efficiency: network efficiency; default ``default_efficiency().network``.
-
-    Returns:
-        A DataFrame with :data:`COLUMNS`. ``status`` is ``ok`` or ``not comparable: <reason>``;
-        numeric comparison columns are NaN when not comparable. ``message_bytes`` is the
-        geometric midpoint for a size range; ``n_gpus`` is an int or the range text.
-
-    Raises:
-        KeyError: a required column (``case_id``, ``collective``, ``n_gpus``,
-            ``message_bytes``, ``busbw_gbs``, ``gpu``, ``interconnect``, ``n_nodes``,
-            ``gpus_per_node``) is missing.
-    """
-    if not isinstance(table, pd.DataFrame):
-        table = read_nccl_csv(table)
-    required = ("case_id", "collective", "n_gpus", "n_nodes", "gpus_per_node", "gpu", "interconnect",
-                "message_bytes", "busbw_gbs")
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise KeyError(f"nccl table lacks columns {missing}")
-    eff = efficiency or default_efficiency().network
-    topos = _Topos({})
-    rows = [_compare_row(r, eff, topos) for _, r in table.fillna("").iterrows()]
-    out = pd.DataFrame(rows, columns=list(COLUMNS))
-    for c in ("message_bytes", "measured_busbw_GBps", "predicted_busbw_GBps", "error_pct"):
-        out[c] = pd.to_numeric(out[c], errors="coerce")
-    return out
+def scale(n_nodes: int) -> str:
+    """Label of the :data:`SCALES` bucket of a communicator over ``n_nodes`` nodes."""
+    return SCALES[0] if n_nodes <= 1 else SCALES[1] if n_nodes == 2 else SCALES[2]
 
 
 def size_range(message_bytes: float) -> str:
@@ -298,30 +89,144 @@ def size_range(message_bytes: float) -> str:
     raise ValueError(f"{message_bytes!r} is not a message size")
 
 
-def summary(compared: pd.DataFrame) -> pd.DataFrame:
-    """Error statistics of :func:`compare`'s ``ok`` rows per collective and size range.
+@lru_cache(maxsize=None)
+def _choose(system: NcclSystem, kind: str, nbytes: float, algorithm: str | None, protocol: str | None):
+    from simulator.network.nccl import tuner
 
-    Columns: collective, size_range (the :data:`SIZE_RANGES` labels, plus ``all``),
-    count, mape_pct (mean |error_pct|), median_abs_err_pct, max_abs_err_pct. Ranges
-    without comparable rows are left out.
+    return tuner.choose(system, kind, nbytes, algorithm=algorithm, protocol=protocol)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A parsed row with NCCL's choice at each of its points (the choice does not depend on the
+    correction, so a fit prepares once and re-times many times)."""
+
+    row: NcclRow
+    choices: tuple[Any, ...]
+
+
+def prepare(table: pd.DataFrame | str | Path) -> list[Prepared | str]:
+    """Per row of ``table``: a :class:`Prepared` row, or the reason it is not comparable."""
+    if not isinstance(table, pd.DataFrame):
+        table = read_nccl_csv(table)
+    missing = [c for c in ("case_id", "collective", "gpu", "n_gpus", "interconnect", "message_bytes", "busbw_gbs")
+               if c not in table.columns]
+    if missing:
+        raise KeyError(f"nccl table lacks columns {missing}")
+    out: list[Prepared | str] = []
+    for rec in table.fillna("").to_dict("records"):
+        try:
+            row = parse_row(rec)
+            choices = []
+            for system, nbytes in row.points:
+                try:
+                    choices.append(_choose(system, row.kind, nbytes, row.algorithm, row.protocol))
+                except (ValueError, KeyError, InputError) as err:
+                    raise NotComparable(f"NCCL's tuner has no choice: {err}") from None
+            out.append(Prepared(row, tuple(choices)))
+        except NotComparable as exc:
+            out.append(str(exc))
+    return out
+
+
+def predicted_busbw_GBps(p: Prepared, eff: NetworkEfficiency) -> float:
+    """The predicted bus bandwidth of a prepared row, GB/s (mean over its points)."""
+    values = []
+    for (system, nbytes), choice in zip(p.row.points, p.choices):
+        t = corrected_time_s(system, choice, nbytes, eff)
+        values.append(nbytes / t * bus_factor(p.row.kind, system.n_ranks) / 1e9)
+    return float(np.mean(values))
+
+
+def compare_prepared(table: pd.DataFrame, prepared: list[Prepared | str], eff: NetworkEfficiency) -> pd.DataFrame:
+    """:func:`compare` on rows already :func:`prepare`-d (``table`` gives the row texts)."""
+    rows = []
+    for rec, p in zip(table.fillna("").to_dict("records"), prepared):
+        out: dict[str, Any] = {c: None for c in COLUMNS}
+        out.update(case_id=rec.get("case_id"), metric=METRIC, collective=rec.get("collective"),
+                   source=source_key(str(rec.get("source", ""))), gpu=rec.get("gpu"))
+        if isinstance(p, str):
+            out["status"] = f"not comparable: {p}"
+            out["n_gpus"] = rec.get("n_gpus")
+            out["n_nodes"] = rec.get("n_nodes")
+            try:
+                out["published"] = float(rec.get("busbw_gbs"))
+            except (TypeError, ValueError):
+                pass
+            try:
+                out["message_bytes"] = float(rec.get("message_bytes"))
+            except (TypeError, ValueError):
+                pass
+        else:
+            r, choice = p.row, p.choices[-1]
+            predicted = predicted_busbw_GBps(p, eff)
+            n_lo = r.points[0][0].n_ranks
+            out.update(published=r.measured_busbw_GBps, predicted=predicted,
+                       error_pct=100.0 * (predicted - r.measured_busbw_GBps) / r.measured_busbw_GBps,
+                       status="ok", n_gpus=r.n_ranks if n_lo == r.n_ranks else f"{n_lo}-{r.n_ranks}",
+                       n_nodes=r.system.n_nodes, message_bytes=r.nbytes, gpu=r.gpu, transport=r.system.transport,
+                       algorithm=choice.algorithm, protocol=choice.protocol, channels=choice.channels,
+                       source=r.source, notes="; ".join(r.notes))
+        rows.append(out)
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    for c in ("published", "predicted", "error_pct", "message_bytes"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df
+
+
+def compare(table: pd.DataFrame | str | Path, efficiency: NetworkEfficiency | None = None) -> pd.DataFrame:
+    """Predicted vs measured bus bandwidth, one row per row of ``table`` (in input order).
+
+    Args:
+        table: rows in nccl.csv's format (a DataFrame, or a path read with :func:`read_nccl_csv`).
+        efficiency: the correction of NCCL's estimate; default the packaged one
+            (``default_efficiency().network``); :data:`~simulator.network.efficiency.NOMINAL`
+            for NCCL's own estimate.
+
+    Returns:
+        A DataFrame with :data:`COLUMNS`. ``status`` is ``ok`` or ``not comparable: <reason>``;
+        ``published`` / ``predicted`` are busbw in GB/s, ``message_bytes`` the size evaluated.
+
+    Raises:
+        KeyError: a required column is missing.
+    """
+    if not isinstance(table, pd.DataFrame):
+        table = read_nccl_csv(table)
+    if efficiency is None:
+        from simulator.inputs.efficiency_file import default_efficiency
+
+        efficiency = default_efficiency().network
+    return compare_prepared(table, prepare(table), efficiency)
+
+
+def summary(compared: pd.DataFrame) -> pd.DataFrame:
+    """Error statistics of :func:`compare`'s ``ok`` rows per collective x size range x scale.
+
+    Columns: collective, size_range (:data:`SIZE_RANGES` labels), scale (:data:`SCALES`),
+    count, mape_pct (mean |error_pct|), median_abs_err_pct, mean_err_pct (the bias; positive =
+    too optimistic). A last row per collective, and one ``all`` row, cover everything.
     """
     ok = compared[compared["status"] == "ok"].copy()
-    ok["abs_err"] = ok["error_pct"].abs()
     ok["size_range"] = ok["message_bytes"].map(size_range)
+    ok["scale"] = ok["n_nodes"].astype(int).map(scale)
+    cols = ["collective", "size_range", "scale", "count", "mape_pct", "median_abs_err_pct", "mean_err_pct"]
+
+    def stats(part: pd.DataFrame, **keys: str) -> dict:
+        err = part["error_pct"]
+        return {**keys, "count": len(part), "mape_pct": float(err.abs().mean()),
+                "median_abs_err_pct": float(err.abs().median()), "mean_err_pct": float(err.mean())}
+
     rows = []
     for kind, g in ok.groupby("collective", sort=True):
-        for label in [lab for lab, _, _ in SIZE_RANGES] + ["all"]:
-            part = g if label == "all" else g[g["size_range"] == label]
-            if part.empty:
-                continue
-            rows.append({
-                "collective": kind, "size_range": label, "count": len(part),
-                "mape_pct": float(part["abs_err"].mean()),
-                "median_abs_err_pct": float(part["abs_err"].median()),
-                "max_abs_err_pct": float(part["abs_err"].max()),
-            })
-    return pd.DataFrame(rows, columns=["collective", "size_range", "count", "mape_pct", "median_abs_err_pct",
-                                       "max_abs_err_pct"])
+        for label, _, _ in SIZE_RANGES:
+            for sc in SCALES:
+                part = g[(g["size_range"] == label) & (g["scale"] == sc)]
+                if len(part):
+                    rows.append(stats(part, collective=kind, size_range=label, scale=sc))
+        rows.append(stats(g, collective=kind, size_range="all", scale="all"))
+    if len(ok):
+        rows.append(stats(ok, collective="all", size_range="all", scale="all"))
+    return pd.DataFrame(rows, columns=cols)
 
 
 def mape_pct(compared: pd.DataFrame, min_bytes: float = 0.0) -> float:
