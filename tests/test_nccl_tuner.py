@@ -380,3 +380,44 @@ def test_p2p_switches_protocol_by_threshold_not_by_time():
 def test_graph_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Graph(1, 1.0, 1.0).channels = 2
+
+
+def test_amd_hosts_and_a_plugin_latency_enter_the_ring_latency():
+    """AMD: netOverhead 2 µs and llMaxBw row 1 (22.5 on 2 nodes); EFA's 75 µs is added once per
+    inter-node step, twice for Simple (the flush)."""
+    s = dataclasses.replace(h100(2, multicast=False), cpu="amd", transport="efa", latency_inter_us=75.0)
+    ll = entry(s, "all_reduce", "ring", "LL")
+    simple = entry(s, "all_reduce", "ring", "Simple")
+    assert ll.latency_us == pytest.approx(6.6 + 28 * 2.0 + 2 * (2.7 + 75))
+    assert ll.bandwidth_GBps == pytest.approx(22.5 * 16 / 30)
+    assert simple.latency_us == pytest.approx(8.4 + 28 * 6.0 + 2 * (14 + 150))
+
+
+def test_collnet_adds_its_algorithms_across_nodes_only():
+    s = dataclasses.replace(h100(4), collnet=True)
+    across = {c.algorithm for c in tuner.candidates(s, "all_reduce", 1 << 28)}
+    assert {"collnet_direct", "collnet_chain", "nvls", "nvls_tree"} <= across
+    inside = {c.algorithm for c in tuner.candidates(dataclasses.replace(h100(1), collnet=True), "all_reduce", 1 << 28)}
+    assert not {"collnet_direct", "collnet_chain", "nvls_tree"} & inside
+
+
+def test_one_nvlink_domain_of_72_gpus():
+    """GB200 NVL72 as one node: NVLS runs on 24 channels (sm100, one NVLink domain)."""
+    s = NcclSystem(100, 1, 72, "nvswitch", 721.8, 48.0, 0, 0.0, multicast=True, cpu="arm", version="2.29")
+    big = tuner.choose(s, "all_reduce", 1 << 30)
+    assert big.algorithm == "nvls" and big.channels == 24
+    assert search(s)["nvls"].channels == 32
+
+
+def test_a_single_rank_costs_nothing():
+    s = NcclSystem(90, 1, 1, "nvswitch", 370.8, 48.0, 0, 0.0, version="2.27")
+    assert tuner.choose(s, "all_reduce", 1 << 20).time_us == 0.0
+
+
+def test_every_table_block_cites_its_source():
+    raw = tables._raw()
+    for name, section in raw.items():
+        if "source" in section:
+            continue
+        for key, block in section.items():
+            assert isinstance(block, dict) and "source" in block, f"{name}.{key} has no source"
