@@ -421,3 +421,9 @@ def test_every_table_block_cites_its_source():
             continue
         for key, block in section.items():
             assert isinstance(block, dict) and "source" in block, f"{name}.{key} has no source"
+
+
+@settings(max_examples=200, deadline=None)
+@given(systems, st.sampled_from(["all_reduce", "all_gather", "reduce_scatter", "broadcast", "reduce"]), sizes)
+def test_choose_is_the_fastest_candidate(system, kind, nbytes):
+    assert tuner.choose(system, kind, nbytes) == min(tuner.candidates(system, kind, nbytes), key=lambda c: c.time_us)

@@ -352,6 +352,11 @@ def _plateau(system: NcclSystem, t: Tables, kind: str, entry: Entry, nbytes: flo
     return rule["factor_cc80"] if system.sm >= 80 else rule["factor_below"]
 
 
+def _time_us(system: NcclSystem, t: Tables, kind: str, entry: Entry, nbytes: float) -> float:
+    bw = _corrected_bw(system, t, kind, entry, nbytes)
+    return entry.latency_us * _plateau(system, t, kind, entry, nbytes) + nbytes / (1000.0 * bw)
+
+
 def _choice(system: NcclSystem, t: Tables, kind: str, entry: Entry, nbytes: float) -> Choice:
     bw = _corrected_bw(system, t, kind, entry, nbytes)
     lat = entry.latency_us * _plateau(system, t, kind, entry, nbytes)
@@ -394,7 +399,7 @@ def candidates(system: NcclSystem, kind: str, nbytes: float) -> list[Choice]:
     return [_choice(system, t, kind, e, nbytes) for e in entries(system, kind)]
 
 
-def _available(options: list[Choice]) -> str:
+def _available(options) -> str:
     return ", ".join(f"{c.algorithm}/{c.protocol}" for c in options) or "none"
 
 
@@ -404,15 +409,23 @@ def choose(
     """NCCL's pick for a ``kind`` call of ``nbytes``: the least estimated time, or the forced
     ``algorithm`` and/or ``protocol`` (InputError naming the field, listing what is available).
     all_to_all / send_recv follow :func:`.p2p.choose` (a size threshold, not a time argmin)."""
-    if kind in P2P_KINDS and system.n_ranks > 1:
+    _check_kind(kind)
+    if system.n_ranks <= 1:
+        return _single_rank(kind)
+    if kind in P2P_KINDS:
         from simulator.network.nccl import p2p
 
         return p2p.choose(system, kind, nbytes, algorithm, protocol)
-    return pick_fastest(candidates(system, kind, nbytes), algorithm, protocol)
+    t = for_version(system.version)
+    rows = forced(entries(system, kind), algorithm, protocol)
+    best = min(rows, key=lambda e: _time_us(system, t, kind, e, nbytes))
+    return _choice(system, t, kind, best, nbytes)
 
 
-def pick_fastest(options: list[Choice], algorithm: str | None = None, protocol: str | None = None) -> Choice:
-    """The fastest of ``options`` matching the forced algorithm / protocol; InputError if none."""
+def forced(options, algorithm: str | None = None, protocol: str | None = None) -> list:
+    """``options`` (Choices or Entries) matching the forced algorithm / protocol; InputError
+    naming the field and listing what is available if none does."""
+    options = list(options)
     if algorithm is not None:
         matching = [c for c in options if c.algorithm == algorithm]
         if not matching:
@@ -423,4 +436,4 @@ def pick_fastest(options: list[Choice], algorithm: str | None = None, protocol: 
         if not matching:
             raise InputError(f"{protocol!r} is not available here; available: {_available(options)}", field="protocol")
         options = matching
-    return min(options, key=lambda c: c.time_us)
+    return options
