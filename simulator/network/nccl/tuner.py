@@ -220,8 +220,9 @@ def _bus_bw(system: NcclSystem, t: Tables, kind: str, algorithm: str, protocol: 
                 bus *= t.bandwidth["collnet_direct_hopper_factor"]["value"]
         else:
             bus = g * min(graph.bw_intra_GBps, f["collnet_direct_inter"] * graph.bw_inter_GBps)
-    if kind != "all_reduce" and algorithm == "nvls" and m > 1 and not (system.collnet and g <= graph.channels):
-        return 0.0
+    if kind != "all_reduce" and algorithm in ("nvls", "collnet_direct") and m > 1:
+        if not (system.collnet and g <= graph.channels):
+            return 0.0
     return bus
 
 
