@@ -4,7 +4,6 @@ give exit 2 from the CLI and one line naming the file and the field and showing 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -125,8 +124,9 @@ EFFICIENCY_CASES = {
     "gemm-nan": ("compute", "gemm", NAN, "(0, 1]"),
     "generation-inf": ("compute", "gemm_by_generation", {"ampere": INF}, "(0, 1]"),
     "kernel-us-negative": ("compute", "kernel_overhead_us", -1, "[0, 1000000]"),
-    "nic-true": ("network", "nic", True, "(0, 1]"),
-    "collective-us-inf": ("network", "collective_overhead_us", INF, "[0, 1000000]"),
+    "inter-efficiency-true": ("network", "inter_efficiency", True, "(0, 1]"),
+    "inter-latency-us-inf": ("network", "inter_latency_us", INF, "[0, 10000]"),
+    "step-latency-us-above": ("network", "step_latency_tcpx_us", 2e4, "[0, 10000]"),
     "power-negative": ("power", "compute", -0.5, "(0, 1.2]"),
 }
 
@@ -210,12 +210,14 @@ def test_a_fleet_beyond_max_gpus_is_refused_before_building_it():
     assert err.value.field == "n_gpus"
 
 
-def test_network_efficiency_refuses_booleans_non_finite_and_absurd_overheads():
-    for kwargs in ({"nic": True}, {"nic": math.nan}, {"overhead_s": math.inf}, {"overhead_s": 5.0},
-                   {"overhead_s": True}, {"pcie": "0.5"}):
-        with pytest.raises(InputError, match=r"expected a finite number in [\[(]0, 1\]"):
+def test_network_efficiency_refuses_booleans_non_finite_and_absurd_values():
+    for kwargs, text in (({"node_efficiency": True}, r"\(0, 1\]"), ({"inter_efficiency": math.nan}, r"\(0, 1\]"),
+                         ({"inter_latency_s": math.inf}, r"\[0, 0.01\]"), ({"node_latency_s": 5.0}, r"\[0, 0.01\]"),
+                         ({"inter_latency_s": True}, r"\[0, 0.01\]"), ({"node_efficiency": "0.5"}, r"\(0, 1\]"),
+                         ({"nccl_version": "2.99"}, "is not modelled")):
+        with pytest.raises(ValidationError, match=text):
             NetworkEfficiency(**kwargs)
-    assert NetworkEfficiency(nic=1, overhead_s=0).nic == 1
+    assert NetworkEfficiency(inter_efficiency=1, node_latency_s=0).inter_efficiency == 1
 
 
 def test_the_types_accept_numbers_of_either_kind_and_nothing_else():
@@ -263,4 +265,4 @@ def test_every_number_field_is_bounded_and_its_description_states_the_range(sche
 def test_bundled_inputs_fit_the_ranges():
     for path in sorted((ROOT / "topologies").glob("*.yaml")):
         load_topology(str(path))
-    assert dataclasses.is_dataclass(NetworkEfficiency())
+    assert isinstance(NetworkEfficiency(), BaseModel)

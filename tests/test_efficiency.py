@@ -16,6 +16,7 @@ from simulator.inputs.efficiency_file import (
     efficiency_to_dict,
     load_efficiency,
 )
+from simulator.inputs.resolve import setup
 from simulator.inputs.scenario import Scenario
 from simulator.results.assemble import simulate
 from simulator.studies.sweep import run_sweep
@@ -42,12 +43,12 @@ def test_a_file_written_from_the_packaged_parameters_loads_as_them(tmp_path):
 
 def test_a_partial_file_replaces_only_its_values_and_says_so(tmp_path):
     packaged = default_efficiency()
-    eff = load_efficiency(write(tmp_path / "mine.yaml", {"network": {"nic": 0.45},
+    eff = load_efficiency(write(tmp_path / "mine.yaml", {"network": {"inter_efficiency": 0.45},
                                                          "compute": {"gemm_by_generation": {"hopper": 0.7}}}))
-    assert eff.network.nic == 0.45 and eff.network.nvlink == packaged.network.nvlink
+    assert eff.network.inter_efficiency == 0.45 and eff.network.node_efficiency == packaged.network.node_efficiency
     assert eff.compute.gemm_by_generation == {**packaged.compute.gemm_by_generation, "hopper": 0.7}
     assert eff.compute.attention == packaged.compute.attention and eff.power == packaged.power
-    assert eff.source.startswith("mine.yaml: compute.gemm_by_generation.hopper, network.nic from this file")
+    assert eff.source.startswith("mine.yaml: compute.gemm_by_generation.hopper, network.inter_efficiency from this file")
     assert eff.fit is None  # the packaged fit record does not describe these values
 
 
@@ -66,7 +67,7 @@ def test_halving_every_compute_fraction_doubles_a_step_without_communication(tmp
 
 
 def test_the_scenario_field_the_run_option_and_an_explicit_argument_agree(tmp_path):
-    path = write(tmp_path / "slow-nic.yaml", {"network": {"nic": 0.3, "fabric": 0.3}})
+    path = write(tmp_path / "slow-nic.yaml", {"network": {"inter_efficiency": 0.3, "inter_ramp_bytes": 1e5}})
     sc = scenario(gpus=16, plan={"global_batch": 16, "tp": 8, "dp": 2})
     default = simulate(sc)
     by_field = simulate(sc.with_(efficiency_file=str(path)))
@@ -77,13 +78,14 @@ def test_the_scenario_field_the_run_option_and_an_explicit_argument_agree(tmp_pa
     assert res.exit_code == 0, res.output
     doc = yaml.safe_load(res.stdout)
     assert doc["step_time_s"] == pytest.approx(by_field.step_time_s, rel=1e-12)
-    assert doc["simulation"]["efficiency_source"].startswith("slow-nic.yaml: network.fabric, network.nic from")
+    assert doc["simulation"]["efficiency_source"].startswith(
+        "slow-nic.yaml: network.inter_efficiency, network.inter_ramp_bytes from")
     assert default.efficiency_source == default_efficiency().source
 
 
 def test_a_sweep_can_vary_the_efficiency_file(tmp_path):
-    write(tmp_path / "fast.yaml", {"network": {"nic": 0.9}})
-    write(tmp_path / "slow.yaml", {"network": {"nic": 0.3, "fabric": 0.3}})
+    write(tmp_path / "fast.yaml", {"network": {"inter_efficiency": 1.0}})
+    write(tmp_path / "slow.yaml", {"network": {"inter_efficiency": 0.3, "inter_ramp_bytes": 1e5}})
     base = scenario(gpus=16, plan={"global_batch": 16, "tp": 8, "dp": 2})
     write(tmp_path / "base.yaml", base.model_dump(exclude={"base_dir", "source_file"}))
     grid = {"efficiency_file": ["fast.yaml", "slow.yaml"]}
@@ -93,8 +95,21 @@ def test_a_sweep_can_vary_the_efficiency_file(tmp_path):
     assert rows.loc["slow.yaml", "step_time_s"] > rows.loc["fast.yaml", "step_time_s"]
 
 
+def test_a_scenario_names_the_nccl_version_its_collectives_follow():
+    sc = scenario(gpus=16, plan={"global_batch": 16, "tp": 8, "dp": 2})
+    assert setup(sc).efficiency.network.nccl_version == default_efficiency().network.nccl_version
+    old = setup(sc.with_(nccl_version="2.21"))
+    assert old.efficiency.network.nccl_version == "2.21"
+    (bucket, *_) = old.step_plan.chunks[0].grad_buckets
+    assert bucket.system.version == "2.21"
+    with pytest.raises(InputError, match="is not modelled; use one of 2.18") as err:
+        sc.with_(nccl_version="2.99")
+    assert err.value.field == "nccl_version"
+
+
 @pytest.mark.parametrize("content, field, words", [
-    ({"network": {"nicc": 0.5}}, "network.nicc", "allowed here: nvlink, pcie, nic, fabric"),
+    ({"network": {"nicc": 0.5}}, "network.nicc", "allowed here: nccl_version, node_efficiency, "),
+    ({"network": {"nccl_version": "2.99"}}, "network.nccl_version", "is not modelled"),
     ({"compute": {"attention": 1.5}}, "compute.attention", r"finite number in \(0, 1\]"),
     ({"compute": {"gemm_by_generation": {"hopper": 0}}}, "compute.gemm_by_generation.hopper", r"finite number in \(0, 1\]"),
     ([1, 2], None, "expected a mapping"),
@@ -127,13 +142,13 @@ def test_fit_on_your_own_cases_then_validate_and_run_with_the_fit(tmp_path):
                      "tp,metric,value\n"
                      "a,mine,4,1024,16,32000,1024,16,a100-80gb,8,2,step_time_s,0.5\n"
                      "b,mine,4,2048,16,32000,2048,16,a100-80gb,8,2,step_time_s,1.5\n")
-    network = write(tmp_path / "network.yaml", {"network": {"nic": 0.5, "nvlink": 0.6}})
+    network = write(tmp_path / "network.yaml", {"network": {"inter_efficiency": 0.5, "node_efficiency": 0.6}})
     fitted = tmp_path / "fitted.yaml"
     runner = CliRunner()
     res = runner.invoke(app, ["calibrate", str(cases), "--efficiency", str(network), "--out", str(fitted)])
     assert res.exit_code == 0, res.output
     eff = load_efficiency(fitted)
-    assert (eff.network.nic, eff.network.nvlink) == (0.5, 0.6)  # kept from the starting file
+    assert (eff.network.inter_efficiency, eff.network.node_efficiency) == (0.5, 0.6)  # kept from the starting file
     assert eff.fit["command"].endswith(f"--efficiency {network}") and "efficiency_sha256" in eff.fit["fitted_on"]
     out = tmp_path / "pred.csv"
     assert runner.invoke(app, ["validate", str(cases), "--efficiency", str(fitted), "--out", str(out)]).exit_code == 0

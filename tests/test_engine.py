@@ -21,7 +21,7 @@ from simulator.workload.plan import ParallelPlan
 from simulator.workload.schedules import Action, bubble_fraction_1f1b, build_schedule
 
 TOY = ModelConfig(name="toy", n_layers=8, d_model=64, n_heads=4, vocab=100, seq_len=16)
-FREE = CollectivePlan(kind="send_recv", algorithm="free", bytes=0.0, group_size=2, phases=())
+FREE = CollectivePlan(kind="send_recv", algorithm="p2p", protocol="", channels=0, bytes=0.0, group_size=2, phases=())
 
 
 class FreeCommPlan(StepPlan):
@@ -147,7 +147,7 @@ def test_without_concurrent_transfers_both_fabrics_agree(case):
 CONTENDED = {
     "pp4-dp4-zero1": dict(gpus=16, pp=4, dp=4, global_batch=32, zero_stage=1),
     "tp2-pp2-dp4-interleaved": dict(gpus=16, tp=2, pp=2, dp=4, vpp=2, global_batch=32, schedule="interleaved"),
-    "pp2-dp16-buckets-cross-node": dict(gpus=32, pp=2, dp=16, global_batch=64, dp_bucket_MB=1,
+    "pp2-dp16-buckets-cross-node": dict(gpus=32, pp=2, dp=16, global_batch=64, dp_bucket_MB=4,
                                         placement=("dp", "tp", "pp")),
 }
 

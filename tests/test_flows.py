@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.core.errors import InputError, SimulationError
-from simulator.network.collectives import plan_collective
+from simulator.network.collectives import nccl_choice, plan_collective
 from simulator.network.efficiency import NetworkEfficiency
+from simulator.network.nccl.correction import corrected_time_s
 from simulator.network.flows import FlowNetwork, max_min_speeds
 from simulator.network.topology import load_topology
 
@@ -124,25 +125,28 @@ def a100_32():
     ("kind", "groups", "algo"),
     [
         ("all_reduce", [list(range(32))], "ring"),
-        ("all_reduce", [list(range(32))], "hierarchical"),
         ("all_reduce", [list(range(32))], "tree"),
         ("all_gather", [list(range(8)), list(range(8, 16))], "auto"),
-        ("all_to_all", [list(range(8))], "direct"),
+        ("reduce_scatter", [list(range(32))], "auto"),
+        ("broadcast", [list(range(16))], "auto"),
+        ("all_to_all", [list(range(8))], "auto"),
         ("send_recv", [(0, 8), (1, 9)], "auto"),
     ],
 )
-def test_a_collective_alone_takes_exactly_its_standalone_time(a100_32, kind, groups, algo):
-    eff = NetworkEfficiency(nvlink=0.8, nic=0.9, pcie=0.7, overhead_s=7e-6)
+def test_a_collective_alone_takes_exactly_its_corrected_nccl_time(a100_32, kind, groups, algo):
+    eff = NetworkEfficiency(node_efficiency=0.8, inter_efficiency=0.9, inter_latency_s=7e-6)
     plan = plan_collective(a100_32, kind, groups, 3e8, algo, eff)
     env = simpy.Environment()
     net = FlowNetwork.for_topology(env, a100_32)
-    env.process(net.run(plan, eff))
+    env.process(net.run(plan))
     env.run()
-    assert env.now == pytest.approx(plan.standalone_time_s(eff), rel=1e-12)
+    assert env.now == pytest.approx(plan.standalone_time_s(), rel=1e-12)
+    choice = nccl_choice(plan.system, kind, 3e8, None if algo == "auto" else algo)
+    assert env.now == pytest.approx(corrected_time_s(plan.system, choice, 3e8, eff), rel=1e-12)
     moved = net.bytes_by_link
     expected = np.zeros(a100_32.n_edges)
     for p in plan.phases:
-        expected[p.link_ids] += p.link_bytes  # real bytes, not efficiency-inflated
+        expected[p.link_ids] += p.link_bytes
     assert np.allclose(moved, expected)
     by_kind = net.bytes_by_kind()
     assert sum(by_kind.values()) == pytest.approx(expected.sum())
@@ -158,9 +162,25 @@ def test_two_copies_of_a_collective_share_its_links(a100_32):
     env.run()
     bw_time = plan.standalone_time_s() - phase.latency_s
     assert env.now == pytest.approx(phase.latency_s + 2 * bw_time, rel=1e-12)
+    assert env.now > plan.standalone_time_s()
     on_nic = np.array(a100_32.link_kind)[phase.link_ids] == "nic"
     assert net.bytes_by_kind()["nic"] == pytest.approx(2 * phase.link_bytes[on_nic].sum())
     assert [r.slowdown for r in net.records()] == [pytest.approx(2 - phase.latency_s / plan.standalone_time_s())] * 2
+
+
+def test_two_different_plans_on_the_same_links_take_longer_than_one(a100_32):
+    """A DP all-reduce and an all-gather over the same 32 GPUs: each alone takes its NCCL time;
+    started together they share the NICs, so the last ends after the longer one alone."""
+    ar = plan_collective(a100_32, "all_reduce", [list(range(32))], 1e9)
+    ag = plan_collective(a100_32, "all_gather", [list(range(32))], 1e9)
+    env = simpy.Environment()
+    net = FlowNetwork.for_topology(env, a100_32)
+    ends = {}
+    for name, plan in (("ar", ar), ("ag", ag)):
+        net.collective(plan, on_done=lambda name=name: ends.setdefault(name, env.now))
+    env.run()
+    assert max(ends.values()) > max(ar.standalone_time_s(), ag.standalone_time_s()) * (1 + 1e-6)
+    assert ends["ag"] > ag.standalone_time_s() * (1 + 1e-6)
 
 
 # --------------------------------------------------------------------------- properties
@@ -282,21 +302,21 @@ def test_bad_inputs_raise_input_error():
 
 def test_collective_with_a_callback_completes_at_the_same_time_as_its_event():
     topo = load_topology("dgx-a100-superpod", 16)
-    plan = plan_collective(topo, "send_recv", [(0, 8)], 64e6)
-    eff = NetworkEfficiency(nic=0.9, overhead_s=5e-6)
+    eff = NetworkEfficiency(inter_efficiency=0.9, inter_latency_s=5e-6)
+    plan = plan_collective(topo, "send_recv", [(0, 8)], 64e6, efficiency=eff)
     times = {}
     env = simpy.Environment()
     net = FlowNetwork(env, topo.bandwidth_Bps)
-    ev = net.collective(plan, eff)
+    ev = net.collective(plan)
     ev.callbacks.append(lambda _e: times.setdefault("event", env.now))
-    assert net.collective(plan, eff, on_done=lambda: times.setdefault("callback", env.now)) is None
+    assert net.collective(plan, on_done=lambda: times.setdefault("callback", env.now)) is None
     env.run()
-    alone = plan.standalone_time_s(eff)
+    alone = plan.standalone_time_s()
     assert times["event"] == pytest.approx(times["callback"], rel=1e-12)
     assert times["event"] > alone  # the two copies shared the links
     env2 = simpy.Environment()
     net2 = FlowNetwork(env2, topo.bandwidth_Bps)
-    net2.collective(plan, eff, on_done=lambda: times.setdefault("single", env2.now))
+    net2.collective(plan, on_done=lambda: times.setdefault("single", env2.now))
     env2.run()
     assert times["single"] == pytest.approx(alone, rel=1e-12)
 

@@ -98,7 +98,7 @@ def test_a_slow_node_is_a_slow_gpu_for_each_of_its_gpus():
 def _with_network_scale(factor: float):
     eff = default_efficiency()
     net = eff.network
-    scaled = dataclasses.replace(net, **{k: min(1.0, getattr(net, k) * factor) for k in ("nvlink", "pcie", "nic", "fabric")})
+    scaled = net.model_copy(update={k: min(1.0, getattr(net, k) * factor) for k in ("node_efficiency", "inter_efficiency")})
     return dataclasses.replace(eff, network=scaled)
 
 

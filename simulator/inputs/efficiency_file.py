@@ -26,7 +26,7 @@ from simulator.core.units import US
 from simulator.core.yamlfile import parse_yaml, read_yaml_file
 from simulator.hardware.compute import ComputeEfficiency
 from simulator.hardware.power import PowerFractions
-from simulator.network.efficiency import NetworkEfficiency
+from simulator.network.efficiency import MAX_LATENCY_S, NetworkEfficiency
 from simulator.system.efficiency import Efficiency
 
 _MICROSECONDS = {"kernel_overhead_s": "kernel_overhead_us", "pipeline_dispatch_s": "pipeline_dispatch_us"}
@@ -67,8 +67,9 @@ def _network_fields() -> dict[str, tuple[Any, Any]]:
     fields = {}
     for name, info in NetworkEfficiency.model_fields.items():
         if name.endswith("_s"):
-            fields[name[:-2] + "_us"] = (real(0, _MAX_US), Field(
-                default=info.default / US, description=info.description.replace("seconds", "microseconds")))
+            hi_us = MAX_LATENCY_S / US
+            text = info.description.replace("seconds", "microseconds").replace(span(0, MAX_LATENCY_S), span(0, hi_us))
+            fields[name[:-2] + "_us"] = (real(0, hi_us), Field(default=info.default / US, description=text))
         else:
             fields[name] = (info.annotation, info)
     return fields

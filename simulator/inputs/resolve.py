@@ -6,6 +6,7 @@ Every error names the scenario file and the field (:class:`~simulator.core.error
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -120,6 +121,14 @@ def _gpus_field(err: InputError, file: str | None) -> InputError:
     return InputError(err.detail, file=file, field="gpus") if err.field == "n_gpus" else err
 
 
+def with_nccl_version(efficiency: Efficiency, version: str | None) -> Efficiency:
+    """``efficiency`` simulating NCCL ``version`` (the scenario's ``nccl_version``; None keeps the
+    efficiency's own ``network.nccl_version``)."""
+    if version is None or version == efficiency.network.nccl_version:
+        return efficiency
+    return dataclasses.replace(efficiency, network=efficiency.network.model_copy(update={"nccl_version": version}))
+
+
 def _resolve_parts(scenario: Scenario, efficiency: Efficiency | None) -> _Parts:
     """The model, GPU and efficiency, and the fleet's node size read from the topology file
     (:func:`~simulator.network.topology.fleet_shape`): everything checked but the topology's graph."""
@@ -146,6 +155,7 @@ def _resolve_parts(scenario: Scenario, efficiency: Efficiency | None) -> _Parts:
         if efficiency is None:
             efficiency = (load_efficiency(scenario.resolve(scenario.efficiency_file)) if scenario.efficiency_file
                           else default_efficiency())
+        efficiency = with_nccl_version(efficiency, scenario.nccl_version)
     except InputError as err:
         raise err.with_file(file) if file else err
     return _Parts(model, gpus_per_node, device, efficiency)

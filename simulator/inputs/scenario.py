@@ -30,6 +30,7 @@ from simulator.core.bundled import bundled_dir
 from simulator.core.errors import InputError, PlanError, from_validation_error
 from simulator.core.units import MB
 from simulator.core.yamlfile import parse_yaml
+from simulator.network.efficiency import NcclVersion
 from simulator.system.variability import Variability
 from simulator.workload.framework import get_framework
 from simulator.workload.legality import fleet_filled
@@ -129,6 +130,9 @@ class Scenario(BaseModel):
     efficiency_file: str | None = Field(
         None, description="Efficiency parameters (YAML in the layout of simulator/inputs/efficiency.yaml, e.g. written by "
         "`trainsim calibrate --out`, or just the values to change); default: the packaged ones.")
+    nccl_version: NcclVersion | None = Field(
+        None, description="NCCL version whose tuner times the collectives ('2.18' ... '2.30', major.minor); "
+        "default: the efficiency parameters' network.nccl_version (2.29 in the packaged ones).")
     plan: PlanSpec
     variability: Variability = Field(default_factory=Variability)
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)

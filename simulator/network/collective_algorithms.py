@@ -1,45 +1,30 @@
-"""Collective algorithms as phases on topology links.
+"""The link loads of the patterns NCCL runs, for the flow network's link sharing.
 
-Each algorithm turns a collective over a class of identical groups into phases (see
-:mod:`simulator.network.phases`). Inside a phase the steps of the algorithm are
-pipelined (NCCL splits buffers into chunks), so the bandwidth term uses the total
-bytes of the phase and the latency term adds one path latency per step. ``S`` is the
-per-rank buffer in bytes (the conventions of :mod:`simulator.network.collectives`),
-``n`` the group size; link loads are exact for the schedule described.
+A collective's *time* is NCCL's (:mod:`simulator.network.collectives`); what it puts on the
+links, so that concurrent collectives sharing links slow each other, is the pattern of the
+algorithm NCCL chose, as one :class:`~simulator.network.phases.Phase` (all steps pipelined)
+for a 1-byte buffer, summed over every group of a class. ``S`` is the per-rank buffer in bytes
+(nccl-tests conventions, :mod:`simulator.network.collectives`), ``n`` the group size.
 
-``ring``
-    Ranks in group order form ``C`` rings (channels, one per NIC rail every node of
-    the group has, see :mod:`simulator.network.group_layout`), each carrying S/C.
-    All-reduce: 2(n-1) steps of S/(nC) per hop; all-gather and reduce-scatter: n-1
-    steps; broadcast: a pipelined chain from the first rank, n-1 hops of S/C each. On
-    a uniform ring (bandwidth B, latency a per hop, one channel) this gives exactly
-    ``2(n-1)/n * S/B + 2(n-1) a`` for all-reduce and ``(n-1)/n * S/B + (n-1) a`` for
-    all-gather.
-``tree`` (all-reduce, group on > 1 node)
-    NCCL's double binary tree over nodes. Per channel (rail) the data is halved over
-    two complementary binary trees (:func:`double_tree_parents`), so each node is a
-    leaf in one of them. Inside a node, the group's GPUs form a chain ending at the
-    node's rail GPU. Reduction goes up, broadcast comes down, pipelined: each tree
-    edge carries S/(2C) each way. A node is inner (two children) in one tree and a
-    leaf in the other, so its NIC sends 3S/(2C) + S/(2C) = 2S/C per channel, like the
-    ring's 2(n-1)/n S/C; each chain link carries S/C each way. Latency:
-    2 x (tree depth x slowest inter-node hop + (g-1) x slowest chain hop), depth
-    ~ log2(nodes).
-``hierarchical`` (group on > 1 node with the same g > 1 GPUs on every node)
-    All-reduce: intra-node ring reduce-scatter (g-1 steps of S/g), then on each of the
-    g positions a ring all-reduce of the S/g shard across the m nodes (2(m-1) steps of
-    S/(g m); the g rings run in parallel on their own rails), then intra-node ring
-    all-gather (g-1 steps of S/g): three phases. All-gather: inter-node all-gather
-    (m-1 steps of S/n), then intra-node (g-1 steps of S/g). Reduce-scatter: the
-    reverse order.
-``direct``
-    Every rank sends straight to its peers in one step: all-to-all (S/n to each peer),
-    and, inside one node only (NVSwitch), one-shot all-reduce (S to each peer),
-    all-gather and reduce-scatter (S/n to each peer) and broadcast (S from the root
-    to each peer). Direct all-to-all across nodes follows the topology's routes (no
-    PXN relay), so cross-rail traffic climbs to the spine/core.
-``p2p`` (send_recv)
-    Each (src, dst) pair sends S over its path in one phase.
+``ring`` (NCCL's ring; PAT; NVLS inside a node)
+    Ranks in group order form ``C`` rings (channels, one per NIC rail every node of the group
+    has, see :mod:`simulator.network.group_layout`), each carrying S/C. All-reduce: 2(n-1)
+    steps of S/(nC) per hop; all-gather and reduce-scatter: n-1 steps; broadcast: a pipelined
+    chain from the first rank, reduce: a chain into it, n-1 hops of S/C each.
+``ring_intra`` (NVLS)
+    The ring's links inside the nodes only (NVLink); NVLS reduces in the NVSwitch.
+``tree`` (tree, NVLS tree, CollNet; a group on > 1 node whose ranks are consecutive per node)
+    NCCL's double binary tree over nodes. Per channel (rail) the data is halved over two
+    complementary binary trees (:func:`double_tree_parents`), so each node is a leaf in one of
+    them. Inside a node, the group's GPUs form a chain ending at the node's rail GPU. Each tree
+    edge carries S/(2C) each way, each chain link S/C each way.
+``direct`` (all-to-all)
+    Every rank sends S/n straight to each peer over the topology's routes (no PXN relay).
+``p2p`` (send/recv)
+    Each (src, dst) pair sends S over its path.
+
+The latencies of these phases are those of the topology's paths; the caller replaces them with
+NCCL's (only the link loads are used).
 """
 
 from __future__ import annotations
@@ -93,42 +78,43 @@ def _depth(parents: list[int]) -> int:
     return depth
 
 
-def why_invalid(topology: Topology, kind: str, algorithm: str, groups: Groups) -> str | None:
-    """None if ``algorithm`` applies to every group, else why not."""
-    if algorithm in ("ring", "p2p") or (algorithm == "direct" and kind == "all_to_all"):
-        return None
+PATTERNS = ("ring", "ring_intra", "tree", "direct", "p2p")
+"""The link-load patterns of :func:`unit_phase`."""
+
+
+def tree_fits(topology: Topology, groups: Groups) -> bool:
+    """Whether every group spans more than one node with each node's ranks consecutive (the
+    shape the ``tree`` pattern is built for; otherwise its loads are taken as the ring's)."""
     node_of = topology.node_of
     for grp in groups:
-        segs = GroupLayout(topology, grp).segments
         nodes = {node_of(r) for r in grp}
-        if algorithm == "direct" and len(nodes) > 1:
-            return f"direct {kind} is modelled only inside one node"
-        if algorithm in ("tree", "hierarchical"):
-            if len(nodes) < 2:
-                return f"{algorithm} needs a group spanning more than one node"
-            if len(segs) != len(nodes):
-                return f"{algorithm} needs each node's ranks to be consecutive in the group"
-        if algorithm == "hierarchical" and ({len(s) for s in segs} == {1} or len({len(s) for s in segs}) != 1):
-            return "hierarchical needs the same number (> 1) of ranks on every node"
-    return None
+        if len(nodes) < 2 or len(GroupLayout(topology, grp).segments) != len(nodes):
+            return False
+    return True
 
 
-def unit_phases(topology: Topology, kind: str, algorithm: str, groups: Groups) -> tuple[Phase, ...]:
-    """The phases of ``algorithm`` for a 1-byte buffer (the algorithm must be valid for the groups)."""
-    if kind == "send_recv":
+def unit_phase(topology: Topology, kind: str, pattern: str, groups: Groups) -> Phase:
+    """The link loads of ``pattern`` (one of :data:`PATTERNS`, valid for the groups) for a
+    1-byte buffer, summed over ``groups``."""
+    if pattern == "p2p":
         hops = HopSet(topology)
         for src, dst in groups:
             hops.add(src, dst)
-        return (hops.phase(1.0, 1),)
-    if algorithm == "ring":
-        return (_ring(topology, kind, groups),)
-    if algorithm == "direct":
-        return (_direct(topology, kind, groups),)
-    if algorithm == "tree":
-        return (_tree(topology, groups),)
-    if algorithm == "hierarchical":
-        return _hierarchical(topology, kind, groups)
-    raise AssertionError(algorithm)
+        return hops.phase(1.0, 1)
+    if pattern == "ring":
+        return _ring(topology, kind, groups)
+    if pattern == "ring_intra":
+        ring = _ring(topology, kind, groups)
+        kinds = topology.link_kind
+        keep = [i for i, link in enumerate(ring.link_ids.tolist()) if kinds[link] == "nvlink"]
+        if not keep:
+            return ring
+        return Phase(ring.link_ids[keep], ring.link_bytes[keep], ring.latency_s)
+    if pattern == "direct":
+        return _direct(topology, groups)
+    if pattern == "tree":
+        return _tree(topology, groups)
+    raise AssertionError(pattern)
 
 
 def _ring(topology: Topology, kind: str, groups: Groups) -> Phase:
@@ -137,28 +123,24 @@ def _ring(topology: Topology, kind: str, groups: Groups) -> Phase:
     layouts = [GroupLayout(topology, g) for g in groups]
     C = min(layout.channels for layout in layouts)
     for g, layout in zip(groups, layouts):
-        layout.add_ring_hops(hops, C, skip_into=g[0] if kind == "broadcast" else None)
+        layout.add_ring_hops(hops, C, skip_into=g[0] if kind == "broadcast" else None,
+                             skip_from=g[0] if kind == "reduce" else None)
     if kind == "all_reduce":
         return hops.phase(1.0 / (n * C), 2 * (n - 1))
-    if kind == "broadcast":
+    if kind in ("broadcast", "reduce"):
         return hops.phase(1.0 / C, 1).with_latency((n - 1) * hops.latency_max_s)
     return hops.phase(1.0 / (n * C), n - 1)
 
 
-def _direct(topology: Topology, kind: str, groups: Groups) -> Phase:
+def _direct(topology: Topology, groups: Groups) -> Phase:
     n = len(groups[0])
     hops = HopSet(topology)
     for g in groups:
-        if kind == "broadcast":
-            for b in g[1:]:
-                hops.add(g[0], b)
-        else:
-            for a in g:
-                for b in g:
-                    if a != b:
-                        hops.add(a, b)
-    per_pair = 1.0 if kind in ("all_reduce", "broadcast") else 1.0 / n
-    return hops.phase(per_pair, 1)
+        for a in g:
+            for b in g:
+                if a != b:
+                    hops.add(a, b)
+    return hops.phase(1.0 / n, 1)
 
 
 def _tree(topology: Topology, groups: Groups) -> Phase:
@@ -193,24 +175,3 @@ def _tree(topology: Topology, groups: Groups) -> Phase:
         return up_and_down.with_latency(latency)
     chains = intra.phase(2 * per_hop, 1)  # both trees' streams use the chain
     return up_and_down.plus(chains, topology.n_edges).with_latency(latency)
-
-
-def _hierarchical(topology: Topology, kind: str, groups: Groups) -> tuple[Phase, ...]:
-    intra, inter = HopSet(topology), HopSet(topology)
-    g = m = 0
-    for grp in groups:
-        segs = GroupLayout(topology, grp).segments
-        m, g = len(segs), len(segs[0])
-        for seg in segs:
-            for i in range(g):
-                intra.add(seg[i], seg[(i + 1) % g])
-        for j in range(g):
-            for k in range(m):
-                inter.add(segs[k][j], segs[(k + 1) % m][j])
-    n = g * m
-    if kind == "all_reduce":
-        rs = intra.phase(1.0 / g, g - 1)
-        return (rs, inter.phase(1.0 / n, 2 * (m - 1)), rs)
-    if kind == "all_gather":
-        return (inter.phase(1.0 / n, m - 1), intra.phase(1.0 / g, g - 1))
-    return (intra.phase(1.0 / g, g - 1), inter.phase(1.0 / n, m - 1))

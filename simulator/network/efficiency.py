@@ -23,9 +23,13 @@ The file states the latencies in microseconds (:mod:`simulator.inputs.efficiency
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from simulator.core.bounds import Fraction, real, span
+from simulator.core.errors import InputError
+from simulator.network.nccl.tables import check_version
 
 MAX_LATENCY_S = 1e-2
 """The largest latency the correction may add per collective or per inter-node step, seconds."""
@@ -33,6 +37,16 @@ MAX_RAMP_BYTES = 1e9
 """The largest half-speed size of the ramp, bytes per rank."""
 MAX_RAMP_POWER = 4.0
 """The steepest ramp exponent."""
+
+def _known_version(value: str) -> str:
+    try:
+        return check_version(value)
+    except InputError as err:
+        raise ValueError(err.detail) from None
+
+
+NcclVersion = Annotated[str, AfterValidator(_known_version)]
+"""An NCCL version the tuner's tables cover (``"2.27"``); anything else is refused, naming them."""
 
 _FRACTION = span(0, 1, lo_open=True)
 _LATENCY = real(0, MAX_LATENCY_S)
@@ -43,7 +57,8 @@ class NetworkEfficiency(BaseModel):
     """The correction of NCCL's estimate (module docstring) and the NCCL version simulated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    nccl_version: str = Field("2.29", description="NCCL version whose tuner the simulation follows, e.g. 2.27.")
+    nccl_version: NcclVersion = Field("2.29", description="NCCL version whose tuner the simulation follows, major.minor "
+                              "('2.18' ... '2.30', simulator/network/nccl/tables.yaml), e.g. 2.27.")
     node_efficiency: Fraction = Field(0.93, description=f"Bandwidth efficiency on one node before the "
                                       f"group-size drop, in {_FRACTION}.")
     node_drop_all_reduce: real(0, 1) = Field(0.21, description="One-node efficiency drop d of all-reduce, "
@@ -78,20 +93,3 @@ NOMINAL = NetworkEfficiency(node_efficiency=1.0, node_drop_all_reduce=0.0, node_
                             node_latency_s=0.0, inter_latency_s=0.0, step_latency_tcpxo_s=0.0,
                             step_latency_tcpx_s=0.0, step_latency_socket_s=0.0)
 """NCCL's own estimate, uncorrected (used when no efficiency is given)."""
-
-
-# TRANSITIONAL (removed when the step simulation times collectives with the NCCL model):
-# the old per-link-kind fractions are gone; links run at their nominal bandwidth.
-def _transitional_link_factors(self, topology):  # pragma: no cover
-    import numpy as np
-    return np.ones(topology.n_edges)
-
-
-def _transitional_effective_bandwidth(self, topology):  # pragma: no cover
-    import numpy as np
-    return np.asarray(topology.bandwidth_Bps, dtype=float)
-
-
-NetworkEfficiency.link_factors = _transitional_link_factors
-NetworkEfficiency.effective_bandwidth = _transitional_effective_bandwidth
-NetworkEfficiency.overhead_s = property(lambda self: self.node_latency_s)

@@ -6,10 +6,12 @@ seconds of simulated time. Two implementations:
 * :class:`~simulator.network.flows.FlowNetwork` (:func:`flow_fabric`, the default): concurrent
   transfers share link bandwidth max-min fairly, so a collective can take longer than alone.
 * :class:`ClosedFormFabric` (:func:`closed_form_fabric`): every collective takes
-  ``plan.standalone_time_s(efficiency)``, its time alone on the network, however many others run
+  ``plan.standalone_time_s()``, its time alone on the network, however many others run
   at the same time (no contention). Never slower than the flow network; equal to it when no two
   transfers overlap.
 
+A plan carries its own time (NCCL's, corrected by the network efficiency it was planned with,
+:mod:`simulator.network.collectives`), so a fabric takes plans only.
 A :data:`FabricFactory` makes a fabric for one simulation run (one SimPy environment).
 """
 
@@ -21,7 +23,6 @@ from typing import Any, Protocol
 import simpy
 
 from simulator.network.collectives import CollectivePlan
-from simulator.network.efficiency import NetworkEfficiency
 from simulator.network.flows import FlowNetwork
 from simulator.network.topology import Topology
 
@@ -29,14 +30,13 @@ from simulator.network.topology import Topology
 class Fabric(Protocol):
     """Runs collective plans (their phases one after another) in a SimPy environment."""
 
-    def collective(self, plan: CollectivePlan, efficiency: NetworkEfficiency,
-                   on_done: Callable[[], None] | None = None) -> simpy.Event | None:
+    def collective(self, plan: CollectivePlan, on_done: Callable[[], None] | None = None) -> simpy.Event | None:
         """Start ``plan`` now. Without ``on_done``: returns the event of its completion. With it:
         calls ``on_done()`` when the plan completes and returns ``None``."""
         ...
 
-    def run(self, plan: CollectivePlan, efficiency: NetworkEfficiency) -> Generator[simpy.Event, Any, None]:
-        """Process body running ``plan`` (``yield from fabric.run(plan, eff)`` inside a process)."""
+    def run(self, plan: CollectivePlan) -> Generator[simpy.Event, Any, None]:
+        """Process body running ``plan`` (``yield from fabric.run(plan)`` inside a process)."""
         ...
 
 
@@ -45,21 +45,20 @@ FabricFactory = Callable[[simpy.Environment, Topology], Fabric]
 
 
 class ClosedFormFabric:
-    """Every collective takes its standalone time, ``plan.standalone_time_s(efficiency)`` seconds."""
+    """Every collective takes its standalone time, ``plan.standalone_time_s()`` seconds."""
 
     def __init__(self, env: simpy.Environment):
         self.env = env
 
-    def collective(self, plan: CollectivePlan, efficiency: NetworkEfficiency,
-                   on_done: Callable[[], None] | None = None) -> simpy.Event | None:
-        done = self.env.timeout(plan.standalone_time_s(efficiency))
+    def collective(self, plan: CollectivePlan, on_done: Callable[[], None] | None = None) -> simpy.Event | None:
+        done = self.env.timeout(plan.standalone_time_s())
         if on_done is None:
             return done
         done.callbacks.append(lambda _event: on_done())
         return None
 
-    def run(self, plan: CollectivePlan, efficiency: NetworkEfficiency) -> Generator[simpy.Event, Any, None]:
-        yield self.env.timeout(plan.standalone_time_s(efficiency))
+    def run(self, plan: CollectivePlan) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(plan.standalone_time_s())
 
 
 def flow_fabric(env: simpy.Environment, topology: Topology) -> FlowNetwork:

@@ -45,7 +45,6 @@ import numpy as np
 import simpy
 
 from simulator.core.errors import InputError, SimulationError
-from simulator.network.efficiency import NOMINAL
 
 _TOL = 1e-9  # relative slack on link capacity (float accumulation)
 _max = np.maximum.reduce  # cheaper than ndarray.max() on the fast path
@@ -144,7 +143,7 @@ class FlowNetwork:
         self._finished: list[_Flow] = []
         self._keep = keep_records
         self._recomputes = 0
-        self._prepared: dict[tuple[int, int], tuple] = {}  # run(): per (plan, efficiency)
+        self._prepared: dict[int, tuple] = {}  # run(): per plan
 
     @classmethod
     def for_topology(cls, env: simpy.Environment, topology: Any) -> "FlowNetwork":
@@ -174,61 +173,46 @@ class FlowNetwork:
             raise InputError(f"latency {latency_s!r} must be >= 0 seconds", field="latency_s")
         return self._issue(links, b, b, float(latency_s), tag)
 
-    def run(self, plan: Any, efficiency: Any = None) -> Generator[simpy.Event, Any, None]:
+    def run(self, plan: Any) -> Generator[simpy.Event, Any, None]:
         """SimPy process body running a collective plan's phases one after another.
 
-        ``env.process(net.run(plan, eff))``. Waits ``efficiency.overhead_s`` first
-        (if the plan has phases), then one flow per phase. A link running at a
-        fraction e of its bandwidth is modelled as carrying bytes / e at full
-        bandwidth (so a plan alone takes exactly ``plan.standalone_time_s(eff)``);
-        statistics record the real bytes. The link ids must be those of this
-        network (the plan's topology).
+        ``env.process(net.run(plan))``: one flow per phase, each with its latency (a plan alone
+        takes ``plan.standalone_time_s()``: its bytes are scaled to the NCCL-corrected time on
+        nominal bandwidth, :mod:`simulator.network.collectives`). The link ids must be those of
+        this network (the plan's topology).
         """
-        if not plan.phases:
-            return
-        if efficiency is None:
-            efficiency = NOMINAL
-        if efficiency.overhead_s > 0:
-            yield self.env.timeout(efficiency.overhead_s)
-        _, occs, Ts, _ = self._prepare(plan, efficiency)
+        Ts = self._prepare(plan)
         for i, phase in enumerate(plan.phases):
             tag = (plan.kind, plan.algorithm, i)
-            yield self._issue(phase.link_ids, occs[i], phase.link_bytes, phase.latency_s, tag, Ts[i])
+            yield self._issue(phase.link_ids, phase.link_bytes, phase.link_bytes, phase.latency_s, tag, Ts[i])
 
-    def collective(self, plan: Any, efficiency: Any = None,
-                   on_done: Callable[[], None] | None = None) -> simpy.Event | None:
+    def collective(self, plan: Any, on_done: Callable[[], None] | None = None) -> simpy.Event | None:
         """Start a collective plan now; the returned event fires when it completes.
 
-        The same timing as ``env.process(self.run(plan, efficiency))``, but a
-        single-phase plan (a send/receive, a one-step collective) becomes one flow
-        whose latency includes the collective's fixed overhead: no process, two
-        events fewer. With ``on_done``, no event is made: ``on_done()`` is called at
-        the moment the collective completes, and ``None`` is returned. This is the
-        hot path of the step simulation.
+        The same timing as ``env.process(self.run(plan))``, but a single-phase plan (every plan
+        of :func:`~simulator.network.collectives.plan_collective`) becomes one flow: no process,
+        two events fewer. With ``on_done``, no event is made: ``on_done()`` is called at the
+        moment the collective completes, and ``None`` is returned. This is the hot path of the
+        step simulation.
         """
         if len(plan.phases) != 1:
-            proc = self.env.process(self.run(plan, efficiency))
+            proc = self.env.process(self.run(plan))
             if on_done is None:
                 return proc
             proc.callbacks.append(lambda _ev: on_done())
             return None
-        if efficiency is None:
-            efficiency = NOMINAL
-        _, occs, Ts, _ = self._prepare(plan, efficiency)
+        Ts = self._prepare(plan)
         phase = plan.phases[0]
-        return self._issue(phase.link_ids, occs[0], phase.link_bytes, phase.latency_s + efficiency.overhead_s,
+        return self._issue(phase.link_ids, phase.link_bytes, phase.link_bytes, phase.latency_s,
                            (plan.kind, plan.algorithm, 0), Ts[0], on_done)
 
-    def _prepare(self, plan: Any, efficiency: Any) -> tuple:
-        """(plan, occupancy per phase, standalone time per phase), cached per (plan, efficiency)."""
-        key = (id(plan), id(efficiency))
+    def _prepare(self, plan: Any) -> list[float]:
+        """The standalone time of each phase of ``plan`` on this network, cached per plan."""
+        key = id(plan)
         prepared = self._prepared.get(key)
-        if prepared is None:  # plan and efficiency are kept in the value, so their ids stay valid
-            factors = efficiency.link_factors(plan.topology)
-            occs = [p.link_bytes / factors[p.link_ids] for p in plan.phases]
-            Ts = [self._standalone(p.link_ids, o) for p, o in zip(plan.phases, occs)]
-            prepared = self._prepared[key] = (plan, occs, Ts, efficiency)
-        return prepared
+        if prepared is None:  # the plan is kept in the value, so its id stays valid
+            prepared = self._prepared[key] = (plan, [self._standalone(p.link_ids, p.link_bytes) for p in plan.phases])
+        return prepared[1]
 
     @property
     def pending(self) -> int:

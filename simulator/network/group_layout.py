@@ -63,8 +63,10 @@ class GroupLayout:
             first.setdefault(self.rail[r], r)
         return list(first.values())
 
-    def add_ring_hops(self, hops: HopSet, channels: int, skip_into: int | None = None) -> None:
-        """Add the hops of ``channels`` rings over the group (the hop into ``skip_into`` omitted).
+    def add_ring_hops(self, hops: HopSet, channels: int, skip_into: int | None = None,
+                      skip_from: int | None = None) -> None:
+        """Add the hops of ``channels`` rings over the group (the hop into ``skip_into`` and the
+        hop out of ``skip_from`` omitted: a broadcast chain from, a reduce chain into, that rank).
 
         Channel ``c`` rotates each node's run so that it starts at the node's rail-``c``
         GPU. The inter-node hop from a run's last GPU goes over NVLink to the run's
@@ -77,7 +79,7 @@ class GroupLayout:
             n = len(group)
             for i in range(n):
                 dst = group[(i + 1) % n]
-                if dst != skip_into:
+                if dst != skip_into and group[i] != skip_from:
                     hops.add(group[i], dst)
             return
         rail = self.rail
@@ -88,12 +90,12 @@ class GroupLayout:
                 chains.append(seg[start:] + seg[:start])
             for k, chain in enumerate(chains):
                 for a, b in zip(chain, chain[1:]):
-                    if b != skip_into:
+                    if b != skip_into and a != skip_from:
                         hops.add(a, b)
                 nxt = chains[(k + 1) % len(chains)][0]
-                if nxt == skip_into:
-                    continue
                 last, first = chain[-1], chain[0]
+                if nxt == skip_into or last == skip_from:
+                    continue
                 if (last != first and rail[last] != rail[nxt] and rail[first] == rail[nxt]
                         and nvlink_only(self.topology, last, first)):
                     hops.add(last, nxt, via=first)

@@ -46,7 +46,7 @@ def estimate_step(sp: StepPlan, device: GPUSpec, efficiency: Efficiency, *, pue:
     exposed ``dp_i`` the last backward passes' slowdown beside their buckets (``dp_overlap_s``). Energy uses the same power model
     as the simulation with compute ``m t_i + optimizer_i``, communication ``dp_i``, the rest idle.
     """
-    plan, eff = sp.plan, efficiency.network
+    plan = sp.plan
     p, v, m = plan.pp, plan.vpp, plan.n_microbatches
     stage_f = [0.0] * p
     stage_b = [0.0] * p
@@ -58,9 +58,9 @@ def estimate_step(sp: StepPlan, device: GPUSpec, efficiency: Efficiency, *, pue:
         stage_f[i] += sum(chunk.forward.values())
         stage_b[i] += sum(chunk.backward.values())
         stage_compute[i] += chunk.forward_compute_s + chunk.backward_compute_s
-        buckets[i].extend(b.standalone_time_s(eff) for b in chunk.grad_buckets)
+        buckets[i].extend(b.standalone_time_s() for b in chunk.grad_buckets)
         slowed[i] += chunk.dp_overlap_s if plan.overlap_grad_reduce else 0.0
-    send = sp.p2p(0, 1, tuple(range(plan.dp))).standalone_time_s(eff) if p > 1 else 0.0
+    send = sp.p2p(0, 1, tuple(range(plan.dp))).standalone_time_s() if p > 1 else 0.0
     # a blocking pipeline engine waits for each pass's send before its next pass
     t = max(f + b for f, b in zip(stage_f, stage_b)) + (2 * send * v if sp.blocking_p2p else 0.0)
     fill = (p - 1) if plan.schedule == "gpipe" else (p - 1) / v
@@ -76,10 +76,10 @@ def estimate_step(sp: StepPlan, device: GPUSpec, efficiency: Efficiency, *, pue:
             exposed = total
         gather = sp.param_gather[i]
         if gather is not None:
-            exposed += gather.standalone_time_s(eff)
+            exposed += gather.standalone_time_s()
         dp_exposed.append(exposed)
         tail.append(exposed + sp.optimizer_s[i])
-    emb = sp.embedding_sync.standalone_time_s(eff) if sp.embedding_sync is not None else 0.0
+    emb = sp.embedding_sync.standalone_time_s() if sp.embedding_sync is not None else 0.0
     step = pipeline + max(tail) + emb
 
     times = []

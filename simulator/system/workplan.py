@@ -10,6 +10,11 @@ runs them through the link-sharing network.
 
 Modelling choices (stated here once):
 
+* Every collective is timed by NCCL's own model (algorithm, protocol and channels as NCCL's
+  tuner picks them for the communicator, for the scenario's NCCL version and the device's GPU
+  generation), corrected by the network efficiency
+  (:mod:`simulator.network.collectives`).
+
 * Tensor-parallel collectives sit inside the compute event; their time is the
   standalone time of the collective for all TP groups of the stage at once on
   the topology. With ``plan.tp_overlap`` a collective runs beside the GEMM it
@@ -137,6 +142,7 @@ class StepPlan:
     message_bytes: float  # one pipeline activation or gradient, per TP rank
     embedding_sync: CollectivePlan | None = None  # tied embeddings: first <-> last stage gradient all-reduce
     blocking_p2p: bool = False  # the framework's pipeline engine waits for each send before going on
+    generation: str | None = None  # the GPUs' generation NCCL's model is set for (None: the topology's GPU's)
     _p2p_cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -155,13 +161,15 @@ class StepPlan:
             grid = self.plan.gpu_grid[:, list(replicas)]  # [tp x cp, replica, stage]
             pairs = list(zip(grid[:, :, src].T.ravel().tolist(), grid[:, :, dst].T.ravel().tolist()))
             self._p2p_cache[key] = plan_collective(
-                self.topology, "send_recv", pairs, self.message_bytes, efficiency=self.net_efficiency
+                self.topology, "send_recv", pairs, self.message_bytes, efficiency=self.net_efficiency,
+                generation=self.generation,
             )
         return self._p2p_cache[key]
 
 
-def _collective_s(topology: Topology, kind: str, groups, nbytes: float, eff: NetworkEfficiency) -> float:
-    return plan_collective(topology, kind, groups, nbytes, efficiency=eff).standalone_time_s(eff)
+def _collective_s(topology: Topology, kind: str, groups, nbytes: float, eff: NetworkEfficiency,
+                  generation: str | None) -> float:
+    return plan_collective(topology, kind, groups, nbytes, efficiency=eff, generation=generation).standalone_time_s()
 
 
 def attention_kernel(plan: ParallelPlan, generation: str) -> str | None:
@@ -196,7 +204,7 @@ def _pass_times(work: LayerWork, device, precision: str, ceff: ComputeEfficiency
     def exposed_s(dim: str, collectives, ops) -> float:
         exposed = 0.0
         for c in collectives:
-            t = _collective_s(topology, c.kind, groups[dim], c.bytes, eff)
+            t = _collective_s(topology, c.kind, groups[dim], c.bytes, eff, device.generation)
             if c.overlaps_with and (c.overlap_needs == "always" or tp_overlap == "full"
                                     or tp_overlap == c.overlap_needs == "backward"):
                 beside = timed(op for op in ops if op.name == c.overlaps_with)
@@ -251,7 +259,7 @@ def build_step_plan(model: ModelConfig, plan: ParallelPlan, topology: Topology, 
         actions=_schedule(plan.schedule, plan.pp, plan.n_microbatches, plan.vpp),
         chunks=chunks, optimizer_s=optimizer_s, param_gather=param_gather,
         message_bytes=pipeline_message_bytes(model, **plan.split), embedding_sync=build.embedding_sync(),
-        blocking_p2p=build.blocking,
+        blocking_p2p=build.blocking, generation=device.generation,
     )
 
 
@@ -262,6 +270,7 @@ class _StepBuilder:
     def __init__(self, model: ModelConfig, plan: ParallelPlan, topology: Topology, device, efficiency: Efficiency):
         self.model, self.plan, self.topology, self.device = model, plan, topology, device
         self.net_eff, self.ceff = efficiency.network, efficiency.compute
+        self.generation = device.generation  # NCCL's model is set for the device run, not the topology's GPU
         self.dp = plan.dp_cp  # gradients are reduced over dp x cp
         self.layer = kernel_work(layer_work(model, recompute=plan.recompute, attention=plan.attention,
                                              checkpoint_every=plan.checkpoint_every, **plan.split),
@@ -316,9 +325,10 @@ class _StepBuilder:
                 for k, s in part.items():
                     into[k] = into.get(k, 0.0) + s * n
             if self.zero3 and params > 0:
-                gather = _collective_s(self.topology, "all_gather", dp_groups, params * self.w_bytes, self.net_eff)
+                gather = _collective_s(self.topology, "all_gather", dp_groups, params * self.w_bytes, self.net_eff,
+                                       self.generation)
                 scatter = _collective_s(self.topology, "reduce_scatter", dp_groups, params * self.g_bytes,
-                                        self.net_eff)
+                                        self.net_eff, self.generation)
                 # exposed communication as without contention; the compute slowed beside it is compute
                 slow = self.ceff.overlap_slowdown
                 f_plain, b_plain = prefetched_pass_s(f_total, gather, 0.0, n), prefetched_pass_s(b_total, gather, scatter, n)
@@ -347,7 +357,7 @@ class _StepBuilder:
             return 0.0
         n = len(buckets)
         compute = sum(bwd.get(k, 0.0) for k in PASS_COMPUTE) * (n - 1) / n
-        comm = n * buckets[0].standalone_time_s(self.net_eff)  # equal buckets
+        comm = n * buckets[0].standalone_time_s()  # equal buckets
         return self.ceff.overlap_slowdown * min(compute, comm)
 
     def grad_buckets(self, params_local: float, stage: int) -> tuple[CollectivePlan, ...]:
@@ -358,7 +368,7 @@ class _StepBuilder:
         n_buckets = max(1, math.ceil(grad_bytes / self.plan.grad_bucket_bytes))
         kind = "all_reduce" if self.plan.zero_stage == 0 else "reduce_scatter"
         bucket = plan_collective(self.topology, kind, self.groups_of[stage]["dp"], grad_bytes / n_buckets,
-                                 efficiency=self.net_eff)
+                                 efficiency=self.net_eff, generation=self.generation)
         return (bucket,) * n_buckets
 
     def optimizer_s(self, local: float) -> float:
@@ -371,7 +381,7 @@ class _StepBuilder:
         """ZeRO 1-2: the all-gather of the updated parameters after the optimizer (unless overlapped)."""
         if self.dp > 1 and self.plan.zero_stage in (1, 2) and not self.plan.overlap_param_gather:
             return plan_collective(self.topology, "all_gather", self.groups_of[stage]["dp"], local * self.w_bytes,
-                                   efficiency=self.net_eff)
+                                   efficiency=self.net_eff, generation=self.generation)
         return None
 
     def embedding_sync(self) -> CollectivePlan | None:
@@ -382,4 +392,4 @@ class _StepBuilder:
         grid = plan.gpu_grid
         pairs = [(int(grid[k, r, 0]), int(grid[k, r, plan.pp - 1])) for r in range(plan.dp) for k in range(plan.width)]
         return plan_collective(self.topology, "all_reduce", pairs, self.counts.embedding / plan.tp * self.g_bytes,
-                               efficiency=self.net_eff)
+                               efficiency=self.net_eff, generation=self.generation)

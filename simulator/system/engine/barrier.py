@@ -69,5 +69,5 @@ class Barrier:
                                             collective=describe_collective(plan)))
                 done.succeed()
 
-            state.fabric.collective(plan, state.sp.net_efficiency).callbacks.append(finished)
+            state.fabric.collective(plan).callbacks.append(finished)
         return done, arrivals

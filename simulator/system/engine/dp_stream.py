@@ -67,7 +67,7 @@ class GradientStreams:
     def _stream(self, i: int) -> Generator[simpy.Event, Any, None]:
         """Process body: reduce stage ``i``'s buckets in queue order."""
         state = self.state
-        env, fabric, eff, record = state.env, state.fabric, state.sp.net_efficiency, state.record
+        env, fabric, record = state.env, state.fabric, state.record
         queue = self._queue[i]
         for k in range(self.n_buckets[i]):
             if not queue:
@@ -78,9 +78,9 @@ class GradientStreams:
                 yield env.timeout(ready - env.now)
             t0 = env.now
             if len(bucket.phases) == 1:
-                yield fabric.collective(bucket, eff)
+                yield fabric.collective(bucket)
             else:  # the phases one after another, in this process
-                yield from fabric.run(bucket, eff)
+                yield from fabric.run(bucket)
             state.comm_s["dp"] += env.now - t0
             if record is not None:
                 record(GradientBucket(0, i, t0, env.now, bytes=bucket.bytes, collective=describe_collective(bucket),

@@ -35,8 +35,10 @@ def microseconds(seconds: float) -> float:
 
 
 def describe_collective(plan: CollectivePlan) -> str:
-    """What a collective plan runs, e.g. "all_reduce by ring over 8 group(s) of 16 GPUs"."""
-    return f"{plan.kind} by {plan.algorithm} over {plan.n_groups} group(s) of {plan.group_size} GPUs"
+    """What a collective plan runs, as NCCL chose it, e.g. "all_reduce by ring/Simple on 16 channels over
+    8 group(s) of 16 GPUs" (no protocol and channels when it moves nothing)."""
+    how = f"{plan.algorithm}/{plan.protocol} on {plan.channels} channels" if plan.protocol else plan.algorithm
+    return f"{plan.kind} by {how} over {plan.n_groups} group(s) of {plan.group_size} GPUs"
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,5 +68,5 @@ class PipelineTransfers:
             else:
                 waiting.succeed(t0)
 
-        self._fabric.collective(plan, state.sp.net_efficiency, on_done=arrived)
+        self._fabric.collective(plan, on_done=arrived)
         return sent
