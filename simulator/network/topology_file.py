@@ -280,7 +280,12 @@ def _check_scale_up(spec: TopologyFile, path: str) -> None:
 
 def parse_topology_file(text: str, path: str) -> TopologyFile:
     """Validate the YAML text of a topology file. Raises :class:`InputError` naming ``path`` and the field."""
-    data = parse_yaml(text, file=path)
+    return validate_topology(parse_yaml(text, file=path), path)
+
+
+def validate_topology(data: object, path: str) -> TopologyFile:
+    """Validate topology-file data (a mapping, e.g. read from YAML or built in memory): every
+    field and the cross-field rules. Raises :class:`InputError` naming ``path`` and the field."""
     if not isinstance(data, dict):
         raise InputError(
             f"expected a mapping with fields {', '.join(TopologyFile.model_fields)}, got {type(data).__name__}",
