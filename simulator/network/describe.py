@@ -5,9 +5,10 @@ memory (:func:`describe_topology_file`) and then the :class:`~simulator.network.
 of a fleet. What the description does not state is filled in as follows:
 
 * the scale-up bandwidth (GB/s per GPU, one direction) is the catalog GPU's
-  ``intra_node_bandwidth_GBps`` (``simulator/hardware/gpus.yaml``), except on ``nvlink_bridge``
-  nodes, where the catalog figure of a PCIe card is its PCIe link and the bridge bandwidth must
-  be given;
+  ``intra_node_bandwidth_GBps`` (``simulator/hardware/gpus.yaml``) when ``gpu`` is a catalog
+  entry (:class:`~simulator.hardware.catalog.GPUSpec`; the network layer does not read the
+  catalog itself), except on ``nvlink_bridge`` nodes, where the catalog figure of a PCIe card is
+  its PCIe link and the bridge bandwidth must be given;
 * the fabric is rail-optimised, two tiers, non-blocking, in units of ``min(32, nodes)`` nodes,
   and may grow;
 * latencies are the estimates of the bundled files (:data:`SCALE_UP_LATENCY_US`,
@@ -18,10 +19,9 @@ Every figure of the result is "generated from a description" (its ``source``), n
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Protocol, get_args
 
 from simulator.core.errors import InputError
-from simulator.hardware.catalog import Catalog, load_catalog
 from simulator.network.topology import Topology, build_topology
 from simulator.network.topology_file import NodeSpec, ScaleUpSpec, TopologyFile, validate_topology
 
@@ -46,8 +46,16 @@ DESCRIPTION = "(description)"
 """What errors about the description's own arguments name as their file."""
 
 
+class CatalogGpu(Protocol):
+    """What a description needs of a catalog GPU (:class:`simulator.hardware.catalog.GPUSpec`
+    has it): its slug and its scale-up bandwidth per GPU, one direction, bytes/s."""
+
+    name: str
+    intra_node_bandwidth_Bps: float
+
+
 def describe_topology_file(
-    gpu: str,
+    gpu: str | CatalogGpu,
     gpus_per_node: int,
     scale_up: str,
     nics_per_node: int,
@@ -75,66 +83,75 @@ def describe_topology_file(
     switch_power_source: str = "not modelled (generated from a description)",
     name: str | None = None,
     source: str = SOURCE,
-    catalog: Catalog | None = None,
     path: str = "(generated)",
 ) -> TopologyFile:
     """The validated topology file of a description (arguments as :func:`describe_topology`).
 
     Raises :class:`InputError`: ``scale_up`` or ``transport`` not one of their values (naming
-    the argument and the values), an unknown catalog GPU, ``nvlink_bridge`` without
-    ``bandwidth_GBps``, or any topology-file rule (naming ``path`` and the file's field, e.g.
-    ``node.nics`` when ``nics_per_node`` does not divide ``gpus_per_node``).
+    the argument and the values), no scale-up bandwidth (a GPU slug without ``bandwidth_GBps``,
+    or ``nvlink_bridge`` without it), or any topology-file rule (naming ``path`` and the file's
+    field, e.g. ``node.nics`` when ``nics_per_node`` does not divide ``gpus_per_node``).
     """
+    _check_kinds(scale_up, transport)
+    slug = gpu if isinstance(gpu, str) else gpu.name
+    if bandwidth_GBps is None:
+        bandwidth_GBps = _catalog_bandwidth_GBps(gpu, scale_up)
+    if n_gpus is not None and not isinstance(n_gpus, bool) and isinstance(n_gpus, int) and n_gpus > 0:
+        n_nodes = max(1, n_gpus // max(1, gpus_per_node))  # other values: build_topology says why
+    else:
+        n_nodes = max_nodes or 1
+    su = _stated(dict(kind=scale_up, bandwidth_GBps=bandwidth_GBps,
+                      latency_us=SCALE_UP_LATENCY_US[scale_up] if scale_up_latency_us is None else scale_up_latency_us),
+                 nvlink_links=(nvlink_links, None), multicast=(multicast, None), bridge_links=(bridge_links, None))
+    node = _stated(dict(gpus=gpus_per_node, scale_up=su, nics=nics_per_node, nic_bandwidth_Gbps=nic_Gbps,
+                        nic_latency_us=NIC_LATENCY_US[transport] if nic_latency_us is None else nic_latency_us,
+                        power_W=power_W, power_source=power_source),
+                   pcie_bandwidth_GBps=(pcie_bandwidth_GBps, None), transport=(transport, "ib"),
+                   net_plugin_latency_us=(net_plugin_latency_us, None), cpu=(cpu, "intel"))
+    fabric = _stated(dict(
+        kind="rail_optimized", tiers=2,
+        nodes_per_unit=max(1, min(32, n_nodes)) if nodes_per_unit is None else nodes_per_unit,
+        switch_latency_us=SWITCH_LATENCY_US[transport] if switch_latency_us is None else switch_latency_us,
+        switch_ports=switch_ports, switch_power_W=switch_power_W, switch_power_source=switch_power_source,
+        max_nodes=n_nodes if max_nodes is None else max_nodes, grow=True,
+    ), collnet=(collnet, False))
+    if name is None:
+        name = f"{gpus_per_node} x {slug} per node ({scale_up}), {nics_per_node} x {nic_Gbps:g} Gb/s {transport} per node"
+    return validate_topology(dict(name=name, source=source, gpu=slug, node=node, fabric=fabric), path)
+
+
+def _check_kinds(scale_up: str, transport: str) -> None:
     if scale_up not in SCALE_UP_KINDS:
         raise InputError(f"{scale_up!r} is not a scale-up kind; use one of {', '.join(SCALE_UP_KINDS)}",
                          file=DESCRIPTION, field="scale_up")
     if transport not in TRANSPORTS:
         raise InputError(f"{transport!r} is not a transport; use one of {', '.join(TRANSPORTS)}",
                          file=DESCRIPTION, field="transport")
-    if bandwidth_GBps is None:
-        if scale_up == "nvlink_bridge":
-            raise InputError(
-                "nvlink_bridge needs the bridge bandwidth (GB/s per GPU, one direction): the catalog's "
-                "intra_node_bandwidth of a PCIe card is its PCIe link, not its bridge",
-                file=DESCRIPTION, field="bandwidth_GBps")
-        bandwidth_GBps = (catalog or load_catalog()).get(gpu).intra_node_bandwidth_Bps / 1e9
-    if n_gpus is not None and not isinstance(n_gpus, bool) and isinstance(n_gpus, int) and n_gpus > 0:
-        n_nodes = max(1, n_gpus // max(1, gpus_per_node))  # other values: build_topology says why
-    else:
-        n_nodes = max_nodes or 1
-    scale_up_data: dict = dict(
-        kind=scale_up, bandwidth_GBps=bandwidth_GBps,
-        latency_us=SCALE_UP_LATENCY_US[scale_up] if scale_up_latency_us is None else scale_up_latency_us,
-    )
-    for key, value in (("nvlink_links", nvlink_links), ("multicast", multicast), ("bridge_links", bridge_links)):
-        if value is not None:  # unstated fields stay unset in the file, as in a YAML file without them
-            scale_up_data[key] = value
-    node: dict = dict(
-        gpus=gpus_per_node, scale_up=scale_up_data, nics=nics_per_node, nic_bandwidth_Gbps=nic_Gbps,
-        nic_latency_us=NIC_LATENCY_US[transport] if nic_latency_us is None else nic_latency_us,
-        power_W=power_W, power_source=power_source,
-    )
-    for key, value, default in (("pcie_bandwidth_GBps", pcie_bandwidth_GBps, None), ("transport", transport, "ib"),
-                                ("net_plugin_latency_us", net_plugin_latency_us, None), ("cpu", cpu, "intel")):
-        if value != default:
-            node[key] = value
-    fabric: dict = dict(
-        kind="rail_optimized", tiers=2,
-        nodes_per_unit=max(1, min(32, n_nodes)) if nodes_per_unit is None else nodes_per_unit,
-        switch_latency_us=SWITCH_LATENCY_US[transport] if switch_latency_us is None else switch_latency_us,
-        switch_ports=switch_ports, switch_power_W=switch_power_W, switch_power_source=switch_power_source,
-        max_nodes=n_nodes if max_nodes is None else max_nodes, grow=True,
-    )
-    if collnet:
-        fabric["collnet"] = True
-    if name is None:
-        name = (f"{gpus_per_node} x {gpu} per node ({scale_up}), {nics_per_node} x {nic_Gbps:g} Gb/s "
-                f"{transport} per node")
-    return validate_topology(dict(name=name, source=source, gpu=gpu, node=node, fabric=fabric), path)
+
+
+def _catalog_bandwidth_GBps(gpu: str | CatalogGpu, scale_up: str) -> float:
+    """The catalog GPU's scale-up bandwidth, GB/s per GPU one direction."""
+    if scale_up == "nvlink_bridge":
+        raise InputError(
+            "nvlink_bridge needs the bridge bandwidth (GB/s per GPU, one direction): the catalog's "
+            "intra_node_bandwidth of a PCIe card is its PCIe link, not its bridge",
+            file=DESCRIPTION, field="bandwidth_GBps")
+    if isinstance(gpu, str):
+        raise InputError(
+            f"GPU {gpu!r} is given by name, so its scale-up bandwidth is unknown here: give bandwidth_GBps "
+            "(GB/s per GPU, one direction) or the catalog entry (simulator.hardware.catalog.load_catalog().get(name))",
+            file=DESCRIPTION, field="bandwidth_GBps")
+    return gpu.intra_node_bandwidth_Bps / 1e9
+
+
+def _stated(data: dict, **optional: tuple[object, object]) -> dict:
+    """``data`` plus each optional ``key: (value, default)`` whose value is not its default: fields
+    a description does not state stay unset in the file, as in a YAML file without them."""
+    return {**data, **{key: value for key, (value, default) in optional.items() if value != default}}
 
 
 def describe_topology(
-    gpu: str,
+    gpu: str | CatalogGpu,
     gpus_per_node: int,
     scale_up: str,
     nics_per_node: int,
@@ -143,9 +160,9 @@ def describe_topology(
     n_gpus: int | None = None,
     **optional,
 ) -> Topology:
-    """A fleet of ``n_gpus`` GPUs (None: one node) on nodes of ``gpus_per_node`` catalog ``gpu``
-    GPUs joined by ``scale_up`` (nvswitch, mesh, nvlink_bridge or pcie), each node with
-    ``nics_per_node`` NICs of ``nic_Gbps`` Gbit/s (one direction) over ``transport``, on a
+    """A fleet of ``n_gpus`` GPUs (None: one node) on nodes of ``gpus_per_node`` GPUs ``gpu`` (a
+    catalog entry, or a catalog slug with ``bandwidth_GBps`` given) joined by ``scale_up``
+    (nvswitch, mesh, nvlink_bridge or pcie), each node with ``nics_per_node`` NICs of ``nic_Gbps`` Gbit/s (one direction) over ``transport``, on a
     rail-optimised non-blocking two-tier fabric.
 
     ``optional`` (keyword-only, units in the names; see :func:`describe_topology_file`):
@@ -154,7 +171,7 @@ def describe_topology(
     ``bridge_links``, ``nic_latency_us``, ``pcie_bandwidth_GBps``, ``net_plugin_latency_us``,
     ``cpu``, ``collnet``, ``nodes_per_unit``, ``max_nodes``, ``switch_latency_us``,
     ``switch_ports``, ``power_W``, ``power_source``, ``switch_power_W``,
-    ``switch_power_source``, ``name``, ``source``, ``catalog``, ``path`` (what errors and
+    ``switch_power_source``, ``name``, ``source``, ``path`` (what errors and
     ``Topology.file`` call the description).
 
     Raises :class:`InputError` as :func:`describe_topology_file`, and as
