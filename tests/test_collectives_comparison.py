@@ -95,7 +95,7 @@ def test_gb200_rack_is_nccls_node():
                        notes="NCCL 2.26.2"))
     s = r.system
     assert (s.sm, s.n_nodes, s.gpus_per_node, s.cpu, s.multicast) == (100, 20, 72, "arm", True)
-    assert s.nvlink_GBps == pytest.approx(18 * 40.1) and s.version == "2.26"
+    assert s.nvlink_GBps == pytest.approx(18 * 40.1) and s.version == "2.28"  # Blackwell: 2.28+ tables (§11)
     assert any("NIC rate not stated" in n for n in r.notes)
 
 

@@ -28,7 +28,7 @@ from scipy.optimize import least_squares
 
 from simulator.core.errors import InputError
 from simulator.core.provenance import input_files
-from simulator.network.efficiency import MAX_LATENCY_S, MAX_RAMP_BYTES, MAX_RAMP_POWER, NetworkEfficiency
+from simulator.network.efficiency import MAX_LATENCY_S, MAX_RAMP_BYTES, MAX_RAMP_POWER, NOMINAL, NetworkEfficiency
 from simulator.network.nccl.correction import FAMILY
 from simulator.network.nccl.system import TRANSPORTS
 from simulator.validation.collectives import (
@@ -211,7 +211,17 @@ def fit(pts: Points, start: NetworkEfficiency, rows: np.ndarray | None = None) -
 
     res = least_squares(residuals, x0, bounds=(lo / sc, hi / sc), x_scale="jac", ftol=1e-6, xtol=1e-6, tr_solver="lsmr",
                         max_nfev=300)
-    return start.model_copy(update=dict(zip(names, (float(v) for v in res.x * sc))))
+    return start.model_copy(update={n: _rounded(n, float(v)) for n, v in zip(names, res.x * sc)})
+
+
+def _rounded(name: str, v: float) -> float:
+    """A fitted value at the precision worth stating: latencies to 0.01 µs, the ramp to 1 byte,
+    fractions and the exponent to 4 decimals."""
+    if name.endswith("_s"):
+        return round(v * 1e8) / 1e8
+    if name == "inter_ramp_bytes":
+        return float(round(v))
+    return round(v, 4)
 
 
 @dataclass
@@ -281,6 +291,7 @@ def provenance(paths: Sequence[str | Path], result: NcclFit, start: NetworkEffic
         "parameters": {(n[:-2] + "_us" if n.endswith("_s") else n): v for n, v in values.items()},
         "not_fitted": sorted((n[:-2] + "_us" if n.endswith("_s") else n)
                              for n in NetworkEfficiency.model_fields if n not in result.names and n != "nccl_version"),
+        "nccl_uncorrected": {"all": errors(compare_prepared(result.table, result.prepared, NOMINAL))},
         "in_sample": {"all": errors(result.in_sample),
                       **{f: errors(g) for f, g in result.in_sample.groupby("file", sort=False)}},
     }

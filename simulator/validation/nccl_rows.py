@@ -31,7 +31,8 @@ Rules (``../shared/reference/nccl-model.md`` §3, §4.3, §11):
 - **SHARP/CollNet** when the interconnect says SHARP (and not "no SHARP").
 - **NCCL version** from the text (``NCCL 2.27.3``, ``NCCL v2.9.9-1``; NGC PyTorch 24.04 ships
   2.21); else 2.27 up to Hopper, 2.28 for Blackwell (§11). Versions below the tables' oldest
-  (2.18) are simulated with 2.18 (noted).
+  (2.18) are simulated with 2.18, Blackwell rows of NCCL < 2.28 with 2.28 (§11: the older NVLS
+  formula overestimates Blackwell); both noted.
 - **Forced** ``NCCL_ALGO`` / ``NCCL_PROTO`` from the interconnect or notes.
 - **Measurement**: busbw recomputed from ``time_us`` when the row is a single point (the
   printed busbw is rounded to 0.01 GB/s); else the printed ``busbw_gbs``, ``~480`` as 480,
@@ -70,6 +71,9 @@ DEFAULT_VERSION = {"volta": "2.27", "ampere": "2.27", "hopper": "2.27", "blackwe
 
 OLDEST_VERSION, NEWEST_VERSION = (2, 18), (2, 30)
 """The versions NCCL's tables (``tables.yaml``) cover."""
+BLACKWELL_VERSION = (2, 28)
+"""The oldest tables used for Blackwell: nccl-model.md §11 ("Use the 2.28+ formula for Blackwell"; v2.27's
+NVLS formula gives 933 GB/s on 8 x B200 against 704 measured)."""
 
 _GPUS: tuple[tuple[str, str, str, int, float], ...] = (
     # (name pattern, catalog entry, generation, NVLink links, PCIe GT/s of its x16 host link)
@@ -201,6 +205,11 @@ def _version(text: str, generation: str, notes: list[str]) -> str:
     else:
         v = DEFAULT_VERSION[generation]
         notes.append(f"NCCL version not stated: {v} assumed")
+        return v
+    if generation == "blackwell" and ver < BLACKWELL_VERSION:
+        v = f"{BLACKWELL_VERSION[0]}.{BLACKWELL_VERSION[1]}"
+        notes.append(f"NCCL {stated} on Blackwell simulated with {v}'s tables (nccl-model.md §11: the older NVLS "
+                     "formula overestimates Blackwell)")
         return v
     if ver < OLDEST_VERSION:
         v = f"{OLDEST_VERSION[0]}.{OLDEST_VERSION[1]}"
