@@ -21,7 +21,8 @@ class PlanCache:
         checked_groups: ``(kind, groups)`` -> the validated groups.
         unit_phases: ``(kind, pattern, groups)`` -> the link loads of the pattern for a 1-byte
             buffer, and its bandwidth time on nominal links for the first group alone.
-        nccl_systems: ``(group shape, generation, NCCL version)`` -> the
+        nccl_systems: ``(group shape, generation, NCCL version)`` (and ``(group, generation
+            argument, version)``) -> the
             :class:`~simulator.network.nccl.system.NcclSystem` of such a communicator.
     """
 

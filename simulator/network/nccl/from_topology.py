@@ -91,13 +91,17 @@ def system_for(topology: Topology, group: Sequence[int], version: str, generatio
     """
     if not len(group):
         raise InputError("a communicator needs at least one GPU", field="groups")
-    gen = generation_of(topology, generation)
-    shape = group_shape(topology, group)
-    key = (shape, gen, version)
     cache = topology.plan_cache.nccl_systems
-    system = cache.get(key)
+    by_group = (tuple(group), generation, version)  # the fast path: this very group asked before
+    system = cache.get(by_group)
     if system is None:
-        system = cache[key] = _system(topology, shape, gen, version)
+        gen = generation_of(topology, generation)
+        shape = group_shape(topology, group)
+        key = (shape, gen, version)
+        system = cache.get(key)
+        if system is None:
+            system = cache[key] = _system(topology, shape, gen, version)
+        cache[by_group] = system
     return system
 
 
