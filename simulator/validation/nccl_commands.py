@@ -96,7 +96,12 @@ def validate(path: str, out: str | None, efficiency: str | None, console: Consol
     console.print(_errors_line("all rows", compared), highlight=False)
     if out:
         console.print(f"written: {out}", highlight=False)
-    return 0 if (compared.status == "ok").any() else NOTHING_COMPARED
+    if (compared.status == "ok").any():
+        return 0
+    Console(stderr=True).print(f"[bold red]error:[/bold red] {path}: none of the {len(compared)} rows could be compared; "
+                               f"the most common reason: {compared.status.value_counts().index[0]}",
+                               highlight=False, soft_wrap=True)
+    return NOTHING_COMPARED
 
 
 def efficiency_document(base, result: NcclFit, record: dict) -> dict:
