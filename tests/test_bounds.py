@@ -19,7 +19,11 @@ from simulator.core.errors import InputError, from_validation_error
 from simulator.hardware.catalog import GPUSpec, _GPUEntry
 from simulator.hardware.compute import ComputeEfficiency
 from simulator.hardware.power import PowerFractions
-from simulator.inputs.efficiency_file import EfficiencyFile, _ComputeSection, _NetworkSection
+from simulator.inputs.efficiency_file import (
+    EfficiencyFile,
+    _ComputeSection,
+    _NetworkSection,
+)
 from simulator.inputs.scenario import EnergySpec, PlanSpec, Scenario
 from simulator.network.efficiency import NetworkEfficiency
 from simulator.network.topology import load_topology

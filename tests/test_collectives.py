@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from simulator.core.errors import InputError
 from simulator.network.collective_algorithms import double_tree_parents, unit_phase
-from simulator.network.collectives import ALGORITHMS, bus_bandwidth_Bps, nccl_choice, plan_collective
+from simulator.network.collectives import (
+    ALGORITHMS,
+    bus_bandwidth_Bps,
+    nccl_choice,
+    plan_collective,
+)
 from simulator.network.efficiency import NOMINAL, NetworkEfficiency
 from simulator.network.nccl.correction import corrected_time_s
 from simulator.network.nccl.from_topology import system_for

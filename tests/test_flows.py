@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from simulator.core.errors import InputError, SimulationError
 from simulator.network.collectives import nccl_choice, plan_collective
 from simulator.network.efficiency import NetworkEfficiency
-from simulator.network.nccl.correction import corrected_time_s
 from simulator.network.flows import FlowNetwork, max_min_speeds
+from simulator.network.nccl.correction import corrected_time_s
 from simulator.network.topology import load_topology
 
 

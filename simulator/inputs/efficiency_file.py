@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from simulator.core.bounds import Fraction, real, span
+from simulator.core.bounds import real, span
 from simulator.core.errors import InputError, from_validation_error
 from simulator.core.units import US
 from simulator.core.yamlfile import parse_yaml, read_yaml_file

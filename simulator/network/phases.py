@@ -4,7 +4,10 @@ A phase is what a collective puts on the network at one time: bytes on each link
 (summed over every group of the class, so groups that share a link slow each other)
 and a latency. Alone, a phase takes::
 
-    latency_s + max over links L of link_bytes[L] / effective_bandwidth[L]
+    latency_s + max over links L of link_bytes[L] / bandwidth[L]
+
+with the links' nominal bandwidth (a collective's bytes are scaled so that this is NCCL's
+corrected time, :mod:`simulator.network.collectives`).
 
 A *hop* is a topology path between two GPUs, optionally relayed through a third GPU
 (two legs of one hop). :class:`HopSet` collects the hops of a phase and turns them into
@@ -29,8 +32,10 @@ class Phase:
     Attributes:
         link_ids: edge ids the phase uses (distinct, int array).
         link_bytes: bytes over each of those links in this phase, summed over all
-            groups of the class (float array, same length).
-        latency_s: sum of the per-step latencies on the slowest path, seconds.
+            groups of the class (float array, same length); for a collective plan, scaled to
+            NCCL's corrected time (occupancy bytes at nominal bandwidth).
+        latency_s: the phase's latency, seconds (a collective plan's: NCCL's corrected
+            latency term; built from hops: the per-step path latencies of the slowest path).
     """
 
     link_ids: np.ndarray
@@ -42,11 +47,11 @@ class Phase:
         self.link_ids.flags.writeable = False
         self.link_bytes.flags.writeable = False
 
-    def time_s(self, effective_bandwidth_Bps: np.ndarray) -> float:
-        """Standalone time: ``latency_s + max(link_bytes / effective_bandwidth[link_ids])``, seconds."""
+    def time_s(self, bandwidth_Bps: np.ndarray) -> float:
+        """Standalone time: ``latency_s + max(link_bytes / bandwidth_Bps[link_ids])``, seconds."""
         if self.link_ids.size == 0:
             return self.latency_s
-        return self.latency_s + float(np.max(self.link_bytes / effective_bandwidth_Bps[self.link_ids]))
+        return self.latency_s + float(np.max(self.link_bytes / bandwidth_Bps[self.link_ids]))
 
     def scaled(self, factor: float) -> Phase:
         """The same phase with every link's bytes multiplied by ``factor``."""
