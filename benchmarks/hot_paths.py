@@ -101,9 +101,9 @@ def flows_run(state) -> None:
 
 def collective_hit(topo) -> float:
     groups = [list(range(1024))]
-    plan_collective(topo, "all_reduce", groups, 1e9, "ring")
+    plan_collective(topo, "all_reduce", groups, 1e9, "ring", generation="ampere")
     t0 = time.perf_counter()
-    plan_collective(topo, "all_reduce", groups, 1e9, "ring")
+    plan_collective(topo, "all_reduce", groups, 1e9, "ring", generation="ampere")
     return time.perf_counter() - t0
 
 
@@ -128,7 +128,7 @@ def main() -> None:
     groups = [list(range(1024))]
     rows.append(("collective plan build, ring all-reduce, 1024 GPUs",
                  best_of(n, lambda: fresh_topology(A100, 1024),
-                         lambda topo: plan_collective(topo, "all_reduce", groups, 1e9, "ring")), 1.0))
+                         lambda topo: plan_collective(topo, "all_reduce", groups, 1e9, "ring", generation="ampere")), 1.0))
     rows.append(("collective plan cache hit, same call",
                  min(collective_hit(fresh_topology(A100, 1024)) for _ in range(n)), 5e-3))
     rows.append(("flow fast path, 20k non-contending flows", best_of(n, flows_setup, flows_run), 1.0))

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.hardware.catalog import load_catalog
 from simulator.core.errors import InputError
 from simulator.network.collective_algorithms import double_tree_parents, unit_phase
 from simulator.network.collectives import (
@@ -23,6 +24,12 @@ from simulator.network.nccl.correction import corrected_time_s
 from simulator.network.nccl.from_topology import system_for
 from simulator.network.plan_cache import PlanCache
 from simulator.network.topology import load_topology
+
+def planned(topology, *args, **kwargs):
+    """plan_collective on the GPUs of the topology's catalog entry (the simulation passes its device's)."""
+    kwargs.setdefault("generation", load_catalog().get(topology.gpu).generation)
+    return plan_collective(topology, *args, **kwargs)
+
 
 
 class UniformRing:
@@ -152,8 +159,8 @@ def test_tree_all_reduce_nic_loads(a100_32):
 @pytest.mark.parametrize("S", [1e3, 1e6, 1e9])
 def test_a_plan_alone_takes_exactly_the_corrected_nccl_time(a100_32, kind, group, S):
     eff = NetworkEfficiency()
-    plan = plan_collective(a100_32, kind, [group], S, efficiency=eff)
-    system = system_for(a100_32, group, eff.nccl_version)
+    plan = planned(a100_32, kind, [group], S, efficiency=eff)
+    system = system_for(a100_32, group, eff.nccl_version, "ampere")
     choice = nccl_choice(system, kind, S, None)
     assert plan.system == system
     assert (plan.algorithm, plan.protocol, plan.channels) == (choice.algorithm, choice.protocol, choice.channels)
@@ -164,7 +171,7 @@ def test_a_plan_alone_takes_exactly_the_corrected_nccl_time(a100_32, kind, group
 
 
 def test_without_efficiency_a_plan_takes_nccls_own_estimate(a100_32):
-    plan = plan_collective(a100_32, "all_reduce", [list(range(16))], 1e8)
+    plan = planned(a100_32, "all_reduce", [list(range(16))], 1e8)
     choice = nccl_choice(plan.system, "all_reduce", 1e8, None)
     assert plan.efficiency is NOMINAL
     assert plan.standalone_time_s() == pytest.approx(choice.time_us * 1e-6, rel=1e-9)
@@ -172,9 +179,9 @@ def test_without_efficiency_a_plan_takes_nccls_own_estimate(a100_32):
 
 def test_send_recv_is_timed_by_nccls_p2p_model(a100_32):
     eff = NetworkEfficiency()
-    plan = plan_collective(a100_32, "send_recv", [(0, 8)], 1e8, efficiency=eff)
+    plan = planned(a100_32, "send_recv", [(0, 8)], 1e8, efficiency=eff)
     assert plan.algorithm == "p2p"
-    system = system_for(a100_32, (0, 8), eff.nccl_version)
+    system = system_for(a100_32, (0, 8), eff.nccl_version, "ampere")
     assert (system.n_nodes, system.gpus_per_node) == (2, 1)
     choice = nccl_choice(system, "send_recv", 1e8, None)
     assert plan.standalone_time_s() == pytest.approx(corrected_time_s(system, choice, 1e8, eff), rel=1e-12)
@@ -184,7 +191,7 @@ def test_send_recv_is_timed_by_nccls_p2p_model(a100_32):
 def test_forced_algorithms_are_nccls(a100_32):
     group = [list(range(32))]
     for name in ("ring", "tree"):
-        plan = plan_collective(a100_32, "all_reduce", group, 1e8, name)
+        plan = planned(a100_32, "all_reduce", group, 1e8, name)
         assert plan.algorithm == name
     assert set(ALGORITHMS) == {"tree", "ring", "collnet_direct", "collnet_chain", "nvls", "nvls_tree", "pat", "p2p"}
 
@@ -192,23 +199,23 @@ def test_forced_algorithms_are_nccls(a100_32):
 def test_auto_is_never_slower_than_a_forced_algorithm_under_nccls_own_model(a100_32):
     group = [list(range(32))]
     for S in (1e4, 1e6, 1e9):
-        auto = plan_collective(a100_32, "all_reduce", group, S).standalone_time_s()
+        auto = planned(a100_32, "all_reduce", group, S).standalone_time_s()
         for name in ("ring", "tree"):
-            assert auto <= plan_collective(a100_32, "all_reduce", group, S, name).standalone_time_s() * (1 + 1e-12)
+            assert auto <= planned(a100_32, "all_reduce", group, S, name).standalone_time_s() * (1 + 1e-12)
 
 
 def test_the_nccl_version_and_generation_reach_the_system(a100_32):
     plan = plan_collective(a100_32, "all_reduce", [list(range(8))], 1e8,
                            efficiency=NetworkEfficiency(nccl_version="2.21"), generation="hopper")
     assert plan.system.version == "2.21" and plan.system.sm == 90
-    assert plan_collective(a100_32, "all_reduce", [list(range(8))], 1e8).system.sm == 80  # the topology's A100
+    assert planned(a100_32, "all_reduce", [list(range(8))], 1e8).system.sm == 80  # the topology's A100
 
 
 def test_choices_are_cached():
     nccl_choice.cache_clear()
     topo = load_topology("dgx-a100-superpod", 64)
     for j in range(8):  # eight DP groups of the same shape: one tuner call
-        plan_collective(topo, "all_reduce", [[j + 8 * k for k in range(8)]], 1e8)
+        planned(topo, "all_reduce", [[j + 8 * k for k in range(8)]], 1e8)
     info = nccl_choice.cache_info()
     assert (info.misses, info.hits) == (1, 7)
 
@@ -218,25 +225,25 @@ def test_choices_are_cached():
 
 def test_groups_on_separate_rails_do_not_slow_each_other(a100_32):
     groups = [[j + 8 * k for k in range(4)] for j in range(8)]
-    together = plan_collective(a100_32, "all_reduce", groups, 1e9, "ring").standalone_time_s()
-    alone = plan_collective(a100_32, "all_reduce", groups[:1], 1e9, "ring").standalone_time_s()
+    together = planned(a100_32, "all_reduce", groups, 1e9, "ring").standalone_time_s()
+    alone = planned(a100_32, "all_reduce", groups[:1], 1e9, "ring").standalone_time_s()
     assert together == pytest.approx(alone, rel=1e-12)
 
 
 def test_groups_sharing_a_nic_share_its_bandwidth(pcie_32):
     # GPUs 0..3 of a node share NIC 0: two groups through it load it twice.
-    one = plan_collective(pcie_32, "all_reduce", [[0, 8]], 1e9, "ring")
-    two = plan_collective(pcie_32, "all_reduce", [[0, 8], [1, 9]], 1e9, "ring")
+    one = planned(pcie_32, "all_reduce", [[0, 8]], 1e9, "ring")
+    two = planned(pcie_32, "all_reduce", [[0, 8], [1, 9]], 1e9, "ring")
     latency = one.phases[0].latency_s
     assert two.standalone_time_s() - latency == pytest.approx(2 * (one.standalone_time_s() - latency), rel=1e-12)
 
 
 def test_class_link_loads_are_the_sum_of_its_groups(a100_32):
     groups = [[0, 1, 8, 9], [2, 3, 10, 11]]
-    both = plan_collective(a100_32, "all_gather", groups, 1e6, "ring").phases[0]
+    both = planned(a100_32, "all_gather", groups, 1e6, "ring").phases[0]
     total = np.zeros(a100_32.n_edges)
     for g in groups:
-        p = plan_collective(a100_32, "all_gather", [g], 1e6, "ring").phases[0]
+        p = planned(a100_32, "all_gather", [g], 1e6, "ring").phases[0]
         np.add.at(total, p.link_ids, p.link_bytes)
     assert np.allclose(total[both.link_ids], both.link_bytes)
     assert total.sum() == pytest.approx(both.link_bytes.sum())
@@ -247,14 +254,14 @@ def test_class_link_loads_are_the_sum_of_its_groups(a100_32):
 
 def test_a_group_of_one_or_no_bytes_moves_nothing(a100_32):
     eff = NetworkEfficiency()
-    plan = plan_collective(a100_32, "all_reduce", [[3], [5]], 1e9, efficiency=eff)
+    plan = planned(a100_32, "all_reduce", [[3], [5]], 1e9, efficiency=eff)
     assert plan.phases == () and plan.standalone_time_s() == 0.0
-    empty = plan_collective(a100_32, "all_gather", [list(range(16))], 0.0, efficiency=eff)
+    empty = planned(a100_32, "all_gather", [list(range(16))], 0.0, efficiency=eff)
     assert empty.phases == () and empty.standalone_time_s() == 0.0
 
 
 def test_a_plan_timed_with_one_efficiency_refuses_another(a100_32):
-    plan = plan_collective(a100_32, "all_reduce", [list(range(8))], 1e6, efficiency=NetworkEfficiency())
+    plan = planned(a100_32, "all_reduce", [list(range(8))], 1e6, efficiency=NetworkEfficiency())
     with pytest.raises(ValueError):
         plan.standalone_time_s(NetworkEfficiency(node_efficiency=0.5))
 
@@ -275,8 +282,8 @@ def test_plans_are_cached():
     # build and cache-hit times of this plan: benchmarks/hot_paths.py
     topo = load_topology("dgx-a100-superpod", 1024)
     groups = [list(range(1024))]
-    plan = plan_collective(topo, "all_reduce", groups, 1e9, "ring")
-    again = plan_collective(topo, "all_reduce", groups, 1e9, "ring")
+    plan = planned(topo, "all_reduce", groups, 1e9, "ring")
+    again = planned(topo, "all_reduce", groups, 1e9, "ring")
     assert again is plan
 
 
@@ -304,7 +311,7 @@ def test_plans_are_cached():
 )
 def test_bad_requests_raise_input_error_naming_the_field(a100_32, kind, groups, nbytes, algo, field):
     with pytest.raises(InputError) as err:
-        plan_collective(a100_32, kind, groups, nbytes, algo)
+        planned(a100_32, kind, groups, nbytes, algo)
     assert err.value.field == field
     if algo == "butterfly":
         assert all(name in str(err.value) for name in ALGORITHMS)
@@ -315,12 +322,10 @@ def test_unknown_nccl_version_raises():
         NetworkEfficiency(nccl_version="3.0")
 
 
-def test_topology_without_gpu_needs_a_generation(a100_32):
-    spec = a100_32.spec.model_copy(update={"gpu": None})
-    from simulator.network.topology import build_topology
-
-    topo = build_topology(spec, 16)
-    with pytest.raises(InputError) as err:
-        plan_collective(topo, "all_reduce", [list(range(16))], 1e6)
-    assert err.value.field == "gpu"
-    assert plan_collective(topo, "all_reduce", [list(range(16))], 1e6, generation="ampere").system.sm == 80
+def test_the_generation_is_the_callers_and_must_be_known(a100_32):
+    """The network layer does not read the GPU catalog: the simulation passes its device's generation."""
+    with pytest.raises(TypeError):
+        plan_collective(a100_32, "all_reduce", [list(range(16))], 1e6)  # generation is required
+    with pytest.raises(InputError, match="no tables for GPU generation 'tpu'") as err:
+        plan_collective(a100_32, "all_reduce", [list(range(16))], 1e6, generation="tpu")
+    assert err.value.field == "generation"

@@ -68,7 +68,8 @@ def test_exposed_plus_hidden_ring_time_is_the_ring_time():
     eff = fleet.efficiency.network
     work = layer_work(fleet.model, recompute="full", **plan.split)
     groups = plan.groups("cp", pp_rank=0)
-    ring = sum(plan_collective(fleet.topology, c.kind, groups, c.bytes, efficiency=eff).standalone_time_s(eff)
+    ring = sum(plan_collective(fleet.topology, c.kind, groups, c.bytes, efficiency=eff,
+                               generation=fleet.device.generation).standalone_time_s()
                for c in work.cp_forward + work.cp_backward + work.cp_recompute)
     chunk = sp.chunks[0]
     total = chunk.forward["cp_comm"] + chunk.backward["cp_comm"] + chunk.cp_hidden_s

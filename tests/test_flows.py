@@ -8,12 +8,19 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.hardware.catalog import load_catalog
 from simulator.core.errors import InputError, SimulationError
 from simulator.network.collectives import nccl_choice, plan_collective
 from simulator.network.efficiency import NetworkEfficiency
 from simulator.network.flows import FlowNetwork, max_min_speeds
 from simulator.network.nccl.correction import corrected_time_s
 from simulator.network.topology import load_topology
+
+def planned(topology, *args, **kwargs):
+    """plan_collective on the GPUs of the topology's catalog entry (the simulation passes its device's)."""
+    kwargs.setdefault("generation", load_catalog().get(topology.gpu).generation)
+    return plan_collective(topology, *args, **kwargs)
+
 
 
 def simulate(bandwidth, flows):
@@ -135,7 +142,7 @@ def a100_32():
 )
 def test_a_collective_alone_takes_exactly_its_corrected_nccl_time(a100_32, kind, groups, algo):
     eff = NetworkEfficiency(node_efficiency=0.8, inter_efficiency=0.9, inter_latency_s=7e-6)
-    plan = plan_collective(a100_32, kind, groups, 3e8, algo, eff)
+    plan = planned(a100_32, kind, groups, 3e8, algo, eff)
     env = simpy.Environment()
     net = FlowNetwork.for_topology(env, a100_32)
     env.process(net.run(plan))
@@ -153,7 +160,7 @@ def test_a_collective_alone_takes_exactly_its_corrected_nccl_time(a100_32, kind,
 
 
 def test_two_copies_of_a_collective_share_its_links(a100_32):
-    plan = plan_collective(a100_32, "all_reduce", [list(range(32))], 1e9, "ring")
+    plan = planned(a100_32, "all_reduce", [list(range(32))], 1e9, "ring")
     (phase,) = plan.phases
     env = simpy.Environment()
     net = FlowNetwork.for_topology(env, a100_32)
@@ -171,8 +178,8 @@ def test_two_copies_of_a_collective_share_its_links(a100_32):
 def test_two_different_plans_on_the_same_links_take_longer_than_one(a100_32):
     """A DP all-reduce and an all-gather over the same 32 GPUs: each alone takes its NCCL time;
     started together they share the NICs, so the last ends after the longer one alone."""
-    ar = plan_collective(a100_32, "all_reduce", [list(range(32))], 1e9)
-    ag = plan_collective(a100_32, "all_gather", [list(range(32))], 1e9)
+    ar = planned(a100_32, "all_reduce", [list(range(32))], 1e9)
+    ag = planned(a100_32, "all_gather", [list(range(32))], 1e9)
     env = simpy.Environment()
     net = FlowNetwork.for_topology(env, a100_32)
     ends = {}
@@ -303,7 +310,7 @@ def test_bad_inputs_raise_input_error():
 def test_collective_with_a_callback_completes_at_the_same_time_as_its_event():
     topo = load_topology("dgx-a100-superpod", 16)
     eff = NetworkEfficiency(inter_efficiency=0.9, inter_latency_s=5e-6)
-    plan = plan_collective(topo, "send_recv", [(0, 8)], 64e6, efficiency=eff)
+    plan = planned(topo, "send_recv", [(0, 8)], 64e6, efficiency=eff)
     times = {}
     env = simpy.Environment()
     net = FlowNetwork(env, topo.bandwidth_Bps)

@@ -7,8 +7,7 @@ A collective (all-reduce, all-gather, ...) over a *class* of identical groups of
    :class:`~simulator.network.nccl.system.NcclSystem`
    (:func:`~simulator.network.nccl.from_topology.system_for`: nodes, ranks per node, NVLink,
    PCIe and NIC bandwidths as NCCL assigns them), for the NCCL version of the efficiency
-   (``efficiency.nccl_version``) and the GPU generation (the caller's device, else the
-   topology's GPU).
+   (``efficiency.nccl_version``) and the GPU generation of the device run (the caller's).
 2. **What NCCL chooses.** :func:`simulator.network.nccl.tuner.choose` picks algorithm,
    protocol and channels by NCCL's own cost model (or the forced ``algorithm``); the plan
    records them (``algorithm``, ``protocol``, ``channels``). Choices are cached per
@@ -147,7 +146,7 @@ def plan_collective(
     algorithm: str = "auto",
     efficiency: NetworkEfficiency | None = None,
     *,
-    generation: str | None = None,
+    generation: str,
 ) -> CollectivePlan:
     """Plan a collective run by all ``groups`` at once on ``topology`` (module docstring).
 
@@ -161,7 +160,7 @@ def plan_collective(
             can run for ``kind`` on these groups.
         efficiency: the correction of NCCL's time and the NCCL version (default: NCCL's own
             estimate, :data:`~simulator.network.efficiency.NOMINAL`).
-        generation: the GPUs' generation (``"hopper"``); default: the topology's GPU's.
+        generation: the GPUs' generation (``"hopper"``: the device's ``GPUSpec.generation``).
 
     Returns:
         The plan; cached in ``topology.plan_cache`` by (kind, groups, bytes, algorithm,
@@ -198,7 +197,7 @@ def nccl_choice(system: NcclSystem, kind: str, nbytes: float, algorithm: str | N
 
 
 def _plan(topology: Topology, kind: str, groups: tuple[tuple, ...], S: float, algorithm: str,
-          eff: NetworkEfficiency, generation: str | None) -> CollectivePlan:
+          eff: NetworkEfficiency, generation: str) -> CollectivePlan:
     if kind not in KINDS:
         raise InputError(f"unknown collective {kind!r}; use one of {', '.join(KINDS)}", field="kind")
     if not isinstance(S, (int, float)) or isinstance(S, bool) or not math.isfinite(S) or S < 0:

@@ -142,7 +142,7 @@ class StepPlan:
     message_bytes: float  # one pipeline activation or gradient, per TP rank
     embedding_sync: CollectivePlan | None = None  # tied embeddings: first <-> last stage gradient all-reduce
     blocking_p2p: bool = False  # the framework's pipeline engine waits for each send before going on
-    generation: str | None = None  # the GPUs' generation NCCL's model is set for (None: the topology's GPU's)
+    generation: str | None = None  # the device's GPU generation NCCL's model is set for (needed by p2p)
     _p2p_cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -168,7 +168,7 @@ class StepPlan:
 
 
 def _collective_s(topology: Topology, kind: str, groups, nbytes: float, eff: NetworkEfficiency,
-                  generation: str | None) -> float:
+                  generation: str) -> float:
     return plan_collective(topology, kind, groups, nbytes, efficiency=eff, generation=generation).standalone_time_s()
 
 
@@ -270,7 +270,7 @@ class _StepBuilder:
     def __init__(self, model: ModelConfig, plan: ParallelPlan, topology: Topology, device, efficiency: Efficiency):
         self.model, self.plan, self.topology, self.device = model, plan, topology, device
         self.net_eff, self.ceff = efficiency.network, efficiency.compute
-        self.generation = device.generation  # NCCL's model is set for the device run, not the topology's GPU
+        self.generation = device.generation  # NCCL's model is set for the device run
         self.dp = plan.dp_cp  # gradients are reduced over dp x cp
         self.layer = kernel_work(layer_work(model, recompute=plan.recompute, attention=plan.attention,
                                              checkpoint_every=plan.checkpoint_every, **plan.split),

@@ -6,9 +6,9 @@ NCCL's topology detection reduces it to an :class:`~simulator.network.nccl.syste
 
 - ``n_nodes``: the nodes the group spans; ``gpus_per_node``: its ranks per node (the largest
   count when they are uneven: NCCL's ``ppn`` is set by the fullest node).
-- ``sm``: the compute capability of the GPU generation (:data:`SM_OF_GENERATION`). The
-  generation is the caller's (the scenario's device) or that of the topology's catalog entry
-  (``topology.gpu`` in :func:`simulator.hardware.catalog.load_catalog`).
+- ``sm``: the compute capability of the GPU generation (:data:`SM_OF_GENERATION`), the
+  caller's: the architecture of the device the scenario runs (``GPUSpec.generation``; the
+  network layer does not read the GPU catalog, so the topology's ``gpu`` is not consulted).
 - ``nvlink_GBps``: ``nvswitch``: the GPU's NVLink links (``scale_up.nvlink_links``, default by
   generation: :data:`DEFAULT_NVLINK_LINKS`) x NCCL's per-link constant of the sm (§3, from
   :mod:`simulator.network.nccl.tables`); ``nvlink_bridge``: the bridge's links
@@ -57,19 +57,6 @@ PCIE_FRACTION = 0.75
 """NCCL's PCIe bandwidth over the one-direction line rate: width x speed / 80 (§3)."""
 
 
-def generation_of(topology: Topology, generation: str | None = None) -> str:
-    """The GPU generation the communicators of ``topology`` run on: ``generation`` if given,
-    else the architecture of the topology's catalog GPU. Raises InputError if neither is known."""
-    if generation is not None:
-        return generation
-    if topology.gpu is None:
-        raise InputError("the topology names no GPU; NCCL's model needs the GPU generation (set 'gpu')",
-                         field="gpu")
-    from simulator.hardware.catalog import load_catalog
-
-    return load_catalog().get(topology.gpu).generation
-
-
 def group_shape(topology: Topology, group: Sequence[int]) -> tuple[int, int, int]:
     """(nodes spanned, most ranks on one node, fewest distinct rails reached on one node)."""
     gpn = topology.gpus_per_node
@@ -80,14 +67,14 @@ def group_shape(topology: Topology, group: Sequence[int]) -> tuple[int, int, int
     return len(per_node), max(per_node.values()), min(len(s) for s in rails.values())
 
 
-def system_for(topology: Topology, group: Sequence[int], version: str, generation: str | None = None
-               ) -> NcclSystem:
+def system_for(topology: Topology, group: Sequence[int], version: str, generation: str) -> NcclSystem:
     """The :class:`NcclSystem` of the communicator ``group`` (GPU indices of ``topology``) for
-    NCCL ``version`` (``"2.27"``), on GPUs of ``generation`` (default: the topology's GPU's).
-    See the module docstring for each field. Cached per (group shape, generation, version).
+    NCCL ``version`` (``"2.27"``), on GPUs of ``generation`` (``"ampere"``, a catalog
+    architecture). See the module docstring for each field. Cached per (group shape,
+    generation, version).
 
     Raises:
-        InputError: an empty group, or no GPU generation known, or one NCCL has no tables for.
+        InputError: an empty group, or a generation NCCL's model has no tables for.
     """
     if not len(group):
         raise InputError("a communicator needs at least one GPU", field="groups")
@@ -95,12 +82,11 @@ def system_for(topology: Topology, group: Sequence[int], version: str, generatio
     by_group = (tuple(group), generation, version)  # the fast path: this very group asked before
     system = cache.get(by_group)
     if system is None:
-        gen = generation_of(topology, generation)
         shape = group_shape(topology, group)
-        key = (shape, gen, version)
+        key = (shape, generation, version)
         system = cache.get(key)
         if system is None:
-            system = cache[key] = _system(topology, shape, gen, version)
+            system = cache[key] = _system(topology, shape, generation, version)
         cache[by_group] = system
     return system
 
@@ -108,7 +94,7 @@ def system_for(topology: Topology, group: Sequence[int], version: str, generatio
 def _system(topology: Topology, shape: tuple[int, int, int], gen: str, version: str) -> NcclSystem:
     if gen not in SM_OF_GENERATION:
         raise InputError(f"NCCL's model has no tables for GPU generation {gen!r}; known: "
-                         f"{', '.join(SM_OF_GENERATION)}", field="gpu")
+                         f"{', '.join(SM_OF_GENERATION)}", field="generation")
     sm = SM_OF_GENERATION[gen]
     spec = topology.spec
     node, su = spec.node, spec.node.scale_up
