@@ -180,11 +180,13 @@ def _both_modes(scenario):
 
 def test_full_and_representative_within_the_stated_tolerance_on_gpt3_1024():
     """Representative mode runs a class of identical pipeline sends at its slowest member's pace;
-    here 4 of 16 replicas' sends stay inside a 20-node unit and 12 cross: 1.8 us in 26.54 s."""
+    here 4 of 16 replicas' sends stay inside a 20-node unit and 12 cross. A send's time is NCCL's
+    point-to-point model for its communicator (two nodes, one GPU each), the same whether or not
+    it crosses the spine of a non-blocking fabric, so the modes now agree exactly (before issue
+    14 the spine's latency made 1.8 us of 26.54 s)."""
     rep, full = _both_modes(load_scenario("gpt3-175b-1024-a100"))
     diff = rep.step_time_s - full.step_time_s
     assert 0 <= diff <= 1e-6 * rep.step_time_s
-    assert diff == pytest.approx(1.8e-6, rel=1e-3)
 
 
 def test_full_and_representative_agree_exactly_when_every_replica_path_is_alike(tmp_path):
