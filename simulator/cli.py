@@ -268,7 +268,7 @@ def calibrate(
         console.print(error_table(summary(tab), f"{title}: absolute % error"))
     if out:
         header = ("# trainsim efficiency parameters, written by `trainsim calibrate` (see `fit`).\n"
-                  "# Meanings and units: simulator/hardware/compute.py, network/collectives.py, hardware/power.py.\n")
+                  "# Meanings and units: simulator/hardware/compute.py, network/efficiency.py, hardware/power.py.\n")
         write_text_atomically(header + yaml.safe_dump(efficiency_to_dict(eff), sort_keys=False, width=100), out)
         console.print(f"written: {out}")
 

@@ -136,6 +136,7 @@ def efficiency_from_dict(raw: Any, *, file: str | Path | None = None) -> Efficie
         power=f.power,
         source=f.source,
         fit=f.fit,
+        network_fit=f.network_fit,
     )
 
 
@@ -147,6 +148,7 @@ def efficiency_to_dict(eff: Efficiency) -> dict[str, Any]:
         "power": eff.power.model_dump(),
         "source": eff.source,
         "fit": eff.fit,
+        "network_fit": eff.network_fit,
     }
 
 
@@ -167,12 +169,15 @@ def default_efficiency() -> Efficiency:
 def load_efficiency(path: str | Path) -> Efficiency:
     """The packaged parameters with those of the YAML file ``path`` (same layout; any part of
     it) in their place. Without its own ``source`` the result's says which values the file
-    changed; its ``fit`` is the file's (none if it has none). Raises :class:`InputError`
-    naming the file and the field."""
+    changed; its ``fit`` is the file's (none if it has none), and so is its ``network_fit`` when
+    the file has a ``network`` section. Raises :class:`InputError` naming the file and the field."""
     raw = read_yaml_file(path, expected="efficiency parameters (format: simulator/inputs/efficiency.yaml)")
     if not isinstance(raw, dict) or not raw:
         raise InputError("expected a mapping with any of " + ", ".join(EfficiencyFile.model_fields), file=path)
-    merged = _merged({**_packaged(), "fit": None}, raw)
+    packaged = {**_packaged(), "fit": None}
+    if "network" in raw:  # the packaged network record no longer describes the values
+        packaged["network_fit"] = None
+    merged = _merged(packaged, raw)
     if "source" not in raw:
         changed = ", ".join(_leaves({k: v for k, v in raw.items() if k != "fit"}))
         merged["source"] = f"{Path(path).name}: {changed} from this file; the rest: {PACKAGED_FILE} ({merged['source']})"

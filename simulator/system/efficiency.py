@@ -14,10 +14,12 @@ from simulator.network.efficiency import NetworkEfficiency
 @dataclass(frozen=True)
 class Efficiency:
     """Compute, network and power parameters, with their provenance (``fit``: how they were
-    fitted, as written by ``trainsim calibrate``; None for priors)."""
+    fitted, as written by ``trainsim calibrate``; None for priors;
+    ``network_fit``: likewise for the network section, fitted on nccl-tests files)."""
 
     compute: ComputeEfficiency
     network: NetworkEfficiency
     power: PowerFractions
     source: str
     fit: dict[str, Any] | None = field(default=None, compare=False)
+    network_fit: dict[str, Any] | None = field(default=None, compare=False)

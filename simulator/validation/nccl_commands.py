@@ -106,9 +106,7 @@ def validate(path: str, out: str | None, efficiency: str | None, console: Consol
 
 def efficiency_document(base, result: NcclFit, record: dict) -> dict:
     """The efficiency file layout of ``base`` with the fitted network section and its record."""
-    document = efficiency_to_dict(dataclasses.replace(base, network=result.efficiency))
-    document["network_fit"] = record
-    return document
+    return efficiency_to_dict(dataclasses.replace(base, network=result.efficiency, network_fit=record))
 
 
 def calibrate(paths: Sequence[str], out: str | None, loso: bool, efficiency: str | None, console: Console,
