@@ -7,15 +7,26 @@ Every error names the scenario file and the field (:class:`~simulator.core.error
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from simulator.core.cache import sized_cache
 from simulator.core.errors import InputError
 from simulator.hardware.catalog import GPUSpec, load_catalog
 from simulator.inputs.efficiency_file import default_efficiency, load_efficiency
-from simulator.inputs.scenario import Scenario
-from simulator.network.topology import Topology, fleet_shape, load_topology
+from simulator.inputs.scenario import Scenario, TopologyDescription
+from simulator.network import describe
+from simulator.network.describe import describe_topology_file, described_fleet_shape
+from simulator.network.topology import (
+    Topology,
+    build_topology,
+    estimated_bytes,
+    fleet_shape,
+    load_topology,
+)
+from simulator.network.topology_file import TopologyFile, validate_topology
 from simulator.system.efficiency import Efficiency
 from simulator.system.estimate import Estimate, estimate_step
 from simulator.system.workplan import StepPlan, build_step_plan
@@ -27,9 +38,70 @@ from simulator.workload.plan import ParallelPlan, check_plan
 
 def topology_source(scenario: Scenario) -> str | Path:
     """The scenario's topology as :func:`load_topology` takes it: a path (relative to the
-    scenario file) if it names a file, else a bundled topology name."""
+    scenario file) if it names a file, else a bundled topology name. A described topology
+    (``topology:`` a mapping) reads no topology file: its source is the module that generates it
+    (``simulator/network/describe.py``, whose defaults it depends on; sweeps hash it as the
+    scenario's topology file), and :func:`resolve_fleet` builds it from the description."""
+    if isinstance(scenario.topology, TopologyDescription):
+        return Path(describe.__file__)
     path = scenario.resolve(scenario.topology)
     return path if path.exists() or scenario.topology.endswith((".yaml", ".yml")) else scenario.topology
+
+
+_DESCRIBED_FIELD = {
+    "gpu": "gpu", "node.gpus": "gpus_per_node", "node.nics": "nics_per_node", "node.nic_bandwidth_Gbps": "nic_Gbps",
+    "node.scale_up.kind": "scale_up", "node.scale_up.bandwidth_GBps": "bandwidth_GBps",
+    "node.scale_up.latency_us": "scale_up_latency_us",
+}
+"""Topology-file fields a description writes under another name (the others: the file field's last part)."""
+
+
+def _description_error(err: InputError, file: str | None) -> InputError:
+    """An error of describe.py or of the generated topology file as the scenario's ``topology.<field>``."""
+    if err.field == "n_gpus":
+        return InputError(err.detail, file=file, field="gpus")
+    name = _DESCRIBED_FIELD.get(err.field or "", (err.field or "").rpartition(".")[2])
+    where = f"topology.{name}" if name in TopologyDescription.model_fields else "topology"
+    return InputError(err.detail, file=file, field=where)
+
+
+def _described_gpu(scenario: Scenario, described: TopologyDescription) -> str:
+    """The GPU of a described fleet: the description's ``gpu`` or the scenario's (either may be
+    left out; if both are given they must be the same catalog name)."""
+    if described.gpu is not None and scenario.gpu is not None and described.gpu != scenario.gpu:
+        raise InputError(f"the described topology's gpu {described.gpu!r} differs from the scenario's gpu "
+                         f"{scenario.gpu!r}; give one of them, or the same name in both", field="topology.gpu")
+    name = described.gpu or scenario.gpu
+    if name is None:
+        raise InputError("a described topology needs a GPU: set topology.gpu (or the scenario's gpu)",
+                         field="topology.gpu")
+    return name
+
+
+def _describe(scenario: Scenario, device: GPUSpec) -> TopologyFile:
+    """The topology file of the scenario's description, on ``device`` (its scale-up bandwidth)."""
+    described = scenario.topology
+    assert isinstance(described, TopologyDescription)
+    args = described.arguments()
+    try:
+        return describe_topology_file(device, args.pop("gpus_per_node"), args.pop("scale_up"),
+                                      args.pop("nics_per_node"), args.pop("nic_Gbps"), args.pop("transport", "ib"),
+                                      scenario.gpus, path=_described_path(scenario), **args)
+    except InputError as err:
+        raise _description_error(err, scenario.source_file) from None
+
+
+def _described_path(scenario: Scenario) -> str:
+    """What a described topology's errors and ``Topology.file`` call it."""
+    return f"{scenario.source_file or 'scenario'} (topology described)"
+
+
+@sized_cache(estimated_bytes)
+def _built_description(text: str, n_gpus: int, path: str) -> Topology:
+    """Described topologies built once per (generated file as JSON, fleet size, name), as
+    :func:`load_topology` keeps files' topologies: a fleet simulated many times (planner,
+    sweeps) reuses the graph and its collective plans."""
+    return build_topology(validate_topology(json.loads(text), path), n_gpus, path=path)
 
 
 @dataclass(frozen=True)
@@ -114,6 +186,8 @@ class _Parts(NamedTuple):
     gpus_per_node: int
     device: GPUSpec
     efficiency: Efficiency
+    described: TopologyFile | None = None
+    """The generated topology file of a described topology (None: a file or bundled name)."""
 
 
 def _gpus_field(err: InputError, file: str | None) -> InputError:
@@ -136,17 +210,28 @@ def _resolve_parts(scenario: Scenario, efficiency: Efficiency | None) -> _Parts:
     try:
         model = load_model(scenario.model, base_dir=scenario.base_dir, file=file)
         catalog = load_catalog(scenario.resolve(scenario.hardware_file) if scenario.hardware_file else None)
-        try:
-            spec, _, gpus_per_node = fleet_shape(topology_source(scenario), scenario.gpus, file=file)
-        except InputError as err:
-            raise _gpus_field(err, file) from None
-        gpu_name = scenario.gpu or spec.gpu
+        described = None
+        if isinstance(scenario.topology, TopologyDescription):
+            gpu_name = _described_gpu(scenario, scenario.topology)
+        else:
+            try:
+                spec, _, gpus_per_node = fleet_shape(topology_source(scenario), scenario.gpus, file=file)
+            except InputError as err:
+                raise _gpus_field(err, file) from None
+            gpu_name = scenario.gpu or spec.gpu
         if gpu_name is None:
             raise InputError("the topology names no GPU; set 'gpu' in the scenario", field="gpu")
         try:
             device = catalog.get(gpu_name)
         except InputError as err:
-            raise InputError(err.detail, file=file, field="gpu") from None
+            where = "topology.gpu" if isinstance(scenario.topology, TopologyDescription) and scenario.topology.gpu else "gpu"
+            raise InputError(err.detail, file=file, field=where) from None
+        if isinstance(scenario.topology, TopologyDescription):
+            described = _describe(scenario, device)
+            try:
+                _, gpus_per_node = described_fleet_shape(described, scenario.gpus, path=_described_path(scenario))
+            except InputError as err:
+                raise _description_error(err, file) from None
         try:
             device.peak_flops_for(scenario.plan.precision)
         except InputError as err:
@@ -158,7 +243,7 @@ def _resolve_parts(scenario: Scenario, efficiency: Efficiency | None) -> _Parts:
         efficiency = with_nccl_version(efficiency, scenario.nccl_version)
     except InputError as err:
         raise err.with_file(file) if file else err
-    return _Parts(model, gpus_per_node, device, efficiency)
+    return _Parts(model, gpus_per_node, device, efficiency, described)
 
 
 def _fleet(scenario: Scenario, parts: _Parts) -> Fleet:
@@ -166,7 +251,11 @@ def _fleet(scenario: Scenario, parts: _Parts) -> Fleet:
     file = scenario.source_file
     try:
         try:
-            topology = load_topology(topology_source(scenario), scenario.gpus, file=file)
+            if parts.described is not None:
+                text = json.dumps(parts.described.model_dump(mode="json", exclude_unset=True), sort_keys=True)
+                topology = _built_description(text, scenario.gpus, _described_path(scenario))
+            else:
+                topology = load_topology(topology_source(scenario), scenario.gpus, file=file)
         except InputError as err:
             raise _gpus_field(err, file) from None
     except InputError as err:

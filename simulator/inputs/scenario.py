@@ -14,12 +14,14 @@ the file and the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     create_model,
     field_validator,
@@ -30,6 +32,7 @@ from simulator.core.bundled import bundled_dir
 from simulator.core.errors import InputError, PlanError, from_validation_error
 from simulator.core.units import MB
 from simulator.core.yamlfile import parse_yaml
+from simulator.network.describe import SCALE_UP_KINDS, TRANSPORTS
 from simulator.network.efficiency import NcclVersion
 from simulator.system.variability import Variability
 from simulator.workload.framework import get_framework
@@ -115,6 +118,62 @@ class EnergySpec(BaseModel):
     pue: real(1, 3) = Field(1.2, description=f"Facility power usage effectiveness (1 = no overhead), in {span(1, 3)}.")
 
 
+class TopologyDescription(BaseModel):
+    """A fleet's topology described in a few fields instead of a file (``topology:`` as a
+    mapping), built by :func:`simulator.network.describe.describe_topology_file`: nodes of
+    ``gpus_per_node`` GPUs joined by ``scale_up``, ``nics_per_node`` NICs of ``nic_Gbps`` per
+    node over ``transport``, on a rail-optimised non-blocking two-tier fabric. The scale-up
+    bandwidth defaults to the catalog GPU's ``intra_node_bandwidth_GBps``. Fields left out take
+    describe.py's defaults (latency estimates per kind and transport, 0 W power)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpu: str | None = Field(None, description="GPU catalog name; default: the scenario's 'gpu' (one of the two is "
+                            "needed; if both are given they must agree).")
+    gpus_per_node: int = Field(description="GPUs per node.")
+    scale_up: Literal[SCALE_UP_KINDS] = Field(description="How a node's GPUs are joined: " + ", ".join(SCALE_UP_KINDS) + ".")  # type: ignore[valid-type]
+    nics_per_node: int = Field(description="Compute-fabric NICs per node (must divide gpus_per_node).")
+    nic_Gbps: float = Field(description="Bandwidth of one NIC, Gbit/s, one direction.")
+    transport: Literal[TRANSPORTS] = Field("ib", description="Inter-node transport: " + ", ".join(TRANSPORTS) + ".")  # type: ignore[valid-type]
+    bandwidth_GBps: float | None = Field(None, description="Scale-up bandwidth per GPU, one direction, GB/s; default: "
+                                         "the catalog GPU's (required for nvlink_bridge).")
+    scale_up_latency_us: float | None = Field(None, description="One-way GPU-to-GPU latency inside a node, microseconds.")
+    nvlink_links: int | None = Field(None, description="NVLink (or xGMI) links per GPU.")
+    multicast: bool | None = Field(None, description="NVLink SHARP (NVLS) multicast on the NVSwitch.")
+    bridge_links: int | None = Field(None, description="NVLink bridge links per GPU pair (nvlink_bridge).")
+    nic_latency_us: float | None = Field(None, description="One NIC traversal, microseconds.")
+    pcie_bandwidth_GBps: float | None = Field(None, description="Each GPU's link to the host PCIe switch, GB/s, one direction.")
+    net_plugin_latency_us: float | None = Field(None, description="NCCL net plugin latency, microseconds.")
+    cpu: Literal["intel", "amd", "arm"] = Field("intel", description="Host CPU vendor (NCCL's tuning).")
+    collnet: bool = Field(False, description="In-network reduction (SHARP) on the fabric.")
+    nodes_per_unit: int | None = Field(None, description="Nodes per fabric unit; default: min(32, nodes).")
+    switch_latency_us: float | None = Field(None, description="One switch traversal incl. cable, microseconds.")
+    switch_ports: int = Field(64, description="Ports per fabric switch.")
+    power_W: float = Field(0.0, description="Node power other than GPUs, watts; default 0 (not modelled).")
+    switch_power_W: float = Field(0.0, description="Power of one fabric switch, watts; default 0 (not modelled).")
+    name: str | None = Field(None, description="Topology name in results; default: generated from the fields.")
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`~simulator.network.describe.describe_topology_file`
+        (all but ``gpu``; only those stated, so describe.py's defaults apply to the rest)."""
+        return self.model_dump(exclude={"gpu"}, exclude_unset=True)
+
+    @field_validator("gpus_per_node", "nics_per_node", "nic_Gbps", "bandwidth_GBps", "scale_up_latency_us",
+                     "nvlink_links", "bridge_links", "nic_latency_us", "pcie_bandwidth_GBps", "net_plugin_latency_us",
+                     "nodes_per_unit", "switch_latency_us", "switch_ports", "power_W", "switch_power_W", mode="before")
+    @classmethod
+    def _not_a_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"must be a number, not {str(v).lower()}")  # noqa: TRY004 (pydantic reports ValueError)
+        return v
+
+
+def _topology_kind(value: Any) -> str:
+    """Which form a scenario's ``topology`` is written in: a mapping is a description, anything
+    else a name or path (so a bad description's errors are only about its fields)."""
+    return "description" if isinstance(value, (dict, TopologyDescription)) else "name"
+
+
 class Scenario(BaseModel):
     """A validated scenario. ``base_dir`` is where relative paths are resolved."""
 
@@ -123,9 +182,13 @@ class Scenario(BaseModel):
     name: str = "scenario"
     description: str = ""
     model: str | dict[str, Any]
-    topology: str
+    topology: Annotated[Annotated[TopologyDescription, Tag("description")] | Annotated[str, Tag("name")],
+                        Discriminator(_topology_kind)] = Field(
+        description="A bundled topology name, a topology file (YAML, relative to the scenario), or a "
+        "description: a mapping of gpu, gpus_per_node, scale_up, nics_per_node, nic_Gbps, transport, ...")
     gpus: GpuCount = Field(description=f"Fleet size in GPUs, in {span(1, MAX_GPUS)} (MAX_GPUS).")
-    gpu: str | None = Field(None, description="GPU catalog name; default: the topology's GPU.")
+    gpu: str | None = Field(None, description="GPU catalog name; default: the topology's GPU (a described "
+                            "topology's gpu must agree with it).")
     hardware_file: str | None = Field(None, description="User GPU catalog (YAML) adding or overriding GPUs.")
     efficiency_file: str | None = Field(
         None, description="Efficiency parameters (YAML in the layout of simulator/inputs/efficiency.yaml, e.g. written by "

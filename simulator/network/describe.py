@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Protocol, get_args
 
 from simulator.core.errors import InputError
-from simulator.network.topology import Topology, build_topology
+from simulator.network.topology import Topology, _fleet_shape, build_topology
 from simulator.network.topology_file import NodeSpec, ScaleUpSpec, TopologyFile, validate_topology
 
 SCALE_UP_KINDS: tuple[str, ...] = get_args(ScaleUpSpec.model_fields["kind"].annotation)
@@ -182,3 +182,10 @@ def describe_topology(
     spec = describe_topology_file(gpu, gpus_per_node, scale_up, nics_per_node, nic_Gbps, transport, n_gpus,
                                   **optional)
     return build_topology(spec, n_gpus, path=path)
+
+
+def described_fleet_shape(spec: TopologyFile, n_gpus: int | None, *, path: str, file: str | None = None) -> tuple[int, int]:
+    """``(n_nodes, gpus_per_node)`` of a fleet of ``n_gpus`` GPUs (None: ``fabric.max_nodes``
+    nodes) on the described ``spec``, checked as :func:`build_topology` checks them (same
+    errors, field ``n_gpus``) without building the graph: what a plan check needs first."""
+    return _fleet_shape(spec, n_gpus, path, file)
