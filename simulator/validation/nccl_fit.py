@@ -8,8 +8,12 @@ re-times the choices with :func:`predict` (the formula of
 
 Method: :func:`scipy.optimize.least_squares` on ``e = log(predicted / measured busbw)`` with a
 soft-L1 loss of scale :data:`LOSS_SCALE` (errors well beyond ~10 % count linearly, so a few odd
-systems do not dominate), each row weighted ``1 / (rows of its source)`` so every source counts
-the same whatever its size (one source is 60 % of the calibration rows). Start: the given
+systems do not dominate), each row weighted ``1 / sqrt(rows of its source)``
+(:data:`SOURCE_WEIGHT_POWER`): a source of N rows weighs sqrt(N). This is a compromise between
+row weighting (one source is 60 % of the calibration rows and would set every one-node
+parameter) and equal source weighting (1/N), under which a 3-row source counts as much as a
+320-row one: with 1/N the three NVLink-bridge rows of NVIDIA/nccl#1161 pulled
+node_drop_all_reduce to 0.96 and put H100 2-GPU NVSwitch all-reduce 30 % too slow. Start: the given
 efficiency (the packaged priors, ``nccl-model.md`` §9); bounds: the fields' own bounds.
 Fitted: :data:`BASE_PARAMETERS` plus ``step_latency_<transport>_s`` for each transport the
 rows use across nodes; the rest keep their start values.
@@ -186,10 +190,15 @@ def fitted_names(pts: Points, rows: np.ndarray | None = None) -> list[str]:
     return names + [f"step_latency_{t}_s" for t in sorted(set(pts.transport[mask & pts.multi]))]
 
 
+SOURCE_WEIGHT_POWER = 0.5
+"""Each row weighs 1 / (rows of its source) ** this (module docstring)."""
+
+
 def source_weights(sources: np.ndarray) -> np.ndarray:
-    """1 / (rows of the row's source), scaled to sum to the number of rows."""
+    """1 / (rows of the row's source) ** :data:`SOURCE_WEIGHT_POWER`, scaled to sum to the
+    number of rows."""
     names, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
-    w = 1.0 / counts[inverse]
+    w = 1.0 / counts[inverse] ** SOURCE_WEIGHT_POWER
     return w * len(w) / w.sum()
 
 
@@ -285,8 +294,8 @@ def provenance(paths: Sequence[str | Path], result: NcclFit, start: NetworkEffic
                       "rows_per_source": result.rows_per_source},
         "date": _dt.date.today().isoformat(),
         "command": command,
-        "method": "soft-L1 least squares on log(predicted/measured busbw), each source weighted equally "
-                  f"(1/rows), loss scale {LOSS_SCALE}; start: the previous network section; bounds: the "
+        "method": "soft-L1 least squares on log(predicted/measured busbw), each row weighted "
+                  f"1/(rows of its source)^{SOURCE_WEIGHT_POWER:g}, loss scale {LOSS_SCALE}; start: the previous network section; bounds: the "
                   "fields' bounds (simulator/validation/nccl_fit.py)",
         "parameters": {(n[:-2] + "_us" if n.endswith("_s") else n): v for n, v in values.items()},
         "not_fitted": sorted((n[:-2] + "_us" if n.endswith("_s") else n)
