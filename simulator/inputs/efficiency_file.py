@@ -100,7 +100,7 @@ def _file_values(values: dict[str, Any]) -> dict[str, Any]:
         if k in _MICROSECONDS:
             out[_MICROSECONDS[k]] = v / US
         elif k.endswith("_s") and isinstance(v, float):
-            out[k[:-2] + "_us"] = v / US
+            out[k[:-2] + "_us"] = round(v / US, 6)  # 30.84, not 30.840000000000003
         else:
             out[k] = v
     return out

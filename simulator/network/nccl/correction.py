@@ -23,13 +23,9 @@ With :data:`~simulator.network.efficiency.NOMINAL` the result is NCCL's own esti
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from simulator.network.efficiency import NetworkEfficiency
+from simulator.network.nccl.choice import Choice
 from simulator.network.nccl.system import NcclSystem
-
-if TYPE_CHECKING:  # the tuner imports nothing from here; avoid a cycle at import time
-    from simulator.network.nccl.tuner import Choice
 
 FAMILY = {
     "all_reduce": "all_reduce", "broadcast": "all_reduce", "reduce": "all_reduce",
@@ -67,7 +63,7 @@ def added_latency_s(system: NcclSystem, n_inter: int, eff: NetworkEfficiency) ->
     return eff.inter_latency_s + n_inter * eff.step_latency_s(system.transport)
 
 
-def corrected_time_s(system: NcclSystem, choice: "Choice", nbytes: float, eff: NetworkEfficiency) -> float:
+def corrected_time_s(system: NcclSystem, choice: Choice, nbytes: float, eff: NetworkEfficiency) -> float:
     """Time of one collective of ``nbytes`` (nccl-tests size S, bytes) as NCCL chose it
     (``choice``), corrected by ``eff``; seconds."""
     if nbytes <= 0 or system.n_ranks <= 1:

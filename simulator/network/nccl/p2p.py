@@ -2,7 +2,7 @@
 
 NCCL has no tuning table for these; it splits each peer's data over a few channels and uses
 LL below a size threshold, Simple above. This module gives NCCL-side quantities only (no
-fitted efficiency: that is the correction layer's job), as a :class:`~.tuner.Choice` with
+fitted efficiency: that is the correction layer's job), as a :class:`~.choice.Choice` with
 algorithm ``"p2p"``.
 
 - Channels per peer (§10.1): 2 max(1, floor(path / per-link NVLink bw)) over NVLink, 2 over
@@ -33,10 +33,10 @@ import functools
 import math
 
 from simulator.core.errors import InputError
+from simulator.network.nccl.choice import Choice
 from simulator.network.nccl.search import intra_uses_nvlink, runtime_channels, search
 from simulator.network.nccl.system import NcclSystem
 from simulator.network.nccl.tables import Tables, for_version, nvlink_per_link_GBps
-from simulator.network.nccl.tuner import Choice
 
 P2P_PROTOCOLS = ("LL", "Simple")
 

@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass
 
 from simulator.core.errors import InputError
+from simulator.network.nccl import p2p
+from simulator.network.nccl.choice import ALGORITHMS, KINDS, PROTOCOLS, Choice
 from simulator.network.nccl.search import (
     Graph,
     intra_uses_nvlink,
@@ -41,9 +43,6 @@ from simulator.network.nccl.search import (
 from simulator.network.nccl.system import NcclSystem
 from simulator.network.nccl.tables import Tables, for_version
 
-ALGORITHMS = ("tree", "ring", "collnet_direct", "collnet_chain", "nvls", "nvls_tree", "pat")
-PROTOCOLS = ("LL", "LL128", "Simple")
-KINDS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "reduce", "all_to_all", "send_recv")
 P2P_KINDS = ("all_to_all", "send_recv")
 
 _GRAPH = {
@@ -64,36 +63,6 @@ _BY_KIND = {
 }
 _SIMPLE_ONLY = ("collnet_direct", "collnet_chain", "nvls", "nvls_tree", "pat")
 _DEVICE_OFFLOAD = ("tcpx", "tcpxo")
-
-
-@dataclass(frozen=True)
-class Choice:
-    """What NCCL runs for one call, and its own time estimate.
-
-    Attributes:
-        kind: one of :data:`KINDS`.
-        algorithm: one of :data:`ALGORITHMS` (``"p2p"`` for all_to_all and send_recv).
-        protocol: one of :data:`PROTOCOLS`.
-        channels: channels the kernel runs with, after the §7.2 small-message reduction.
-        threads: threads per channel (CTA), after the same reduction.
-        latency_us: NCCL's latency L for one call (k = 1), µs, including the ring plateau
-            factor (§6.3) when it applies to this size.
-        bandwidth_GBps: B', NCCL's algorithm bandwidth (S / time share), GB/s, including the
-            tree correction factor of this size.
-        time_us: NCCL's estimate ``latency_us + S / (1000 bandwidth_GBps)``, µs.
-        n_inter: inter-node steps on the critical path (2(m-1) ring all-reduce, m-1 ring
-            all-gather / reduce-scatter, 2 floor(log2 m) tree and NVLSTree, 0 on one node).
-    """
-
-    kind: str
-    algorithm: str
-    protocol: str
-    channels: int
-    threads: int
-    latency_us: float
-    bandwidth_GBps: float
-    time_us: float
-    n_inter: int
 
 
 @dataclass(frozen=True)
@@ -393,8 +362,6 @@ def candidates(system: NcclSystem, kind: str, nbytes: float) -> list[Choice]:
     if system.n_ranks <= 1:
         return [_single_rank(kind)]
     if kind in P2P_KINDS:
-        from simulator.network.nccl import p2p
-
         return p2p.candidates(system, kind, nbytes)
     t = for_version(system.version)
     return [_choice(system, t, kind, e, nbytes) for e in entries(system, kind)]
@@ -414,8 +381,6 @@ def choose(
     if system.n_ranks <= 1:
         return _single_rank(kind)
     if kind in P2P_KINDS:
-        from simulator.network.nccl import p2p
-
         return p2p.choose(system, kind, nbytes, algorithm, protocol)
     t = for_version(system.version)
     rows = forced(entries(system, kind), algorithm, protocol)
