@@ -14,22 +14,22 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from simulator.core.errors import InputError, SimulationError, TrainsimError
-from simulator.inputs.scenario import DEFAULT_SCENARIO, bundled_scenarios, load_scenario
+from simulator.core.version import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="trainsim: simulate distributed LLM training before you book the hardware.")
 err_console = Console(stderr=True)
+DEFAULT_SCENARIO = "gpt3-175b-1024-a100"  # = inputs.scenario's; commands import the heavy modules (fast --help)
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from simulator.core.version import __version__
-
         typer.echo(f"trainsim {__version__}")
         raise typer.Exit()
 
@@ -99,7 +99,6 @@ def _validation_inputs(cases: str, out: str | None, hardware: str | None, effici
 EFFICIENCY_HELP = ("Efficiency parameters YAML (layout of simulator/inputs/efficiency.yaml, e.g. from `trainsim calibrate "
                    "--out`, or just the values to change); default: the packaged ones.")
 
-
 BAD_INPUT = 2
 """Exit code of a command refused for its input (one line on stderr names the file and field; nothing written)."""
 NOTHING_SIMULATED = 3
@@ -125,6 +124,7 @@ def run(
                                         "(PNG and SVG) to this folder (created if missing)."),
 ) -> None:
     """Simulate one optimizer step of SCENARIO and report where the time goes."""
+    from simulator.inputs.scenario import load_scenario
     from simulator.results.assemble import simulate
     from simulator.results.report import print_report
 
@@ -308,16 +308,16 @@ def bands(
 SCHEDULER_OPTION = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
                                 "(e.g. tcp://host:8786); default: a local cluster for this run.")
 WORKERS_OPTION = typer.Option(None, "--workers", min=1, help="Worker processes of the local Dask cluster "
-                              "(default: one per core; 1: run in this process).")
+                              "(default: this process on <= 2 cores or few tasks, else one per core; 1: this process).")
 
 
-def _executor(scheduler: str | None, workers: int | None):
+def _executor(scheduler: str | None, workers: int | None, tasks: int | None = None):
     """The Dask client (or ``None``: in-process) of --scheduler / --workers (simulator.studies.executor.executor)."""
     from simulator.studies.executor import executor
 
     if scheduler and workers:
         err_console.print("[yellow]--workers is ignored with --scheduler[/yellow]")
-    return executor(scheduler, workers)
+    return executor(scheduler, workers, tasks=tasks)
 
 
 @app.command()
@@ -349,6 +349,7 @@ def plan(
 ) -> None:
     """Find the best parallel plan for SCENARIO's model on its fleet (or on each of the fleets
     given by --gpus / --gpu, ranked together)."""
+    from simulator.inputs.scenario import load_scenario
     from simulator.studies.plan_report import FORMATS, print_search, search_csv, search_json
     from simulator.studies.planner import check_objective, plan_search
 
@@ -411,6 +412,7 @@ def _fleets(gpus: str | None, gpu: str | None) -> list[dict]:
 def list_things() -> None:
     """List bundled scenarios, topologies, model presets and GPUs."""
     from simulator.hardware.catalog import load_catalog
+    from simulator.inputs.scenario import bundled_scenarios
     from simulator.network.topology import bundled_topologies
     from simulator.workload.loading import preset_names
 
@@ -447,7 +449,7 @@ def sweep(
         _fail(err)
     console = Console()
     try:
-        with _executor(scheduler, workers) as client:
+        with _executor(scheduler, workers, tasks=len(sw.variants)) as client:
             df = run_sweep(sw, client=client, fresh=fresh)
     except SweepInterrupted as stop:
         s = stop.stats
@@ -477,8 +479,6 @@ def sweep(
                       f"{failed.status.iloc[0]}", highlight=False, soft_wrap=True)
     ok = df[df.status == "ok"].sort_values("tokens_per_s", ascending=False).head(top)
     if top and len(ok):
-        from rich import box
-
         table = Table(title=f"Top {len(ok)} by tokens/s (* does not fit in memory)", title_justify="left",
                       box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         cols = ["id", *sw.keys]

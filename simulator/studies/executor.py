@@ -2,7 +2,8 @@
 
 :func:`dask_client` connects to a running scheduler (``--scheduler ADDRESS``) or starts a
 ``LocalCluster`` of single-threaded worker processes on this machine, so the same code
-runs on a laptop and on a cluster; :func:`executor` also allows running in-process.
+runs on a laptop and on a cluster; :func:`executor` runs in-process where a local cluster
+would not pay (:func:`in_process`: few tasks, or at most two cores) or with ``--workers 1``.
 :func:`scatter_once` ships an object every task needs to each worker once, instead of
 with every task.
 """
@@ -56,10 +57,37 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         cluster.close()
 
 
-def executor(scheduler: str | None = None, workers: int | None = None) -> contextlib.AbstractContextManager:
-    """Where to simulate: a context yielding ``None`` (in this process) when there is no
-    scheduler and one worker would do the work, else a :func:`dask_client`."""
-    if not scheduler and (workers or os.cpu_count() or 1) == 1:
+#: Starting a ``LocalCluster`` costs 2.6-4.3 s on a 2-core machine (issue 15), the work of
+#: tens of simulations: below this many tasks the cluster is not started by default.
+MIN_TASKS_FOR_CLUSTER = 32
+#: With this many cores or fewer the default is this process: on 2 cores the cluster's start
+#: and transfers made ``trainsim plan`` 1.6-6.8x slower than ``--workers 1`` (issue 15).
+MAX_CORES_IN_PROCESS = 2
+
+
+def in_process(scheduler: str | None = None, workers: int | None = None, tasks: int | None = None,
+               cores: int | None = None) -> bool:
+    """Whether :func:`executor` runs the work in this process (no Dask) -- the rule:
+
+    - a ``scheduler`` address: never (the user's cluster is used);
+    - ``workers`` given: only for ``workers == 1`` (an explicit ``--workers N`` is honoured);
+    - otherwise (the default): when the machine has at most :data:`MAX_CORES_IN_PROCESS` cores,
+      or when ``tasks`` (if known) is below :data:`MIN_TASKS_FOR_CLUSTER` -- where starting a
+      local cluster costs more than it saves.
+    """
+    if scheduler:
+        return False
+    if workers is not None:
+        return workers <= 1
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return cores <= MAX_CORES_IN_PROCESS or (tasks is not None and tasks < MIN_TASKS_FOR_CLUSTER)
+
+
+def executor(scheduler: str | None = None, workers: int | None = None,
+             tasks: int | None = None) -> contextlib.AbstractContextManager:
+    """Where to simulate: a context yielding ``None`` (in this process) where :func:`in_process`
+    says so, else a :func:`dask_client` (``tasks``: how many simulations, if known)."""
+    if in_process(scheduler, workers, tasks):
         return contextlib.nullcontext()
     return dask_client(scheduler, workers)
 
@@ -70,4 +98,4 @@ def scatter_once(client: Any, obj: Any) -> Any:
     return future
 
 
-__all__ = ["dask_client", "executor", "scatter_once"]
+__all__ = ["MAX_CORES_IN_PROCESS", "MIN_TASKS_FOR_CLUSTER", "dask_client", "executor", "in_process", "scatter_once"]
