@@ -346,10 +346,18 @@ def plan(
                                       "(e.g. h100-sxm,h200); default: the scenario's."),
     output_format: str = typer.Option("table", "--format", help="table (for people), csv or json (for programs)."),
     as_json: bool = typer.Option(False, "--json", help="The same as --format json."),
+    global_batch: Optional[str] = typer.Option(None, "--global-batch", help="Sequences per step to search, N or "
+                                               "LO..HI (e.g. 1024..4096; K/M suffixes = x1024); default: the "
+                                               "scenario's. Plans then rank per token."),
+    tokens_per_step: Optional[str] = typer.Option(None, "--tokens-per-step", help="The same as tokens per step, "
+                                                  "e.g. 4M..16M (M = 2^20)."),
+    whole_fleet: bool = typer.Option(False, "--whole-fleet", help="Only plans on every GPU (default: also on "
+                                     "fewer whole nodes, the idle GPUs paid for)."),
 ) -> None:
     """Find the best parallel plan for SCENARIO's model on its fleet (or on each of the fleets
     given by --gpus / --gpu, ranked together)."""
     from simulator.inputs.scenario import load_scenario
+    from simulator.studies.plan_options import batch_options, fleet_changes, parse_prices
     from simulator.studies.plan_report import FORMATS, print_search, search_csv, search_json
     from simulator.studies.planner import check_objective, plan_search
 
@@ -358,14 +366,15 @@ def plan(
         if output_format not in FORMATS:
             raise InputError(f"{output_format!r} is not a format; use one of {', '.join(FORMATS)}", field="--format")
         sc = load_scenario(scenario)
-        gpu_hour_usd = _prices(gpu_hour_usd)
+        gpu_hour_usd = parse_prices(gpu_hour_usd)
+        batches = batch_options(global_batch, tokens_per_step)
         check_objective(objective, gpu_hour_usd, tokens, budget_usd)
         freed = [f.strip() for f in free.split(",") if f.strip()] if free else []
-        fleets = _fleets(gpus, gpu)
+        fleets = fleet_changes(gpus, gpu)
         with _executor(scheduler, workers) as client:
             search = plan_search(sc, objective=objective, gpu_hour_usd=gpu_hour_usd, tokens=tokens,
                                  top_k=n_simulate, free=freed, fleets=fleets, budget_usd=budget_usd,
-                                 client=client)
+                                 client=client, smaller=not whole_fleet, **batches)
         search.best  # noqa: B018 - raises the reason when no plan could be simulated, before printing
     except TrainsimError as err:
         _fail(err)
@@ -378,34 +387,6 @@ def plan(
     else:
         print_search(Console(), search, name=sc.name, objective=objective, top=top, tokens=tokens,
                      gpu_hour_usd=gpu_hour_usd, budget_usd=budget_usd)
-
-
-def _prices(text: str | None) -> float | dict[str, float] | None:
-    """``--gpu-hour-usd``: one number, or ``name=number`` pairs separated by commas."""
-    if text is None:
-        return None
-    try:
-        if "=" not in text:
-            return float(text)
-        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
-        return {name.strip().lower(): float(value) for name, value in pairs}
-    except ValueError:
-        raise InputError(f"{text!r} is not a price or a list like h100-sxm=2.5,h200=3.4",
-                         field="--gpu-hour-usd") from None
-
-
-def _fleets(gpus: str | None, gpu: str | None) -> list[dict]:
-    """Scenario changes for every combination of the --gpus and --gpu lists."""
-    sizes: list[int | None] = [None]
-    if gpus:
-        try:
-            sizes = [int(x) for x in gpus.split(",") if x.strip()]
-        except ValueError:
-            raise InputError(f"{gpus!r} is not a comma-separated list of GPU counts", field="--gpus") from None
-        if not sizes or min(sizes) < 1:
-            raise InputError(f"{gpus!r}: give GPU counts >= 1, e.g. 512,1024", field="--gpus")
-    types: list[str | None] = [t.strip() for t in gpu.split(",") if t.strip()] if gpu else [None]
-    return [{**({"gpus": n} if n else {}), **({"gpu": t} if t else {})} for n in sizes for t in types]
 
 
 @app.command("list")

@@ -24,6 +24,13 @@ Objectives (``OBJECTIVES``): ``throughput`` (tokens/s, higher is better), ``ener
 (facility joules per token), ``cost`` (USD per token at ``gpu_hour_usd`` per GPU-hour),
 ``time-to-train`` (hours to train on ``tokens`` tokens at the simulated throughput). On a
 fixed fleet cost and time to train rank plans like throughput; their values are reported.
+Every objective is per token, so plans of different global batches (``batch_range``,
+``tokens_range``) rank by time per token, not by step time.
+
+Plans on fewer GPUs than the fleet (:func:`~simulator.studies.space.smaller_fleets`, whole
+nodes) are searched beside the fleet's own: the idle GPUs are booked, so the cost counts every
+GPU of the fleet and the energy adds the idle GPUs' idle power and their share of the node power
+(:func:`idle_energy_J`) for the whole step.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from simulator.studies.space import (
     PLACEMENT_CHOICES,
     RECOMPUTE_CHOICES,
     candidate_plans,
+    smaller_fleets,
     stated_constraints,
 )
 from simulator.system.efficiency import Efficiency
@@ -77,12 +85,17 @@ class PlanResult:
     gpu: str = ""
     training_hours: float | None = None  # to train the search's token count, if given
     training_cost_usd: float | None = None  # at the search's GPU-hour price, if given
+    gpus_booked: int = 0  # the fleet's GPUs (those the plan leaves idle are paid for); 0: the plan's
+
+    @property
+    def booked(self) -> int:
+        return self.gpus_booked or self.plan.n_gpus
 
     def row(self) -> dict[str, Any]:
         """Flat dict for tables and JSON: the fleet, plan fields, then the numbers."""
         p = self.plan
         return {
-            "gpu": self.gpu, "n_gpus": p.n_gpus,
+            "gpu": self.gpu, "n_gpus": p.n_gpus, "gpus_booked": self.booked, "global_batch": p.global_batch,
             "tp": p.tp, "cp": p.cp, "pp": p.pp, "dp": p.dp, "vpp": p.vpp, "micro_batch": p.micro_batch,
             "n_microbatches": p.n_microbatches, "schedule": p.schedule, "sequence_parallel": p.sequence_parallel,
             "recompute": p.recompute, "zero_stage": p.zero_stage, "placement": ",".join(p.placement),
@@ -122,6 +135,8 @@ class PlanSearch:
     n_fleets: int = 1
     over_budget: list[PlanResult] = field(default_factory=list)  # simulated, but training costs more
     budget_usd: float | None = None
+    batch_range: tuple[int, int] | None = None  # sequences, when the global batch was searched
+    smaller_fleets: list[int] = field(default_factory=list)  # GPU counts below the fleet searched too
 
     @property
     def best(self) -> PlanResult:
@@ -142,6 +157,8 @@ class PlanSearch:
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
         return {
             "objective": self.objective, "objective_unit": self.objective_unit,
+            "batch_range": list(self.batch_range) if self.batch_range else None,
+            "smaller_fleets": self.smaller_fleets,
             "counts": {"fleets": self.n_fleets, "enumerated": self.n_enumerated, "fit_in_memory": self.n_fit,
                        "estimated": self.n_estimated, "simulated": self.n_simulated},
             "seconds": self.seconds,
@@ -294,6 +311,9 @@ def plan_search(
     budget_usd: float | None = None,
     client: Any | None = None,
     efficiency: Efficiency | None = None,
+    batch_range: tuple[int, int] | None = None,
+    tokens_range: tuple[int, int] | None = None,
+    smaller: bool = True,
 ) -> PlanSearch:
     """Search the plans of ``scenario`` (module docstring): enumerate, drop what does not fit,
     estimate every fitting plan, simulate the ``top_k`` best estimates (``None`` or ``0``: all) and
@@ -313,14 +333,23 @@ def plan_search(
     ``over_budget``.
     ``client``: a ``dask.distributed.Client`` to run the first pass and the simulations on
     (:func:`map_plans`); ``None`` runs them in this process.
+    ``batch_range`` (sequences) or ``tokens_range`` (tokens per step, converted with the model's
+    sequence length, rounded inwards): the global batch is searched in that range
+    (:func:`~simulator.studies.space.batch_choices`) instead of the scenario's.
+    ``smaller``: also search the GPU counts of :func:`~simulator.studies.space.smaller_fleets`
+    below each fleet (its idle GPUs booked in cost and energy).
     Raises :class:`InputError` for an unknown objective, a missing price or token count, or a
     fleet the scenario's topology cannot hold.
     """
     check_objective(objective, gpu_hour_usd, tokens, budget_usd)
+    if batch_range is not None and tokens_range is not None:
+        raise InputError("give the global batch as sequences (--global-batch) or as tokens per step "
+                         "(--tokens-per-step), not both", field="--tokens-per-step")
     goal = _Goal(objective, tokens, budget_usd)
     seconds = {"enumerate": 0.0, "memory": 0.0, "first_pass": 0.0}
+    space = _SpaceOptions(batch_range, tokens_range, smaller)
     fitting, discarded, n_enumerated = _fitting_plans(scenario, fleets or ({},), free, constraints, efficiency,
-                                                      gpu_hour_usd, seconds)
+                                                      gpu_hour_usd, seconds, space)
     t0 = time.perf_counter()
     scattered: dict[int, Any] = {}  # fleets already on the Dask workers
     estimates = map_plans(_estimate, [(c.fleet, c.plan) for c in fitting], client, scattered)
@@ -341,8 +370,44 @@ def plan_search(
         objective=objective, objective_unit=objective_unit(objective), n_enumerated=n_enumerated,
         n_fit=len(fitting), n_estimated=len(estimated), n_simulated=len(chosen), results=results,
         discarded=discarded, errors=errors, seconds=seconds, n_fleets=len(fleets or ({},)),
-        over_budget=over_budget, budget_usd=budget_usd,
+        over_budget=over_budget, budget_usd=budget_usd, batch_range=space.used_range,
+        smaller_fleets=sorted(space.smaller, reverse=True),
     )
+
+
+@dataclass
+class _SpaceOptions:
+    """How far the search widens the scenario's plan space (see :func:`plan_search`), and what it did."""
+
+    batch_range: tuple[int, int] | None
+    tokens_range: tuple[int, int] | None
+    smaller_fleets: bool
+    used_range: tuple[int, int] | None = None  # sequences (the last fleet's, for the report)
+    smaller: set[int] = field(default_factory=set)
+
+    def sequences(self, model: Any) -> tuple[int, int] | None:
+        """The batch range in sequences for ``model`` (None: the scenario's batch)."""
+        if self.tokens_range is not None:
+            lo, hi = -(-self.tokens_range[0] // model.seq_len), self.tokens_range[1] // model.seq_len
+            if lo > hi or hi < 1:
+                raise InputError(f"{self.tokens_range[0]:,}..{self.tokens_range[1]:,} tokens per step hold no whole "
+                                 f"number of {model.seq_len:,}-token sequences; widen the range",
+                                 field="--tokens-per-step")
+            self.used_range = (lo, hi)
+        elif self.batch_range is not None:
+            self.used_range = self.batch_range
+        return self.used_range
+
+
+def idle_energy_J(fleet: Fleet, plan: ParallelPlan, booked: int, step_s: float) -> float:
+    """Facility energy of the ``booked - plan.n_gpus`` GPUs a plan leaves idle for one step: their
+    idle power and their share of the node power (the plan's fleet's node power per GPU), times
+    the PUE. Switches of the idle nodes are not counted."""
+    idle = booked - plan.n_gpus
+    if idle <= 0:
+        return 0.0
+    per_gpu_W = fleet.device.idle_W + fleet.topology.power.nodes_W / plan.n_gpus
+    return idle * per_gpu_W * step_s * fleet.scenario.energy.pue
 
 
 @dataclass
@@ -353,8 +418,16 @@ class _Candidate:
     plan: ParallelPlan
     memory: MemoryBreakdown
     price_usd: float | None
+    booked: int = 0  # GPUs of the fleet searched (>= the plan's; 0: the plan's)
     estimate: Estimate | None = None
     estimated_objective: float = math.nan
+
+    @property
+    def gpus(self) -> int:
+        return self.booked or self.plan.n_gpus
+
+    def energy_J(self, step_energy_J: float, step_s: float) -> float:
+        return step_energy_J + idle_energy_J(self.fleet, self.plan, self.gpus, step_s)
 
     @property
     def tokens_per_step(self) -> int:
@@ -363,9 +436,12 @@ class _Candidate:
 
 def _fitting_plans(scenario: Scenario, fleets: Sequence[Mapping[str, Any]], free: Iterable[str],
                    constraints: dict[str, Any] | None, efficiency: Efficiency | None, gpu_hour_usd: Price,
-                   seconds: dict[str, float]) -> tuple[list[_Candidate], list[Discarded], int]:
-    """Every plan of every fleet that fits in memory, those that do not (nearest misses first),
-    and how many were enumerated; adds the time of both passes to ``seconds``."""
+                   seconds: dict[str, float], space: _SpaceOptions | None = None
+                   ) -> tuple[list[_Candidate], list[Discarded], int]:
+    """Every plan of every fleet (and of its smaller GPU counts) that fits in memory, those that do
+    not (nearest misses first), and how many were enumerated; adds the time of both passes to
+    ``seconds``."""
+    space = space or _SpaceOptions(None, None, False)
     n_enumerated = 0
     fitting: list[_Candidate] = []
     discarded: list[Discarded] = []
@@ -374,18 +450,26 @@ def _fitting_plans(scenario: Scenario, fleets: Sequence[Mapping[str, Any]], free
         variant = scenario.with_(**changes) if changes else scenario
         fleet = resolve_fleet(variant, efficiency)
         price = _price(gpu_hour_usd, fleet.device)
-        plans = candidate_plans(variant, stated_constraints(variant, free) if constraints is None else constraints,
-                                fleet=fleet)
-        n_enumerated += len(plans)
+        fixed = stated_constraints(variant, free) if constraints is None else constraints
+        batches = space.sequences(fleet.model)
+        counts = smaller_fleets(variant, fleet, batches, fixed) if space.smaller_fleets else []
+        space.smaller.update(counts)
+        runs = [(fleet, candidate_plans(variant, fixed, fleet=fleet, batch_range=batches))]
+        for n in counts:
+            sub = resolve_fleet(variant.with_(gpus=n), efficiency)
+            runs.append((sub, candidate_plans(sub.scenario, fixed, fleet=sub, batch_range=batches)))
+        n_enumerated += sum(len(plans) for _, plans in runs)
         seconds["enumerate"] += time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        for plan in plans:
-            mem = fleet.memory(plan)
-            if mem.fits:
-                fitting.append(_Candidate(fleet, plan, mem, price))
-            else:
-                discarded.append(Discarded(plan, mem.required / GB, mem.capacity / GB, mem.stage, fleet.device.name))
+        for run_fleet, plans in runs:
+            for plan in plans:
+                mem = run_fleet.memory(plan)
+                if mem.fits:
+                    fitting.append(_Candidate(run_fleet, plan, mem, price, variant.gpus))
+                else:
+                    discarded.append(Discarded(plan, mem.required / GB, mem.capacity / GB, mem.stage,
+                                               run_fleet.device.name))
         seconds["memory"] += time.perf_counter() - t0
     discarded.sort(key=lambda d: d.needed_GB - d.capacity_GB)  # the nearest misses first
     return fitting, discarded, n_enumerated
@@ -411,13 +495,13 @@ class _Goal:
             if isinstance(est, str):
                 errors.append((c.plan, est))
                 continue
-            if self.budget_usd is not None and _training(est.step_s, c.tokens_per_step, c.plan.n_gpus, c.price_usd,
+            if self.budget_usd is not None and _training(est.step_s, c.tokens_per_step, c.gpus, c.price_usd,
                                                          self.tokens)[1] > BUDGET_MARGIN * self.budget_usd:
                 continue
             c.estimate = est
             c.estimated_objective = objective_value(
-                self.objective, step_time_s=est.step_s, tokens_per_step=c.tokens_per_step, n_gpus=c.plan.n_gpus,
-                energy_per_step_J=est.energy_J, gpu_hour_usd=c.price_usd, tokens=self.tokens)
+                self.objective, step_time_s=est.step_s, tokens_per_step=c.tokens_per_step, n_gpus=c.gpus,
+                energy_per_step_J=c.energy_J(est.energy_J, est.step_s), gpu_hour_usd=c.price_usd, tokens=self.tokens)
             estimated.append(c)
         estimated.sort(key=lambda c: self.sort_key(c.estimated_objective, c.plan))
         return estimated
@@ -438,18 +522,18 @@ class _Goal:
         return results, over_budget
 
     def plan_result(self, c: _Candidate, out: StepResult) -> PlanResult:
+        energy_J = c.energy_J(out.energy_per_step_J, out.step_time_s)
         value = objective_value(self.objective, step_time_s=out.step_time_s, tokens_per_step=out.tokens_per_step,
-                                n_gpus=out.n_gpus, energy_per_step_J=out.energy_per_step_J,
-                                gpu_hour_usd=c.price_usd, tokens=self.tokens)
+                                n_gpus=c.gpus, energy_per_step_J=energy_J, gpu_hour_usd=c.price_usd, tokens=self.tokens)
         flags, note = _flags(c.plan, c.fleet.model)
-        hours, cost = _training(out.step_time_s, out.tokens_per_step, out.n_gpus, c.price_usd, self.tokens)
+        hours, cost = _training(out.step_time_s, out.tokens_per_step, c.gpus, c.price_usd, self.tokens)
         mem = c.memory
         return PlanResult(
             plan=c.plan, step_time_s=out.step_time_s, tokens_per_s=out.tokens_per_s, mfu=out.mfu,
             memory_GB=mem.required / GB, headroom_GB=(mem.capacity - mem.required) / GB,
-            breakdown_s=dict(out.breakdown_s), energy_per_token_J=out.energy_per_step_J / out.tokens_per_step,
+            breakdown_s=dict(out.breakdown_s), energy_per_token_J=energy_J / out.tokens_per_step,
             objective=value, estimate_s=c.estimate.step_s, megatron_flags=flags, megatron_note=note, result=out,
-            gpu=c.fleet.device.name, training_hours=hours, training_cost_usd=cost,
+            gpu=c.fleet.device.name, training_hours=hours, training_cost_usd=cost, gpus_booked=c.gpus,
         )
 
 
@@ -489,6 +573,6 @@ def _tiebreak(plan: ParallelPlan) -> tuple:
 
 
 __all__ = [
-    "OBJECTIVES", "Discarded", "PlanResult", "PlanSearch", "Price", "check_objective", "map_plans",
+    "OBJECTIVES", "Discarded", "PlanResult", "PlanSearch", "Price", "check_objective", "idle_energy_J", "map_plans",
     "objective_value", "plan_search", "simulate_plans",
 ]

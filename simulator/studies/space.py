@@ -9,6 +9,7 @@ the enumeration; :func:`~simulator.workload.plan.check_plan` asks them all).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from simulator.core.errors import InputError, PlanError
 from simulator.inputs.resolve import Fleet, resolve_fleet
 from simulator.inputs.scenario import Scenario
 from simulator.workload.legality import (
-    batch_splits,
+    enough_layers,
     fleet_filled,
     sp_splits_sequence,
     tp_splits_heads,
@@ -71,12 +72,96 @@ def tp_choices(model: ModelConfig, gpus_per_node: int, options: Iterable[int] | 
 
 
 def pp_choices(model: ModelConfig) -> list[int]:
-    """Pipeline sizes that divide the layers evenly."""
+    """Pipeline sizes that divide the layers evenly (validation's guesses for published rows)."""
     return _divisors(model.n_layers)
 
 
+def pipeline_sizes(model: ModelConfig) -> list[int]:
+    """Pipeline sizes the planner searches: every pp from 1 to the layer count. When pp does not
+    divide the layers the split is Megatron-LM's uneven one (:meth:`ParallelPlan.layers`: the
+    first and last stages one layer lighter), e.g. BLOOM's 70 layers on 12 stages, Llama 3.1
+    405B's 126 on 16."""
+    return list(range(1, model.n_layers + 1))
+
+
+BATCH_SUFFIXES = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+"""Multipliers of ``--global-batch`` and ``--tokens-per-step`` values (binary: Llama 3's "4M tokens"
+per step are 1,024 sequences of 4,096 tokens = 4 x 2^20)."""
+
+
+def parse_range(text: str, option: str) -> tuple[int, int]:
+    """``"1024..4096"``, ``"4M..16M"`` or one value ``"2048"`` as ``(lo, hi)``: whole numbers >= 1 with
+    an optional K, M or G suffix (powers of 1,024), ``lo <= hi``. Raises :class:`InputError`
+    naming ``option`` otherwise."""
+    parts = str(text).strip().split("..")
+    allowed = (f"give N or LO..HI, whole numbers >= 1 with an optional K, M or G suffix (x 1024, 1024^2, 1024^3), "
+               f"LO <= HI, e.g. {'4M..16M' if 'token' in option else '1024..4096'}")
+    values = []
+    for part in parts if len(parts) <= 2 else ():
+        part = part.strip().upper()
+        number, suffix = (part[:-1], part[-1]) if part[-1:] in BATCH_SUFFIXES and part[-1:] else (part, "")
+        if not number.isdigit() or int(number) < 1:
+            break
+        values.append(int(number) * BATCH_SUFFIXES[suffix])
+    if not values or len(values) != len(parts) or values[0] > values[-1] or values[-1] > MAX_BATCH_TOKENS:
+        raise InputError(f"{text!r} is not a range; {allowed}", field=option)
+    return values[0], values[-1]
+
+
+MAX_BATCH_TOKENS = 2**40
+"""Largest value :func:`parse_range` takes (a sanity bound: 2^24 sequences of 2^16 tokens)."""
+
+
+def batch_choices(lo: int, hi: int, step: int) -> list[int]:
+    """Global batches tried in ``lo..hi`` for plans whose ``dp x micro_batch`` (x pp when interleaved)
+    is ``step``: the largest multiple of ``step`` in the range (fewest bubbles and gradient
+    reductions per token, so the fastest per token) and the smallest (the batch closest to the low
+    end); none when no multiple falls in the range."""
+    top = hi // step * step
+    if top < lo:
+        return []
+    bottom = -(-lo // step) * step
+    return [top] if bottom == top else [top, bottom]
+
+
+SMALLER_FLEET_SHARE = 0.9
+"""Plans on fewer GPUs than the fleet use at least this share of it."""
+MAX_SMALLER_FLEETS = 3
+"""At most this many GPU counts below the fleet are searched."""
+
+
+def smaller_fleets(scenario: Scenario, fleet: Fleet, batch_range: tuple[int, int] | None = None,
+                   constraints: dict[str, Any] | None = None) -> list[int]:
+    """GPU counts below the fleet to search as well (whole nodes; the rest of the fleet idles).
+
+    Rule: going down from the fleet one node at a time to ``SMALLER_FLEET_SHARE`` (90 %) of it, a
+    count is kept when it allows more model-parallel shapes (``tp, cp, pp`` with a ``dp`` that
+    fills it and splits a global batch of the range; :meth:`_Space.sizes`) than the fleet and every
+    larger count kept, at most ``MAX_SMALLER_FLEETS`` (3) of them: each is the largest count with
+    that many shapes. E.g. 5,128 A100 (641 nodes, a prime: only pp = 1) gives 5,120 (TP 8 PP 8
+    DP 80, ...) first. None when the fleet is one node or less, or ``dp`` is stated."""
+    gpn = fleet.topology.gpus_per_node
+    c = stated_constraints(scenario) if constraints is None else dict(constraints)
+    if scenario.gpus <= gpn or "dp" in c:
+        return []
+
+    def shapes(n: int) -> int:
+        return len({s[:3] for s in _Space(scenario, fleet, c, batch_range, n_gpus=n).sizes()})
+
+    best, kept = shapes(scenario.gpus), []
+    nodes = scenario.gpus // gpn
+    for k in range(nodes - 1, max(0, math.ceil(SMALLER_FLEET_SHARE * nodes)) - 1, -1):
+        n = shapes(k * gpn)
+        if n > best:
+            best = n
+            kept.append(k * gpn)
+            if len(kept) == MAX_SMALLER_FLEETS:
+                break
+    return kept
+
+
 def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = None, *,
-                    fleet: Fleet | None = None) -> list[ParallelPlan]:
+                    fleet: Fleet | None = None, batch_range: tuple[int, int] | None = None) -> list[ParallelPlan]:
     """Every valid plan of ``scenario``'s model on its fleet.
 
     Searched (unless fixed by ``constraints``; default :func:`stated_constraints`, i.e. the
@@ -87,14 +172,18 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
     * ``cp`` in 1, 2, 4, 8, 16 with ``seq_len`` divisible by ``2 cp`` and at least
       ``MIN_TOKENS_PER_CP_RANK`` (8,192) tokens per rank (so 1 only, for sequences under 16K);
       ``cp > 1`` only with flash attention;
-    * ``pp``: divisors of the layers with ``tp x cp x pp`` dividing the fleet;
+    * ``pp``: every size from 1 to the layer count (:func:`pipeline_sizes`; uneven splits as
+      :meth:`ParallelPlan.layers`) with ``tp x cp x pp`` dividing the fleet;
       ``dp = gpus / (tp x cp x pp)`` (a stated ``dp`` fixes ``tp x cp x pp``);
-    * ``vpp`` in 1, 2, 3, 4, 5, 6, 8 with ``layers % (pp x vpp) == 0`` (uneven splits are
-      simulated when a scenario states them, not searched); ``vpp > 1`` only with
-      ``pp > 1`` and micro-batches a multiple of ``pp``; ``schedule`` follows (interleaved for
+    * ``vpp`` in 1, 2, 3, 4, 5, 6, 8 with at least one layer per virtual stage
+      (``pp x vpp <= layers``; uneven virtual stages as :meth:`ParallelPlan.layers`); ``vpp > 1``
+      only with ``pp > 1`` and micro-batches a multiple of ``pp``; ``schedule`` follows (interleaved for
       ``vpp > 1``, else 1F1B; a stated ``gpipe``/``1f1b`` fixes ``vpp = 1``, a stated
       ``interleaved`` needs ``vpp > 1``);
     * ``micro_batch`` in 1, 2, 4, 8 dividing ``global_batch / dp``;
+    * ``global_batch``: the scenario's, or with ``batch_range = (lo, hi)`` (sequences) the batches of
+      :func:`batch_choices` for each plan (the largest and smallest in the range that its
+      ``dp x micro_batch``, x ``pp`` when interleaved, divides);
     * ``sequence_parallel``: on whenever ``tp > 1`` (it only saves memory), off for ``tp = 1``;
     * ``recompute`` in none, selective, full; selective only with ``attention: standard`` (with
       a flash kernel the scores are never stored, so selective is the same plan as none);
@@ -105,14 +194,15 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
       close); only the first when ``pp = 1`` or ``dp = 1``, where both give the same GPUs.
 
     Kept from the scenario (``KEPT_FIELDS``, written or default): every other plan field
-    (``global_batch``, ``precision``, the bucket size, the overlap options, ``attention``).
+    (``global_batch`` unless ``batch_range`` is given, ``precision``, the bucket size, the overlap options, ``attention``).
 
     Plans the simulator refuses (:func:`check_plan`, :class:`ParallelPlan`'s checks,
     e.g. ``tp_overlap: full`` without sequence parallelism) are left out. Memory is not
     checked here (see :func:`plan_search`).
     """
     fleet = fleet or resolve_fleet(scenario)
-    space = _Space(scenario, fleet, stated_constraints(scenario) if constraints is None else dict(constraints))
+    space = _Space(scenario, fleet, stated_constraints(scenario) if constraints is None else dict(constraints),
+                   batch_range)
     plans: list[ParallelPlan] = []
     seen: set[ParallelPlan] = set()
     for fields in space.fields():
@@ -130,12 +220,18 @@ def candidate_plans(scenario: Scenario, constraints: dict[str, Any] | None = Non
 class _Space:
     """The choices of each searched field for one scenario, nested as the enumeration runs them."""
 
-    def __init__(self, scenario: Scenario, fleet: Fleet, constraints: dict[str, Any]):
+    def __init__(self, scenario: Scenario, fleet: Fleet, constraints: dict[str, Any],
+                 batch_range: tuple[int, int] | None = None, n_gpus: int | None = None):
         self.c = constraints
-        self.model, self.gpus, self.gpn = fleet.model, scenario.gpus, fleet.topology.gpus_per_node
+        self.model, self.gpn = fleet.model, fleet.topology.gpus_per_node
+        self.gpus = scenario.gpus if n_gpus is None else n_gpus
         spec = scenario.plan
-        self.global_batch, self.attention = spec.global_batch, spec.attention
-        self.kept = {name: spec.plan_value(name) for name in KEPT_FIELDS}
+        self.attention = spec.attention
+        self.batch_range = batch_range or (spec.global_batch, spec.global_batch)
+        self.kept = {name: spec.plan_value(name) for name in KEPT_FIELDS if name != "global_batch"}
+
+    def batches(self, step: int) -> list[int]:
+        return batch_choices(*self.batch_range, step)
 
     def pick(self, name: str, options: Iterable[Any]) -> list[Any]:
         return [self.c[name]] if name in self.c else list(options)
@@ -143,16 +239,16 @@ class _Space:
     def fields(self) -> Iterator[dict[str, Any]]:
         """The searched fields of every plan to try, in enumeration order."""
         for tp, cp, pp, dp in self.sizes():
+            sp = self.c.get("sequence_parallel", tp > 1)
+            if sp_splits_sequence(self.model.seq_len, cp, tp, sp) is not None:
+                continue
             for mb in self.pick("micro_batch", MICRO_BATCH_CHOICES):
-                if (self.global_batch // dp) % mb:
-                    continue
-                for vpp, schedule in self.pipelines(pp, self.global_batch // (dp * mb)):
-                    sp = self.c.get("sequence_parallel", tp > 1)
-                    if sp_splits_sequence(self.model.seq_len, cp, tp, sp) is not None:
-                        continue
-                    for rc, z, order in self.memory_savers(pp, dp):
-                        yield dict(tp=tp, cp=cp, pp=pp, dp=dp, vpp=vpp, micro_batch=mb, schedule=schedule,
-                                   sequence_parallel=sp, recompute=rc, zero_stage=z, placement=order)
+                for vpp, schedule in self.pipelines(pp):
+                    for gb in self.batches(dp * mb * (pp if vpp > 1 else 1)):
+                        for rc, z, order in self.memory_savers(pp, dp):
+                            yield dict(tp=tp, cp=cp, pp=pp, dp=dp, vpp=vpp, micro_batch=mb, schedule=schedule,
+                                       sequence_parallel=sp, recompute=rc, zero_stage=z, placement=order,
+                                       global_batch=gb)
 
     def sizes(self) -> Iterator[tuple[int, int, int, int]]:
         """(tp, cp, pp, dp) filling the fleet, with whole micro-batches per replica possible."""
@@ -161,19 +257,20 @@ class _Space:
         cps = self.pick("cp", [cp for cp in CP_CHOICES if cp == 1 or (
             s % (2 * cp) == 0 and s // cp >= MIN_TOKENS_PER_CP_RANK and self.attention == "flash")])
         for tp, cp in itertools.product(tps, cps):
-            for pp in self.pick("pp", pp_choices(self.model)):
+            for pp in self.pick("pp", pipeline_sizes(self.model)):
                 if fleet_filled(tp, cp, pp, None, self.gpus) is not None:
                     continue
                 dp = self.gpus // (tp * cp * pp)
-                if ("dp" in self.c and self.c["dp"] != dp) or batch_splits(self.global_batch, dp, 1) is not None:
+                if ("dp" in self.c and self.c["dp"] != dp) or not self.batches(dp):
                     continue
                 yield tp, cp, pp, dp
 
-    def pipelines(self, pp: int, n_microbatches: int) -> Iterator[tuple[int, str]]:
-        """(vpp, schedule): even splits of the layers; interleaving with pp > 1 and micro-batches in groups of pp."""
+    def pipelines(self, pp: int) -> Iterator[tuple[int, str]]:
+        """(vpp, schedule): at least one layer per virtual stage; interleaving with pp > 1 (the
+        micro-batches in groups of pp: the batch is chosen for it)."""
         stated = self.c.get("schedule")
         for vpp in self.pick("vpp", VPP_CHOICES):
-            if self.model.n_layers % (pp * vpp) or (vpp > 1 and (pp == 1 or n_microbatches % pp)):
+            if enough_layers(self.model.n_layers, pp * vpp) is not None or (vpp > 1 and pp == 1):
                 continue
             schedule = stated or ("interleaved" if vpp > 1 else "1f1b")
             if (schedule == "interleaved") == (vpp > 1):
