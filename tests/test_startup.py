@@ -65,3 +65,25 @@ def test_the_default_executor_on_two_cores_yields_no_client(monkeypatch):
         assert client is None
     with executor(None, None, tasks=5) as client:
         assert client is None
+
+
+def test_simulating_a_step_does_not_import_pandas():
+    # pandas comes with the DataFrames (result.timeline, breakdown_frame, ...), not with the step
+    code = "from simulator import load_scenario, simulate\nr = simulate(load_scenario('gpt2xl-8-l40s-dp'))"
+    assert "pandas" not in _loaded_after(code)
+
+
+def test_the_timeline_is_built_from_the_events_on_first_use():
+    import dataclasses
+    import pickle
+
+    import pandas as pd
+
+    from simulator import load_scenario, simulate
+    from simulator.system.engine import TIMELINE_COLUMNS
+
+    r = simulate(load_scenario("gpt2xl-8-l40s-dp"), record_timeline=True)
+    assert list(r.timeline.columns) == list(TIMELINE_COLUMNS) and len(r.timeline) == len(r.events) > 0
+    assert r.timeline is r.timeline  # built once
+    assert len(pickle.loads(pickle.dumps(r)).timeline) == len(r.events)
+    assert dataclasses.replace(r, timeline=pd.DataFrame()).timeline.empty

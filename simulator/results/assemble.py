@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 
 from simulator.core.errors import SimulationError
 from simulator.hardware.power import StateTimes, step_energy
@@ -126,7 +125,6 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
     notes = []
     if not memory.fits:
         notes.append(f"does not fit in memory: {memory.summary()}")
-    timeline = pd.DataFrame([e.row() for e in run.events], columns=list(TIMELINE_COLUMNS))
     return StepResult(
         scenario=s.scenario.name,
         model=model.name,
@@ -147,7 +145,6 @@ def _result(s: Setup, sp, run: StepRun) -> StepResult:
         memory=memory,
         energy=energy,
         n_events=run.n_events,
-        timeline=timeline,
         events=run.events,
         notes=notes,
         efficiency_source=s.efficiency.source,

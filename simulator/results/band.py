@@ -39,15 +39,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from simulator.core.errors import InputError
 from simulator.core.yamlfile import read_yaml_file
 from simulator.hardware.catalog import GPUSpec
 from simulator.workload.plan import ParallelPlan
+
+if TYPE_CHECKING:
+    import pandas as pd  # with_bands takes and returns a DataFrame; pandas is not needed to build a band
 
 BANDS_FILE = Path(__file__).with_name("error_bands.yaml")
 QUANTILES = (0.1, 0.9)

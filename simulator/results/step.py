@@ -10,15 +10,36 @@ prediction's P10-P90 error band (:class:`~simulator.results.band.Band`, keys in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from simulator.hardware.power import StepEnergy
 from simulator.results.band import Band
-from simulator.system.engine import TimelineEvent
+from simulator.system.engine import TIMELINE_COLUMNS, TimelineEvent
 from simulator.workload.memory import MemoryBreakdown
 from simulator.workload.plan import ParallelPlan
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class _Timeline:
+    """The ``timeline`` field of :class:`StepResult`: the DataFrame given, or else one row per
+    event of ``events`` (columns ``TIMELINE_COLUMNS``) built on first use -- so that pandas is
+    imported, and the frame built, only by those who read it (issue 15: startup and search speed)."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return None  # the dataclass default: built from the events
+        frame = obj.__dict__.get("_timeline_frame")
+        if frame is None:
+            import pandas as pd
+
+            frame = pd.DataFrame([e.row() for e in obj.events], columns=list(TIMELINE_COLUMNS))
+            obj.__dict__["_timeline_frame"] = frame
+        return frame
+
+    def __set__(self, obj: Any, value: Any) -> None:  # the default (this descriptor itself): from the events
+        obj.__dict__["_timeline_frame"] = None if isinstance(value, _Timeline) else value
 
 
 @dataclass
@@ -44,7 +65,7 @@ class StepResult:
     memory: MemoryBreakdown  # the peak stage's, bytes per GPU
     energy: StepEnergy  # joules per step, the whole fleet
     n_events: int
-    timeline: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    timeline: pd.DataFrame = field(repr=False, default=_Timeline())  # type: ignore[assignment]
     events: list[TimelineEvent] = field(repr=False, default_factory=list)  # typed; the timeline rows
     notes: list[str] = field(default_factory=list)
     efficiency_source: str = ""  # where the efficiency parameters of the step came from
@@ -84,12 +105,16 @@ class StepResult:
 
     def breakdown_frame(self) -> pd.DataFrame:
         """One row per pipeline stage, one column per breakdown category (seconds)."""
+        import pandas as pd
+
         df = pd.DataFrame(self.stage_breakdown_s)
         df.index.name = "stage"
         return df
 
     def memory_frame(self) -> pd.DataFrame:
         """Bytes per GPU of the peak stage by category, with the GB and the share of capacity."""
+        import pandas as pd
+
         keys = ("parameters", "gradients", "optimizer", "activations", "buffers")
         df = pd.DataFrame({"bytes": [float(getattr(self.memory, k)) for k in keys]},
                           index=pd.Index(keys, name="category"))
