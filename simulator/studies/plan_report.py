@@ -31,6 +31,9 @@ def print_search(console: Console, search: PlanSearch, *, name: str, objective: 
     console.print(f"[bold]{name}[/bold]: {search.n_enumerated} plans enumerated{over}, {search.n_fit} fit in "
                   f"memory, {search.n_estimated} estimated, {search.n_simulated} simulated "
                   f"({sum(search.seconds.values()):.1f} s)", highlight=False, soft_wrap=True)
+    if search.smaller_fleets:
+        console.print(f"Also searched on fewer GPUs: {', '.join(f'{n:,}' for n in search.smaller_fleets)} (whole "
+                      "nodes; the idle GPUs are paid for and draw idle power)", highlight=False, soft_wrap=True)
     console.print(ranking_table(search, objective, top, tokens, gpu_hour_usd, wide=console.width >= WIDE_COLUMNS))
     console.print(breakdown_table(search.best))
     best = band_of(search.best)
@@ -46,7 +49,9 @@ def ranking_table(search: PlanSearch, objective: str, top: int, tokens: float | 
     """The best ``top`` simulated plans, one row each; ``wide``: a column per plan field."""
     unit = search.objective_unit
     results = search.results[:top]
-    table = Table(title=f"Best plans by {objective} ({unit}), ranked by simulation", title_justify="left")
+    batch = (f", per token over global batches {search.batch_range[0]:,}..{search.batch_range[1]:,}"
+             if search.batch_range else "")
+    table = Table(title=f"Best plans by {objective} ({unit}){batch}, ranked by simulation", title_justify="left")
     training = tuple(c for c, on in (("train h", tokens and objective != "time-to-train"),
                                      ("train USD", tokens and gpu_hour_usd)) if on)
     objective_col = () if objective == "throughput" else (unit,)  # throughput is the tokens/s column
@@ -57,7 +62,8 @@ def ranking_table(search: PlanSearch, objective: str, top: int, tokens: float | 
                          ratio=1 if col == "plan" else None)
     for i, r in enumerate(results, 1):
         money = tuple(f"{r.training_hours:,.1f}" if c == "train h" else f"{r.training_cost_usd:,.0f}" for c in training)
-        cells = _plan_cells(r, plan_cols) if wide else (_plan_text(r, several=search.n_fleets > 1),)
+        cells = _plan_cells(r, plan_cols) if wide else (_plan_text(r, several=search.n_fleets > 1,
+                                                                    batch=bool(search.batch_range)),)
         b = band_of(r)
         spread = f"{b.step_time_s[0]:.3f}-{b.step_time_s[1]:.3f}" if b else ""
         table.add_row(str(i), *cells, *money, f"{r.step_time_s:.3f}", spread, f"{r.tokens_per_s:,.0f}", f"{r.mfu:.1%}",
@@ -67,23 +73,28 @@ def ranking_table(search: PlanSearch, objective: str, top: int, tokens: float | 
 
 def _plan_columns(search: PlanSearch, results: list[PlanResult]) -> tuple[str, ...]:
     fleet = ("GPUs", "GPU") if search.n_fleets > 1 else ()
+    used = ("GPUs used",) if any(r.booked > r.plan.n_gpus for r in results) else ()
     cp = ("CP",) if any(r.plan.cp > 1 for r in results) else ()
-    return (*fleet, "TP", *cp, "PP", "DP", "VPP", "mb", "SP", "recompute", "ZeRO", "order")
+    batch = ("batch",) if search.batch_range else ()
+    return (*fleet, *used, "TP", *cp, "PP", "DP", "VPP", "mb", *batch, "SP", "recompute", "ZeRO", "order")
 
 
 def _plan_cells(r: PlanResult, columns: tuple[str, ...]) -> tuple[str, ...]:
     p = r.plan
-    values = {"GPUs": f"{p.n_gpus:,}", "GPU": r.gpu, "TP": str(p.tp), "CP": str(p.cp), "PP": str(p.pp),
+    values = {"GPUs": f"{r.booked:,}", "GPU": r.gpu, "GPUs used": f"{p.n_gpus:,}", "batch": f"{p.global_batch:,}", "TP": str(p.tp), "CP": str(p.cp), "PP": str(p.pp),
               "DP": str(p.dp), "VPP": str(p.vpp), "mb": str(p.micro_batch),
               "SP": "on" if p.sequence_parallel else "off", "recompute": p.recompute, "ZeRO": str(p.zero_stage),
               "order": ",".join(p.placement)}
     return tuple(values[c] for c in columns)
 
 
-def _plan_text(r: PlanResult, *, several: bool) -> str:
-    """The plan in one wrapping cell: the fleet (when several are ranked), then its sizes and options."""
+def _plan_text(r: PlanResult, *, several: bool, batch: bool = False) -> str:
+    """The plan in one wrapping cell: the fleet (when several are ranked), the GPUs it uses of it
+    (when fewer), then its sizes and options."""
     p = r.plan
-    parts = [f"{p.n_gpus:,} x {r.gpu}"] if several else []
+    parts = [f"{r.booked:,} x {r.gpu}"] if several else []
+    parts += [f"on {p.n_gpus:,} of {r.booked:,} GPUs"] if r.booked > p.n_gpus else []
+    parts += [f"batch {p.global_batch:,}"] if batch else []
     parts += [f"TP {p.tp}", *([f"CP {p.cp}"] if p.cp > 1 else []), f"PP {p.pp}", f"DP {p.dp}",
               *([f"VPP {p.vpp}"] if p.vpp > 1 else []), f"mb {p.micro_batch}",
               *(["SP"] if p.sequence_parallel else []), f"recompute {p.recompute}", f"ZeRO {p.zero_stage}",

@@ -355,10 +355,10 @@ def plan_search(
     estimates = map_plans(_estimate, [(c.fleet, c.plan) for c in fitting], client, scattered)
     errors: list[tuple[ParallelPlan, str]] = []
     estimated = goal.ranked_estimates(fitting, estimates, errors)
-    chosen, per_fleet = [], Counter()  # the top_k estimates of each fleet
+    chosen, per_fleet = [], Counter()  # the top_k estimates of each fleet (its smaller GPU counts with it)
     for c in estimated:
-        if not top_k or per_fleet[id(c.fleet)] < top_k:
-            per_fleet[id(c.fleet)] += 1
+        if not top_k or per_fleet[c.group] < top_k:
+            per_fleet[c.group] += 1
             chosen.append(c)
     seconds["first_pass"] = time.perf_counter() - t0
 
@@ -419,6 +419,7 @@ class _Candidate:
     memory: MemoryBreakdown
     price_usd: float | None
     booked: int = 0  # GPUs of the fleet searched (>= the plan's; 0: the plan's)
+    group: int = 0  # which of the searched fleets (the same for its smaller GPU counts)
     estimate: Estimate | None = None
     estimated_objective: float = math.nan
 
@@ -445,7 +446,7 @@ def _fitting_plans(scenario: Scenario, fleets: Sequence[Mapping[str, Any]], free
     n_enumerated = 0
     fitting: list[_Candidate] = []
     discarded: list[Discarded] = []
-    for changes in fleets:
+    for group, changes in enumerate(fleets):
         t0 = time.perf_counter()
         variant = scenario.with_(**changes) if changes else scenario
         fleet = resolve_fleet(variant, efficiency)
@@ -466,7 +467,7 @@ def _fitting_plans(scenario: Scenario, fleets: Sequence[Mapping[str, Any]], free
             for plan in plans:
                 mem = run_fleet.memory(plan)
                 if mem.fits:
-                    fitting.append(_Candidate(run_fleet, plan, mem, price, variant.gpus))
+                    fitting.append(_Candidate(run_fleet, plan, mem, price, variant.gpus, group))
                 else:
                     discarded.append(Discarded(plan, mem.required / GB, mem.capacity / GB, mem.stage,
                                                run_fleet.device.name))
