@@ -13,7 +13,12 @@ from simulator.core.errors import InputError
 from simulator.inputs.resolve import resolve_fleet
 from simulator.inputs.scenario import Scenario
 from simulator.studies.planner import plan_search
-from simulator.studies.space import batch_choices, candidate_plans, parse_range, smaller_fleets
+from simulator.studies.space import (
+    batch_choices,
+    candidate_plans,
+    parse_range,
+    smaller_fleets,
+)
 from simulator.workload.megatron import megatron_flags, plan_from_megatron_flags
 
 BLOOM = {"n_layers": 70, "d_model": 14336, "n_heads": 112, "d_ffn": 57344, "vocab": 250880, "seq_len": 2048}
