@@ -49,6 +49,10 @@ def _published(sc: Scenario, tp: int, pp: int, dp: int, split: tuple[int, ...]):
     assert flags[flags.index("--decoder-last-pipeline-num-layers") + 1] == str(split[-1])
     assert plan_from_megatron_flags(flags, p.n_gpus) == p
     assert plan_from_megatron_flags(" ".join(flags), p.n_gpus) == p
+    other = [f if f != str(split[0]) or flags[i - 1] != "--decoder-first-pipeline-num-layers" else str(split[0] - 1)
+             for i, f in enumerate(flags)]  # a split trainsim would not simulate
+    with pytest.raises(InputError, match="trainsim splits"):
+        plan_from_megatron_flags(other, p.n_gpus)
     return plans
 
 
@@ -62,6 +66,14 @@ def test_bloom_published_plan_is_in_the_space_and_fits():
 
 def test_llama_405b_published_plan_is_in_the_space_and_fits():
     _published(llama405b(), 8, 16, 128, (7,) + (8,) * 14 + (7,))
+
+
+def test_nemotron4_340b_published_plan_is_in_the_space_and_fits():
+    sc = Scenario(name="340b", model="nemotron4-340b", topology="dgx-h100-superpod", gpus=6144,
+                  plan={"global_batch": 2304})  # NVIDIA 2024, arXiv:2406.11704: TP 8 PP 12 DP 64, batch 2,304
+    fleet = resolve_fleet(sc)
+    plans = [p for p in candidate_plans(sc, {"tp": 8, "pp": 12}, fleet=fleet) if p.dp == 64]
+    assert any(fleet.memory(p).fits for p in plans)
 
 
 def test_every_pp_up_to_the_layers_that_fills_the_fleet():

@@ -14,7 +14,9 @@ Mapping (plan field: flags):
 * layers per stage: when ``pp`` does not divide the layers (:meth:`ParallelPlan.layers`),
   ``--decoder-first-pipeline-num-layers`` and ``--decoder-last-pipeline-num-layers`` (the middle
   stages must then split the rest evenly, as Megatron-LM requires; raises otherwise, and for
-  uneven virtual stages). Reading ignores them: the plan's split follows from its sizes.
+  uneven virtual stages). Reading checks them against the plan's split when ``--num-layers`` is
+  given (the split follows from the sizes; a command line asking for another one raises) and
+  ignores them otherwise.
 * ``vpp``: ``--num-layers-per-virtual-pipeline-stage L / (pp x vpp)`` (with ``--num-layers``);
   newer Megatron-Core's ``--num-virtual-stages-per-pipeline-rank`` is read too.
   Megatron-LM runs interleaved 1F1B when it is set, 1F1B otherwise; it has no GPipe.
@@ -214,7 +216,7 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
             raise InputError(f"--ddp-bucket-size must be a number, got {values['--ddp-bucket-size']!r}",
                              field="--ddp-bucket-size") from None
     try:
-        return ParallelPlan(
+        plan = ParallelPlan(
             tp=tp, pp=pp, dp=dp, cp=cp, vpp=vpp, micro_batch=micro, global_batch=global_batch,
             schedule="interleaved" if vpp > 1 else "1f1b",
             sequence_parallel="--sequence-parallel" in switches, recompute=recompute,
@@ -228,6 +230,25 @@ def plan_from_megatron_flags(args: list[str] | str, n_gpus: int) -> ParallelPlan
         )
     except ValidationError as err:
         raise from_validation_error(err, schema=ParallelPlan, prefix="megatron") from None
+    _check_split(values, plan)
+    return plan
+
+
+def _check_split(values: dict[str, str], plan: ParallelPlan) -> None:
+    """``--decoder-first/last-pipeline-num-layers`` must be the first and last stage of the split
+    trainsim simulates for the plan, with an even middle (checked when ``--num-layers`` is given)."""
+    first_n = _int(values, "--decoder-first-pipeline-num-layers", None)
+    last_n = _int(values, "--decoder-last-pipeline-num-layers", None)
+    layers = _int(values, "--num-layers", None)
+    if layers is None or (first_n is None and last_n is None):
+        return
+    split = plan.layers(layers)
+    stated = (split[0] if first_n is None else first_n, split[-1] if last_n is None else last_n)
+    if stated != (split[0], split[-1]) or (len(set(split)) > 1 and (plan.vpp > 1 or len(set(split[1:-1])) > 1)):
+        raise InputError(f"--decoder-first/last-pipeline-num-layers {first_n}/{last_n}: trainsim splits {layers} "
+                         f"layers over pp={plan.pp} (x vpp={plan.vpp}) as {', '.join(map(str, split))} (as even as "
+                         "possible, the first and last stages lighter); give those or leave the flags out",
+                         field="--decoder-first-pipeline-num-layers")
 
 
 def _virtual_stages(values: dict[str, str], pp: int) -> int:
