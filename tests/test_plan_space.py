@@ -5,6 +5,7 @@ than the fleet with the idle GPUs paid for."""
 from __future__ import annotations
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from simulator import load_scenario
@@ -12,6 +13,7 @@ from simulator.cli import BAD_INPUT, app
 from simulator.core.errors import InputError
 from simulator.inputs.resolve import resolve_fleet
 from simulator.inputs.scenario import Scenario
+from simulator.studies.plan_report import print_search
 from simulator.studies.planner import plan_search
 from simulator.studies.space import (
     batch_choices,
@@ -106,6 +108,13 @@ def test_5128_gpus_gives_a_pipelined_plan_on_5120():
     # the idle GPUs are paid for and draw power
     assert best.training_cost_usd == pytest.approx(2.0 * 5128 * best.training_hours)
     assert best.energy_per_token_J > best.result.energy_per_step_J / best.result.tokens_per_step
+    for width, shown in ((200, "GPUs used"), (80, "on 5,120 of")):
+        console = Console(width=width, record=True)
+        print_search(console, search, name="5128", objective="throughput", top=2, tokens=None, gpu_hour_usd=None,
+                     budget_usd=None)
+        text = console.export_text()
+        assert shown in text and "Also searched on fewer GPUs: 5,120" in text
+        assert max(len(line) for line in text.splitlines() if "│" in line) <= width  # the table's rows
     fixed.pop("zero_stage")  # on one stage the model fits only with ZeRO-3
     alone = plan_search(sc, constraints=fixed, top_k=2, smaller=False, batch_range=batches)
     assert alone.best.plan.n_gpus == 5128 and alone.best.plan.pp == 1 and not alone.smaller_fleets
