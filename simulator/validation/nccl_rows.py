@@ -221,20 +221,18 @@ def _version(text: str, generation: str, notes: list[str]) -> str:
 
 
 def _forced(text: str) -> tuple[str | None, str | None]:
-    algo = proto = None
-    m = re.search(r"NCCL_ALGO\s*=\s*([A-Za-z_]+)", text)
-    if m:
-        name = m[1].lower()
-        if name not in _ALGOS:
-            raise NotComparable(f"NCCL_ALGO={m[1]} is not an algorithm of the tuner")
-        algo = _ALGOS[name]
-    m = re.search(r"NCCL_PROTO\s*=\s*([A-Za-z0-9]+)", text)
-    if m:
-        name = m[1].lower()
-        if name not in _PROTOS:
-            raise NotComparable(f"NCCL_PROTO={m[1]} is not a protocol of the tuner")
-        proto = _PROTOS[name]
-    return algo, proto
+    """The algorithm and protocol ``NCCL_ALGO`` / ``NCCL_PROTO`` force in ``text`` (None: not forced)."""
+    return (_forced_name(text, "ALGO", r"[A-Za-z_]+", _ALGOS, "an algorithm"),
+            _forced_name(text, "PROTO", r"[A-Za-z0-9]+", _PROTOS, "a protocol"))
+
+
+def _forced_name(text: str, variable: str, pattern: str, names: dict[str, str], what: str) -> str | None:
+    m = re.search(rf"NCCL_{variable}\s*=\s*({pattern})", text)
+    if not m:
+        return None
+    if m[1].lower() not in names:
+        raise NotComparable(f"NCCL_{variable}={m[1]} is not {what} of the tuner")
+    return names[m[1].lower()]
 
 
 def _transport(text: str) -> str | None:
