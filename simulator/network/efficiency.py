@@ -88,8 +88,9 @@ class NetworkEfficiency(BaseModel):
         return getattr(self, f"step_latency_{transport}_s")
 
 
-NOMINAL = NetworkEfficiency(node_efficiency=1.0, node_drop_all_reduce=0.0, node_drop_gather=0.0,
-                            node_drop_all_to_all=0.0, inter_efficiency=1.0, inter_ramp_bytes=0.0,
-                            node_latency_s=0.0, inter_latency_s=0.0, step_latency_tcpxo_s=0.0,
-                            step_latency_tcpx_s=0.0, step_latency_socket_s=0.0)
+NOMINAL = NetworkEfficiency(
+    node_efficiency=1.0, node_drop_all_reduce=0.0, node_drop_gather=0.0, node_drop_all_to_all=0.0,
+    inter_efficiency=1.0, inter_ramp_bytes=0.0, node_latency_s=0.0, inter_latency_s=0.0,
+    **{name: 0.0 for name in NetworkEfficiency.model_fields if name.startswith("step_latency_")},
+)
 """NCCL's own estimate, uncorrected (used when no efficiency is given)."""

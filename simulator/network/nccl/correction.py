@@ -1,21 +1,10 @@
 """trainsim's correction of NCCL's time estimate for one collective (``nccl-model.md`` §9).
 
 NCCL's tuner (:mod:`simulator.network.nccl.tuner`) picks an algorithm x protocol and
-estimates ``t = L + S / B``; trainsim keeps that choice and corrects its time with the fitted
-:class:`~simulator.network.efficiency.NetworkEfficiency` (its docstring defines the formula)::
-
-    t = L_NCCL + L_add + S / (B_NCCL * eta * r(S / n))
-
-- ``L_NCCL``: the choice's ``latency_us`` (µs -> s); ``B_NCCL``: its ``bandwidth_GBps``, the
-  algorithm bandwidth NCCL divides the nccl-tests size ``S`` by (GB/s -> bytes/s).
-- ``eta``: on one node ``node_efficiency * (1 - drop_family / n)``, across nodes
-  ``inter_efficiency``; family = all-reduce (also broadcast, reduce), gather (all-gather,
-  reduce-scatter) or all-to-all (also send/recv).
-- ``r(x) = 1 / (1 + (inter_ramp_bytes / x) ** inter_ramp_power)`` with ``x = S / n`` bytes per
-  rank, across nodes only (1 on one node, and 1 when ``inter_ramp_bytes`` is 0).
-- ``L_add``: ``node_latency_s`` on one node; across nodes
-  ``inter_latency_s + n_inter * step_latency_<transport>_s`` with ``n_inter`` the choice's
-  inter-node steps.
+estimates ``t = L + S / B``; trainsim keeps that choice and corrects its time by the formula of
+:class:`~simulator.network.efficiency.NetworkEfficiency` (defined in its docstring), with
+``L_NCCL`` the choice's ``latency_us`` (µs -> s), ``B_NCCL`` its ``bandwidth_GBps`` (GB/s ->
+bytes/s), ``n = system.n_ranks`` and ``n_inter`` the choice's inter-node steps.
 
 With :data:`~simulator.network.efficiency.NOMINAL` the result is NCCL's own estimate
 ``latency_us * 1e-6 + S / (bandwidth_GBps * 1e9)``. Zero bytes or a single rank cost 0 s.
@@ -23,6 +12,7 @@ With :data:`~simulator.network.efficiency.NOMINAL` the result is NCCL's own esti
 
 from __future__ import annotations
 
+from simulator.core.errors import InputError
 from simulator.network.efficiency import NetworkEfficiency
 from simulator.network.nccl.choice import Choice
 from simulator.network.nccl.system import NcclSystem
@@ -37,12 +27,11 @@ FAMILY = {
 
 def efficiency_factor(system: NcclSystem, kind: str, eff: NetworkEfficiency) -> float:
     """``eta``: the bandwidth efficiency of ``kind`` on ``system`` (a fraction)."""
+    family = FAMILY.get(kind)
+    if family is None:
+        raise InputError(f"unknown collective kind {kind!r}; use one of {', '.join(FAMILY)}", field="kind")
     if system.n_nodes > 1:
         return eff.inter_efficiency
-    try:
-        family = FAMILY[kind]
-    except KeyError:
-        raise ValueError(f"unknown collective kind {kind!r}; use one of {', '.join(FAMILY)}") from None
     drop = getattr(eff, f"node_drop_{family}")
     return eff.node_efficiency * (1.0 - drop / system.n_ranks)
 
